@@ -1,0 +1,127 @@
+//! Time, injected.
+//!
+//! Expiry, refresh-ahead and DPoP `iat` read a [`Clock`]. The transport estimates the offset
+//! between our clock and each server's from its `Date` header ([`ClockSkew`]), so proofs and
+//! expiry maths stay right on a machine whose clock is off.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A source of wall-clock time. Tests inject a manual clock.
+pub trait Clock: Debug + Send + Sync {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// Seconds since the Unix epoch for `t` (0 before the epoch).
+pub(crate) fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// The estimated offset of a server's clock from ours, learnt from `Date` headers.
+///
+/// `Date` has one-second resolution, so offsets under two seconds are treated as zero; larger
+/// ones are smoothed (the newest sample wins only when it moves the estimate by more than two
+/// seconds) so one odd response cannot swing it.
+#[derive(Debug, Default)]
+pub struct ClockSkew {
+    offset_ms: AtomicI64,
+    seen: AtomicBool,
+}
+
+impl ClockSkew {
+    /// A fresh estimate (offset zero).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record a server `Date` observed at local time `local`.
+    pub fn observe(&self, server_date: SystemTime, local: SystemTime) {
+        let offset_ms = match server_date.duration_since(local) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        // Date truncates to the second; a response also takes time. Below 2 s it is noise.
+        let offset_ms = if offset_ms.abs() < 2_000 {
+            0
+        } else {
+            offset_ms
+        };
+        let prev = self.offset_ms.load(Ordering::Relaxed);
+        if !self.seen.swap(true, Ordering::Relaxed) || (prev - offset_ms).abs() > 2_000 {
+            self.offset_ms.store(offset_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Record a raw `Date` header value (RFC 9110 §5.6.7); ignored when unparsable.
+    pub fn observe_header(&self, value: &str, local: SystemTime) {
+        if let Ok(t) = httpdate::parse_http_date(value) {
+            self.observe(t, local);
+        }
+    }
+
+    /// The current estimate: server time minus local time, in milliseconds.
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Local time `t` as the server would read it.
+    pub fn to_server(&self, t: SystemTime) -> SystemTime {
+        let off = self.offset_ms();
+        if off >= 0 {
+            t + Duration::from_millis(off.unsigned_abs())
+        } else {
+            t.checked_sub(Duration::from_millis(off.unsigned_abs()))
+                .unwrap_or(UNIX_EPOCH)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_skew_ignores_subsecond_noise() {
+        let s = ClockSkew::new();
+        let now = SystemTime::now();
+        s.observe(now + Duration::from_millis(900), now);
+        assert_eq!(s.offset_ms(), 0);
+    }
+
+    #[test]
+    fn clock_skew_tracks_server_ahead_and_behind() {
+        let s = ClockSkew::new();
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        s.observe(now + Duration::from_secs(120), now);
+        assert_eq!(s.offset_ms(), 120_000);
+        assert_eq!(s.to_server(now), now + Duration::from_secs(120));
+        s.observe(now - Duration::from_secs(60), now);
+        assert_eq!(s.offset_ms(), -60_000);
+        assert_eq!(s.to_server(now), now - Duration::from_secs(60));
+    }
+
+    #[test]
+    fn clock_skew_from_http_date_header() {
+        let s = ClockSkew::new();
+        let local = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
+        s.observe_header("Sun, 06 Nov 1994 08:59:37 GMT", local);
+        assert_eq!(s.offset_ms(), 600_000);
+        s.observe_header("garbage", local);
+        assert_eq!(s.offset_ms(), 600_000);
+    }
+}

@@ -1,0 +1,14 @@
+//! Discovery: authorization server metadata (RFC 8414 / OpenID Discovery), protected resource
+//! metadata (RFC 9728) and `WWW-Authenticate` challenges (RFC 9110 §11.6.1).
+
+mod challenge;
+mod resource_metadata;
+mod server_metadata;
+
+pub use challenge::{challenges_from_headers, parse_challenges, Challenge, ChallengeError};
+pub use resource_metadata::{
+    fetch_resource_metadata, resource_matches, resource_metadata_from_challenges,
+    resource_metadata_url, MetadataPolicy, ResourceMetadata,
+};
+pub(crate) use server_metadata::get_json;
+pub use server_metadata::{AuthorizationServer, Endpoint, MtlsEndpointAliases, ServerMetadata};

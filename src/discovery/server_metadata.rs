@@ -1,0 +1,485 @@
+//! Authorization server metadata (RFC 8414, OpenID Connect Discovery 1.0).
+//!
+//! [`AuthorizationServer`] fetches the metadata of one issuer: first the RFC 8414 §3.1 well-known
+//! URI (path inserted after the host), then OpenID discovery (path appended). The document's
+//! `issuer` must equal the configured issuer exactly (RFC 8414 §3.3, the mix-up defence). The
+//! result is cached for a TTL and fetched at most once at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::transport::{expect_json, HttpTransport, RetryPolicy};
+
+/// RFC 8705 §5 `mtls_endpoint_aliases`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MtlsEndpointAliases {
+    /// Token endpoint for mTLS clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// Revocation endpoint for mTLS clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    /// Introspection endpoint for mTLS clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_endpoint: Option<String>,
+    /// Device authorization endpoint for mTLS clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
+    /// Pushed authorization request endpoint for mTLS clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// UserInfo endpoint for mTLS clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    /// Other aliases, as sent.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Authorization server metadata (RFC 8414 §2, OpenID Connect Discovery §3, RFC 8628 §4,
+/// RFC 8705 §3.3/§5, RFC 9449 §5.1, RFC 9126 §5, RFC 9207 §3). Unknown members are kept in
+/// [`extra`](ServerMetadata::extra).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+#[allow(missing_docs)] // each field is the RFC member of the same name
+pub struct ServerMetadata {
+    pub issuer: String,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub registration_endpoint: Option<String>,
+    #[serde(default)]
+    pub scopes_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub response_types_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub response_modes_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub grant_types_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub service_documentation: Option<String>,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    #[serde(default)]
+    pub revocation_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+    #[serde(default)]
+    pub introspection_endpoint_auth_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    #[serde(default)]
+    pub require_pushed_authorization_requests: Option<bool>,
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+    #[serde(default)]
+    pub tls_client_certificate_bound_access_tokens: Option<bool>,
+    #[serde(default)]
+    pub mtls_endpoint_aliases: Option<MtlsEndpointAliases>,
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+    #[serde(default)]
+    pub subject_types_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub id_token_signing_alg_values_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub claims_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub authorization_details_types_supported: Option<Vec<String>>,
+    /// Other members, as sent.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Endpoints that have an mTLS alias (RFC 8705 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `token_endpoint`
+    Token,
+    /// `revocation_endpoint`
+    Revocation,
+    /// `introspection_endpoint`
+    Introspection,
+    /// `device_authorization_endpoint`
+    DeviceAuthorization,
+    /// `pushed_authorization_request_endpoint`
+    PushedAuthorizationRequest,
+    /// `userinfo_endpoint`
+    Userinfo,
+}
+
+impl ServerMetadata {
+    /// The URL of `endpoint`; with `mtls`, its `mtls_endpoint_aliases` entry when present
+    /// (RFC 8705 §5), else the plain one.
+    pub fn endpoint(&self, endpoint: Endpoint, mtls: bool) -> Option<&str> {
+        let alias = self.mtls_endpoint_aliases.as_ref().filter(|_| mtls);
+        fn pick<'a>(
+            plain: &'a Option<String>,
+            alias: Option<&'a Option<String>>,
+        ) -> Option<&'a str> {
+            alias.and_then(|a| a.as_deref()).or(plain.as_deref())
+        }
+        match endpoint {
+            Endpoint::Token => pick(&self.token_endpoint, alias.map(|a| &a.token_endpoint)),
+            Endpoint::Revocation => pick(
+                &self.revocation_endpoint,
+                alias.map(|a| &a.revocation_endpoint),
+            ),
+            Endpoint::Introspection => pick(
+                &self.introspection_endpoint,
+                alias.map(|a| &a.introspection_endpoint),
+            ),
+            Endpoint::DeviceAuthorization => pick(
+                &self.device_authorization_endpoint,
+                alias.map(|a| &a.device_authorization_endpoint),
+            ),
+            Endpoint::PushedAuthorizationRequest => pick(
+                &self.pushed_authorization_request_endpoint,
+                alias.map(|a| &a.pushed_authorization_request_endpoint),
+            ),
+            Endpoint::Userinfo => {
+                pick(&self.userinfo_endpoint, alias.map(|a| &a.userinfo_endpoint))
+            }
+        }
+    }
+
+    /// Does the server list `alg` in `dpop_signing_alg_values_supported`?
+    pub fn supports_dpop_alg(&self, alg: &str) -> bool {
+        self.dpop_signing_alg_values_supported
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|a| a == alg))
+    }
+
+    /// Parse and validate a metadata document fetched for `expected_issuer`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidResponse`] for malformed JSON or wrong types, [`Error::Discovery`] when
+    /// `issuer` differs from `expected_issuer`.
+    pub fn from_json(body: &[u8], expected_issuer: &str) -> Result<Self> {
+        let md: ServerMetadata = serde_json::from_slice(body).map_err(|e| {
+            Error::invalid(format!(
+                "server metadata: {}",
+                crate::error::sanitize(&e.to_string(), 200)
+            ))
+        })?;
+        md.validate(expected_issuer)?;
+        Ok(md)
+    }
+
+    fn validate(&self, expected_issuer: &str) -> Result<()> {
+        if self.issuer != expected_issuer {
+            return Err(Error::Discovery(format!(
+                "issuer mismatch: expected `{expected_issuer}`, metadata says `{}`",
+                crate::error::sanitize(&self.issuer, 200)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The two well-known URLs for `issuer`: RFC 8414 §3.1 (path inserted), then OpenID Discovery
+/// §4 (path appended).
+pub(crate) fn well_known_urls(issuer: &Url) -> Result<[Url; 2]> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut rfc8414 = issuer.clone();
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    let mut oidc = issuer.clone();
+    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
+    Ok([rfc8414, oidc])
+}
+
+/// Validate an issuer identifier (RFC 8414 §2: https, no query, no fragment).
+pub(crate) fn parse_issuer(issuer: &str) -> Result<Url> {
+    let url = Url::parse(issuer).map_err(|e| Error::config(format!("issuer is not a URL: {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::config("issuer must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+struct Cached {
+    at: Instant,
+    metadata: Arc<ServerMetadata>,
+}
+
+/// A discovered authorization server: its issuer, metadata cache and transport.
+///
+/// Cheap to clone. [`metadata`](Self::metadata) serves the cached document until the TTL
+/// passes; concurrent callers then share one fetch.
+#[derive(Clone)]
+pub struct AuthorizationServer {
+    inner: Arc<AsInner>,
+}
+
+struct AsInner {
+    issuer: String,
+    issuer_url: Url,
+    transport: HttpTransport,
+    ttl: Duration,
+    cache: ArcSwapOption<Cached>,
+    fetch: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AuthorizationServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationServer")
+            .field("issuer", &self.inner.issuer)
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizationServer {
+    /// A handle for `issuer`; nothing is fetched until [`metadata`](Self::metadata).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `issuer` is not a valid issuer identifier, [`Error::InsecureUrl`]
+    /// when it is not HTTPS (loopback excepted).
+    pub fn new(issuer: &str, transport: HttpTransport) -> Result<Self> {
+        let issuer_url = parse_issuer(issuer)?;
+        transport.check(&issuer_url)?;
+        Ok(AuthorizationServer {
+            inner: Arc::new(AsInner {
+                issuer: issuer.to_owned(),
+                issuer_url,
+                transport,
+                ttl: Duration::from_secs(3600),
+                cache: ArcSwapOption::empty(),
+                fetch: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// A handle whose metadata is already known (no discovery request). The document's issuer
+    /// must still equal `issuer`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new), plus [`Error::Discovery`] on an issuer mismatch.
+    pub fn from_metadata(metadata: ServerMetadata, transport: HttpTransport) -> Result<Self> {
+        let issuer = metadata.issuer.clone();
+        let this = Self::new(&issuer, transport)?;
+        this.inner.cache.store(Some(Arc::new(Cached {
+            at: Instant::now(),
+            metadata: Arc::new(metadata),
+        })));
+        Ok(this)
+    }
+
+    /// Set how long fetched metadata is used before it is fetched again (default one hour).
+    pub fn with_ttl(self, ttl: Duration) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|arc| AsInner {
+            issuer: arc.issuer.clone(),
+            issuer_url: arc.issuer_url.clone(),
+            transport: arc.transport.clone(),
+            ttl,
+            cache: ArcSwapOption::new(arc.cache.load_full()),
+            fetch: tokio::sync::Mutex::new(()),
+        });
+        AuthorizationServer {
+            inner: Arc::new(AsInner { ttl, ..inner }),
+        }
+    }
+
+    /// The configured issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The transport used for this server.
+    pub fn transport(&self) -> &HttpTransport {
+        &self.inner.transport
+    }
+
+    fn fresh(&self) -> Option<Arc<ServerMetadata>> {
+        let cached = self.inner.cache.load();
+        cached
+            .as_ref()
+            .filter(|c| c.at.elapsed() < self.inner.ttl)
+            .map(|c| c.metadata.clone())
+    }
+
+    /// The server's metadata, from cache or discovered now.
+    ///
+    /// # Errors
+    /// [`Error::Discovery`] when no well-known document exists or its issuer differs; transport
+    /// and parse errors as they occur.
+    pub async fn metadata(&self) -> Result<Arc<ServerMetadata>> {
+        if let Some(md) = self.fresh() {
+            return Ok(md);
+        }
+        let _guard = self.inner.fetch.lock().await;
+        if let Some(md) = self.fresh() {
+            return Ok(md);
+        }
+        let md = Arc::new(self.discover().await?);
+        self.inner.cache.store(Some(Arc::new(Cached {
+            at: Instant::now(),
+            metadata: md.clone(),
+        })));
+        Ok(md)
+    }
+
+    /// Forget the cached metadata; the next call fetches it again.
+    pub fn invalidate(&self) {
+        self.inner.cache.store(None);
+    }
+
+    async fn discover(&self) -> Result<ServerMetadata> {
+        let urls = well_known_urls(&self.inner.issuer_url)?;
+        let mut last = None;
+        for url in urls {
+            let resp = self
+                .inner
+                .transport
+                .execute(RetryPolicy::Idempotent, || get_json(&url))
+                .await?;
+            if resp.status().is_success() {
+                let body = expect_json(&resp, "server metadata")?;
+                return ServerMetadata::from_json(body, &self.inner.issuer);
+            }
+            tracing::debug!(target: "agent_oauth", url = %url, status = resp.status().as_u16(),
+                "well-known metadata not found");
+            last = Some(resp.status().as_u16());
+        }
+        Err(Error::Discovery(format!(
+            "no metadata for issuer `{}` at RFC 8414 or OpenID well-known URLs (last status {})",
+            self.inner.issuer,
+            last.unwrap_or(0)
+        )))
+    }
+}
+
+pub(crate) fn get_json(url: &Url) -> Result<crate::transport::HttpRequest> {
+    http::Request::get(url.as_str())
+        .header(http::header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| Error::config(format!("cannot build request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_well_known_path_insertion() {
+        let [a, b] =
+            well_known_urls(&Url::parse("https://as.example.com").expect("url")).expect("urls");
+        assert_eq!(
+            a.as_str(),
+            "https://as.example.com/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            b.as_str(),
+            "https://as.example.com/.well-known/openid-configuration"
+        );
+        let [a, b] = well_known_urls(&Url::parse("https://as.example.com/issuer1").expect("url"))
+            .expect("urls");
+        // RFC 8414 §3.1 example
+        assert_eq!(
+            a.as_str(),
+            "https://as.example.com/.well-known/oauth-authorization-server/issuer1"
+        );
+        assert_eq!(
+            b.as_str(),
+            "https://as.example.com/issuer1/.well-known/openid-configuration"
+        );
+    }
+
+    #[test]
+    fn discovery_issuer_must_match_exactly() {
+        let doc =
+            br#"{"issuer":"https://as.example.com","token_endpoint":"https://as.example.com/t"}"#;
+        assert!(ServerMetadata::from_json(doc, "https://as.example.com").is_ok());
+        let err = ServerMetadata::from_json(doc, "https://as.example.com/").expect_err("slash");
+        assert!(matches!(err, Error::Discovery(_)));
+        let err = ServerMetadata::from_json(doc, "https://evil.example.com").expect_err("mixup");
+        assert!(err.to_string().contains("issuer mismatch"));
+    }
+
+    #[test]
+    fn discovery_metadata_fields_typed_and_extra_kept() {
+        // RFC 8414 §3.2 example, plus RFC 8705 and RFC 9449 members and an unknown one.
+        let doc = br#"{
+          "issuer": "https://server.example.com",
+          "authorization_endpoint": "https://server.example.com/authorize",
+          "token_endpoint": "https://server.example.com/token",
+          "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+          "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+          "userinfo_endpoint": "https://server.example.com/userinfo",
+          "jwks_uri": "https://server.example.com/jwks.json",
+          "registration_endpoint": "https://server.example.com/register",
+          "scopes_supported": ["openid", "profile", "email", "address", "phone", "offline_access"],
+          "response_types_supported": ["code", "code token"],
+          "service_documentation": "http://server.example.com/service_documentation.html",
+          "ui_locales_supported": ["en-US", "en-GB", "en-CA", "fr-FR", "fr-CA"],
+          "dpop_signing_alg_values_supported": ["ES256"],
+          "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.example.com/token",
+                                    "custom_endpoint": "https://mtls.example.com/c"}
+        }"#;
+        let md = ServerMetadata::from_json(doc, "https://server.example.com").expect("md");
+        assert!(md.supports_dpop_alg("ES256"));
+        assert!(!md.supports_dpop_alg("RS256"));
+        assert!(md.extra.contains_key("ui_locales_supported"));
+        assert_eq!(
+            md.endpoint(Endpoint::Token, false),
+            Some("https://server.example.com/token")
+        );
+        assert_eq!(
+            md.endpoint(Endpoint::Token, true),
+            Some("https://mtls.example.com/token")
+        );
+        assert_eq!(md.endpoint(Endpoint::Revocation, true), None);
+        assert_eq!(
+            md.endpoint(Endpoint::Userinfo, true),
+            Some("https://server.example.com/userinfo")
+        );
+        let aliases = md.mtls_endpoint_aliases.as_ref().expect("aliases");
+        assert!(aliases.extra.contains_key("custom_endpoint"));
+    }
+
+    #[test]
+    fn discovery_wrong_types_are_typed_errors() {
+        for doc in [
+            &br#"{"issuer": 5}"#[..],
+            br#"{"token_endpoint": "x"}"#,
+            br#"{"issuer":"https://a","scopes_supported":"openid"}"#,
+            br#"{"issuer":"https://a","require_pushed_authorization_requests":"yes"}"#,
+            b"not json",
+            b"[]",
+        ] {
+            let err = ServerMetadata::from_json(doc, "https://a").expect_err("bad");
+            assert!(matches!(err, Error::InvalidResponse(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn discovery_issuer_identifier_validated() {
+        assert!(parse_issuer("https://a.example/x").is_ok());
+        assert!(parse_issuer("https://a.example/?q=1").is_err());
+        assert!(parse_issuer("https://a.example/#f").is_err());
+        assert!(parse_issuer("not a url").is_err());
+    }
+}

@@ -1,0 +1,418 @@
+//! The crate's error type.
+//!
+//! One public [`Error`] whose variants say what failed. Every server response is untrusted, so
+//! nothing a server sends can turn into a panic: it becomes one of these variants. No variant ever
+//! carries a token, key or client secret; server bodies kept for diagnosis are capped
+//! ([`MAX_ERROR_BODY`]) and never contain what the client sent.
+
+use std::fmt;
+
+use crate::discovery::Challenge;
+
+/// How many bytes of an unexpected response body an error keeps for diagnosis.
+pub const MAX_ERROR_BODY: usize = 512;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong.
+///
+/// Match on the variant for detail, or ask the classification methods
+/// ([`is_retryable`](Error::is_retryable), [`oauth_error`](Error::oauth_error),
+/// [`status`](Error::status)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller's configuration or use of the API is wrong (not a server fault).
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// A URL is not acceptable: not HTTPS off loopback, not absolute, or has a fragment.
+    #[error("refused URL {url}: {reason}")]
+    InsecureUrl {
+        /// The URL's origin (never its query).
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// The request could not be sent or the response not read (DNS, connect, TLS, reset, ...).
+    #[error("transport error ({kind})")]
+    Transport {
+        /// What kind of transport failure.
+        kind: TransportErrorKind,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// The operation's overall deadline passed (all attempts together).
+    #[error("operation timed out after {0:?}")]
+    Timeout(std::time::Duration),
+
+    /// The response body was larger than the configured cap.
+    #[error("response body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The configured cap in bytes.
+        limit: usize,
+    },
+
+    /// An OAuth error response (RFC 6749 §5.2, RFC 6750 §3, RFC 9449 §7.1).
+    #[error("{0}")]
+    OAuth(Box<OAuthError>),
+
+    /// The server answered with an HTTP status that is not an OAuth error response.
+    #[error("unexpected HTTP status {status}{}", body_suffix(.body))]
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the body (at most [`MAX_ERROR_BODY`] bytes, lossily decoded).
+        body: String,
+        /// Seconds the server asked us to wait (`Retry-After`), when given.
+        retry_after: Option<std::time::Duration>,
+    },
+
+    /// The server's response is malformed: wrong content type, bad JSON, wrong types, missing
+    /// fields, a value that breaks a protocol rule.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+
+    /// Discovery failed: the document is missing, or its `issuer` / `resource` does not match
+    /// (mix-up defence, RFC 8414 §3.3, RFC 9728 §3.3).
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+
+    /// A `WWW-Authenticate` header could not be parsed.
+    #[error("malformed WWW-Authenticate header: {0}")]
+    Challenge(#[from] crate::discovery::ChallengeError),
+
+    /// The grant can no longer be used (refresh token rejected with `invalid_grant`, expired or
+    /// revoked): a user or operator must authorize again.
+    #[error("reauthorization required: {0}")]
+    ReauthorizationRequired(String),
+
+    /// A key or signature operation failed.
+    #[error("crypto error: {0}")]
+    Crypto(String),
+
+    /// The token store failed.
+    #[error("token store error: {0}")]
+    Store(String),
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+/// The kind of a [`Error::Transport`] failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// Could not connect (refused, DNS, TLS handshake). The request never reached the server.
+    Connect,
+    /// One attempt timed out.
+    Timeout,
+    /// The connection failed after the request may have been sent, or the body failed to read.
+    Other,
+}
+
+impl fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Other => "io",
+        })
+    }
+}
+
+impl Error {
+    /// True for failures worth retrying later: connect errors, timeouts, 5xx, 429, and OAuth
+    /// errors that say so (`temporarily_unavailable`, `slow_down`, `server_error`).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { kind, .. } => {
+                matches!(
+                    kind,
+                    TransportErrorKind::Connect | TransportErrorKind::Timeout
+                )
+            }
+            Error::Timeout(_) => true,
+            Error::Http { status, .. } => *status == 429 || (500..600).contains(status),
+            Error::OAuth(e) => {
+                e.status == 429
+                    || (500..600).contains(&e.status)
+                    || matches!(
+                        e.error,
+                        OAuthErrorCode::TemporarilyUnavailable
+                            | OAuthErrorCode::ServerError
+                            | OAuthErrorCode::SlowDown
+                    )
+            }
+            _ => false,
+        }
+    }
+
+    /// The OAuth error response, if this is one.
+    pub fn oauth_error(&self) -> Option<&OAuthError> {
+        match self {
+            Error::OAuth(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status the server answered with, when the failure came with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::OAuth(e) => Some(e.status),
+            Error::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidResponse(msg.into())
+    }
+
+    pub(crate) fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+}
+
+/// An OAuth 2 error response (RFC 6749 §5.2), or a resource's `WWW-Authenticate` error
+/// (RFC 6750 §3), with the HTTP status it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OAuthError {
+    /// The `error` code.
+    pub error: OAuthErrorCode,
+    /// `error_description`, if sent (capped, control characters removed).
+    pub error_description: Option<String>,
+    /// `error_uri`, if sent.
+    pub error_uri: Option<String>,
+    /// The HTTP status of the response.
+    pub status: u16,
+    /// Challenges parsed from `WWW-Authenticate`, if the response had any.
+    pub challenges: Vec<Challenge>,
+    /// The `DPoP-Nonce` the response carried, if any (RFC 9449 §8, §9).
+    pub dpop_nonce: Option<String>,
+}
+
+impl OAuthError {
+    /// A new error with just a code and a status.
+    pub fn new(error: OAuthErrorCode, status: u16) -> Self {
+        OAuthError {
+            error,
+            error_description: None,
+            error_uri: None,
+            status,
+            challenges: Vec::new(),
+            dpop_nonce: None,
+        }
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OAuth error `{}` (HTTP {})", self.error, self.status)?;
+        if let Some(d) = &self.error_description {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OAuthError {}
+
+impl From<OAuthError> for Error {
+    fn from(e: OAuthError) -> Self {
+        Error::OAuth(Box::new(e))
+    }
+}
+
+/// An OAuth error code. Codes this crate does not know are kept as
+/// [`Extension`](OAuthErrorCode::Extension).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OAuthErrorCode {
+    /// `invalid_request` (RFC 6749 §5.2)
+    InvalidRequest,
+    /// `invalid_client`
+    InvalidClient,
+    /// `invalid_grant`
+    InvalidGrant,
+    /// `unauthorized_client`
+    UnauthorizedClient,
+    /// `unsupported_grant_type`
+    UnsupportedGrantType,
+    /// `invalid_scope`
+    InvalidScope,
+    /// `invalid_target` (RFC 8707 §2, RFC 8693 §2.2.2)
+    InvalidTarget,
+    /// `invalid_token` (RFC 6750 §3.1)
+    InvalidToken,
+    /// `insufficient_scope` (RFC 6750 §3.1)
+    InsufficientScope,
+    /// `invalid_dpop_proof` (RFC 9449 §5, §7.1)
+    InvalidDpopProof,
+    /// `use_dpop_nonce` (RFC 9449 §8, §9)
+    UseDpopNonce,
+    /// `authorization_pending` (RFC 8628 §3.5)
+    AuthorizationPending,
+    /// `slow_down` (RFC 8628 §3.5)
+    SlowDown,
+    /// `access_denied`
+    AccessDenied,
+    /// `expired_token` (RFC 8628 §3.5)
+    ExpiredToken,
+    /// `server_error`
+    ServerError,
+    /// `temporarily_unavailable`
+    TemporarilyUnavailable,
+    /// `unsupported_token_type` (RFC 7009 §2.2.1)
+    UnsupportedTokenType,
+    /// Any other code.
+    Extension(String),
+}
+
+impl OAuthErrorCode {
+    /// Parse a code as sent on the wire (case-sensitive, as RFC 6749 defines them).
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "invalid_request" => Self::InvalidRequest,
+            "invalid_client" => Self::InvalidClient,
+            "invalid_grant" => Self::InvalidGrant,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "unsupported_grant_type" => Self::UnsupportedGrantType,
+            "invalid_scope" => Self::InvalidScope,
+            "invalid_target" => Self::InvalidTarget,
+            "invalid_token" => Self::InvalidToken,
+            "insufficient_scope" => Self::InsufficientScope,
+            "invalid_dpop_proof" => Self::InvalidDpopProof,
+            "use_dpop_nonce" => Self::UseDpopNonce,
+            "authorization_pending" => Self::AuthorizationPending,
+            "slow_down" => Self::SlowDown,
+            "access_denied" => Self::AccessDenied,
+            "expired_token" => Self::ExpiredToken,
+            "server_error" => Self::ServerError,
+            "temporarily_unavailable" => Self::TemporarilyUnavailable,
+            "unsupported_token_type" => Self::UnsupportedTokenType,
+            other => Self::Extension(sanitize(other, 64)),
+        }
+    }
+
+    /// The code as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::SlowDown => "slow_down",
+            Self::AccessDenied => "access_denied",
+            Self::ExpiredToken => "expired_token",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::Extension(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Keep at most `max` characters of server-provided text, dropping control characters, so
+/// that a hostile server cannot forge log lines or flood errors.
+pub(crate) fn sanitize(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_round_trip() {
+        for code in [
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "invalid_target",
+            "invalid_token",
+            "insufficient_scope",
+            "invalid_dpop_proof",
+            "use_dpop_nonce",
+            "authorization_pending",
+            "slow_down",
+            "access_denied",
+            "expired_token",
+            "server_error",
+            "temporarily_unavailable",
+            "unsupported_token_type",
+            "custom_code",
+        ] {
+            assert_eq!(OAuthErrorCode::parse(code).as_str(), code);
+        }
+        assert_eq!(
+            OAuthErrorCode::parse("x_y"),
+            OAuthErrorCode::Extension("x_y".into())
+        );
+    }
+
+    #[test]
+    fn error_retryable_classification() {
+        let http = |status| Error::Http {
+            status,
+            body: String::new(),
+            retry_after: None,
+        };
+        assert!(http(503).is_retryable());
+        assert!(http(429).is_retryable());
+        assert!(!http(404).is_retryable());
+        assert!(!Error::from(OAuthError::new(OAuthErrorCode::InvalidGrant, 400)).is_retryable());
+        assert!(
+            Error::from(OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, 400))
+                .is_retryable()
+        );
+        assert!(!Error::config("x").is_retryable());
+        assert_eq!(http(418).status(), Some(418));
+    }
+
+    #[test]
+    fn error_sanitize_strips_control_and_caps() {
+        assert_eq!(sanitize("a\r\nb", 10), "ab");
+        assert_eq!(sanitize("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn error_is_small() {
+        assert!(
+            std::mem::size_of::<Error>() <= 64,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
+}

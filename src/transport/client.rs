@@ -1,0 +1,345 @@
+//! The reqwest client, its limits, and the retry loop.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder as _;
+use bytes::{Bytes, BytesMut};
+use rand::Rng as _;
+use url::Url;
+
+use super::retry::{parse_retry_after, Decision, RetryPolicy};
+use super::{HttpRequest, HttpResponse};
+use crate::clock::{Clock, ClockSkew, SystemClock};
+use crate::error::{Error, Result, TransportErrorKind};
+
+/// Limits and timeouts of an [`HttpTransport`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// Time allowed to establish a connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// Time allowed for one attempt, headers and body (default 30 s).
+    pub request_timeout: Duration,
+    /// Time allowed for one operation, all attempts and waits together (default 60 s).
+    pub deadline: Duration,
+    /// Largest response body accepted, enforced while streaming (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Attempts per operation, the first included (default 3).
+    pub max_attempts: usize,
+    /// First backoff delay before jitter (default 200 ms).
+    pub min_backoff: Duration,
+    /// Largest backoff delay before jitter (default 5 s).
+    pub max_backoff: Duration,
+    /// Largest `Retry-After` honoured; a server asking for longer is not retried (default 30 s).
+    pub max_retry_after: Duration,
+    /// `User-Agent` sent with every request.
+    pub user_agent: String,
+    pub(crate) allow_insecure_http: bool,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            deadline: Duration::from_secs(60),
+            max_body_bytes: 1024 * 1024,
+            max_attempts: 3,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(30),
+            user_agent: concat!("agent-oauth/", env!("CARGO_PKG_VERSION")).to_owned(),
+            allow_insecure_http: false,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Allow plain `http://` URLs on any host. Loopback hosts never need this.
+    ///
+    /// # Security
+    /// Tokens and client secrets then cross the network in clear text. For tests only; reached
+    /// through [`dangerous::allow_insecure_http`](crate::dangerous::allow_insecure_http).
+    pub(crate) fn set_allow_insecure_http(&mut self, allow: bool) {
+        self.allow_insecure_http = allow;
+    }
+}
+
+/// The HTTP client of an agent. Cheap to clone (`Arc` inside).
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: reqwest::Client,
+    config: TransportConfig,
+    skew: ClockSkew,
+    clock: Arc<dyn Clock>,
+}
+
+impl HttpTransport {
+    /// A transport with the default configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the TLS backend cannot be initialised.
+    pub fn new() -> Result<Self> {
+        Self::with_config(TransportConfig::default())
+    }
+
+    /// A transport with the given configuration.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the TLS backend cannot be initialised.
+    pub fn with_config(config: TransportConfig) -> Result<Self> {
+        Self::build(config, Arc::new(SystemClock), |b| b)
+    }
+
+    /// Build with a clock and a hook to adjust the reqwest builder (client identities, roots).
+    pub(crate) fn build(
+        config: TransportConfig,
+        clock: Arc<dyn Clock>,
+        customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self> {
+        let builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .user_agent(config.user_agent.clone());
+        let client = customize(builder)
+            .build()
+            .map_err(|e| Error::config(format!("cannot build HTTP client: {e}")))?;
+        Ok(HttpTransport {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                skew: ClockSkew::new(),
+                clock,
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// The estimated server clock offset, learnt from `Date` headers.
+    pub fn clock_skew(&self) -> &ClockSkew {
+        &self.inner.skew
+    }
+
+    /// The injected clock.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Check a URL against the transport's HTTPS policy.
+    pub(crate) fn check(&self, url: &Url) -> Result<()> {
+        check_url(url, self.inner.config.allow_insecure_http)
+    }
+
+    /// Send a request built by `make`, retrying as `policy` allows within the deadline.
+    ///
+    /// `make` is called once per attempt, so each attempt can carry fresh single-use material
+    /// (a DPoP proof `jti`, a client assertion). Every response is returned, whatever its status;
+    /// only transport failures are errors.
+    ///
+    /// # Errors
+    /// [`Error::InsecureUrl`], [`Error::Transport`], [`Error::Timeout`], [`Error::BodyTooLarge`],
+    /// or whatever `make` returns.
+    pub async fn execute<F>(&self, policy: RetryPolicy, mut make: F) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+    {
+        let deadline = self.inner.config.deadline;
+        match tokio::time::timeout(deadline, self.execute_inner(policy, &mut make)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(deadline)),
+        }
+    }
+
+    async fn execute_inner<F>(&self, policy: RetryPolicy, make: &mut F) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+    {
+        let cfg = &self.inner.config;
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(cfg.min_backoff)
+            .with_max_delay(cfg.max_backoff)
+            .with_max_times(cfg.max_attempts.saturating_sub(1))
+            .build();
+        loop {
+            let request = make()?;
+            let outcome = self.send_once(request).await;
+            let decision = match &outcome {
+                Ok(resp) => {
+                    let retry_after = resp
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, self.inner.clock.now()));
+                    policy.after_status(resp.status().as_u16(), retry_after)
+                }
+                Err(Error::Transport { kind, .. }) => policy.after_error(
+                    *kind == TransportErrorKind::Connect,
+                    *kind == TransportErrorKind::Timeout,
+                ),
+                Err(_) => Decision::Stop,
+            };
+            let wait = match decision {
+                Decision::Stop => return outcome,
+                Decision::Retry(server_wait) => {
+                    if server_wait.is_some_and(|w| w > cfg.max_retry_after) {
+                        return outcome;
+                    }
+                    let Some(base) = backoff.next() else {
+                        return outcome;
+                    };
+                    // Full jitter: uniform in [0, base], but never sooner than the server asked.
+                    let jittered = full_jitter(base);
+                    server_wait.map_or(jittered, |w| w.max(jittered))
+                }
+            };
+            tracing::debug!(target: "agent_oauth", ?wait, "retrying request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt: check, send, record `Date`, read the body under the cap.
+    async fn send_once(&self, request: HttpRequest) -> Result<HttpResponse> {
+        let url = Url::parse(&request.uri().to_string())
+            .map_err(|_| Error::config("request URI is not an absolute URL"))?;
+        self.check(&url)?;
+        let mut req = reqwest::Request::try_from(request)
+            .map_err(|e| Error::config(format!("cannot build request: {e}")))?;
+        *req.timeout_mut() = Some(self.inner.config.request_timeout);
+        let resp = self
+            .inner
+            .client
+            .execute(req)
+            .await
+            .map_err(transport_error)?;
+        if let Some(date) = resp
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.inner.skew.observe_header(date, self.inner.clock.now());
+        }
+        read_capped(resp, self.inner.config.max_body_bytes).await
+    }
+}
+
+fn full_jitter(base: Duration) -> Duration {
+    let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+}
+
+fn transport_error(e: reqwest::Error) -> Error {
+    let kind = if e.is_connect() {
+        TransportErrorKind::Connect
+    } else if e.is_timeout() {
+        TransportErrorKind::Timeout
+    } else {
+        TransportErrorKind::Other
+    };
+    Error::Transport {
+        kind,
+        source: Some(Box::new(e.without_url())),
+    }
+}
+
+/// Read the body, refusing it as soon as it passes `limit` (a declared `Content-Length` over the
+/// limit is refused before reading anything).
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<HttpResponse> {
+    if resp.content_length().is_some_and(|len| len > limit as u64) {
+        return Err(Error::BodyTooLarge { limit });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(Error::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut out = http::Response::new(Bytes::from(body));
+    *out.status_mut() = resp.status();
+    *out.version_mut() = resp.version();
+    *out.headers_mut() = std::mem::take(resp.headers_mut());
+    Ok(out)
+}
+
+/// Is `url` acceptable to send credentials to? HTTPS anywhere; plain HTTP only on loopback
+/// (127.0.0.0/8, ::1, `localhost`) unless `allow_insecure` is set. Fragments and userinfo are refused.
+pub(crate) fn check_url(url: &Url, allow_insecure: bool) -> Result<()> {
+    let refuse = |reason| {
+        Err(Error::InsecureUrl {
+            url: url.origin().ascii_serialization(),
+            reason,
+        })
+    };
+    if url.fragment().is_some() {
+        return refuse("URL has a fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("URL has user information");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure || is_loopback(url) => Ok(()),
+        "http" => refuse("plain http is only allowed for loopback hosts"),
+        _ => refuse("scheme must be https"),
+    }
+}
+
+/// True for 127.0.0.0/8, ::1 and `localhost` (RFC 6761 §6.3, also `*.localhost`).
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).expect("url")
+    }
+
+    #[test]
+    fn transport_https_required_off_loopback() {
+        assert!(check_url(&url("https://as.example.com/x"), false).is_ok());
+        assert!(check_url(&url("http://127.0.0.1:8080/"), false).is_ok());
+        assert!(check_url(&url("http://127.9.9.9/"), false).is_ok());
+        assert!(check_url(&url("http://[::1]:99/"), false).is_ok());
+        assert!(check_url(&url("http://localhost/"), false).is_ok());
+        assert!(check_url(&url("http://api.localhost/"), false).is_ok());
+        let err = check_url(&url("http://as.example.com/?secret=1"), false).expect_err("http");
+        assert!(matches!(err, Error::InsecureUrl { .. }));
+        assert!(!err.to_string().contains("secret"));
+        assert!(check_url(&url("http://as.example.com/"), true).is_ok());
+        assert!(check_url(&url("http://localhost.example.com/"), false).is_err());
+        assert!(check_url(&url("ftp://127.0.0.1/"), false).is_err());
+        assert!(check_url(&url("https://a.example/#frag"), false).is_err());
+        assert!(check_url(&url("https://user:pw@a.example/"), false).is_err());
+    }
+
+    #[test]
+    fn transport_full_jitter_stays_in_range() {
+        for _ in 0..100 {
+            assert!(full_jitter(Duration::from_millis(10)) <= Duration::from_millis(10));
+        }
+        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
+    }
+}

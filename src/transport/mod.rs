@@ -1,0 +1,31 @@
+//! HTTP transport: the only module that sends.
+//!
+//! One [`HttpTransport`] per agent wraps a reqwest client (rustls, redirects off) and adds what
+//! an OAuth client needs around every exchange:
+//!
+//! - connect and per-attempt timeouts, and an overall deadline per operation;
+//! - retries with exponential backoff and full jitter (backon), only for connect errors, 5xx and
+//!   429, and only when the request's [`RetryPolicy`] allows; `Retry-After` (seconds or
+//!   HTTP-date) is honoured up to a cap;
+//! - response bodies capped while streaming (default 1 MiB);
+//! - HTTPS required except for loopback hosts, unless the caller opted out under
+//!   [`dangerous`](crate::dangerous);
+//! - the server's `Date` header recorded into a [`ClockSkew`](crate::ClockSkew) estimate.
+//!
+//! Requests are built by sans-IO protocol code as `http::Request<Vec<u8>>` and responses come back
+//! as `http::Response<Bytes>`, so protocol steps can be unit-tested without a network.
+
+mod client;
+mod response;
+mod retry;
+
+pub(crate) use client::check_url;
+pub use client::{HttpTransport, TransportConfig};
+pub(crate) use response::{expect_json, json_body, oauth_error, reject_status};
+pub(crate) use retry::parse_retry_after;
+pub use retry::RetryPolicy;
+
+/// A response as the transport returns it: status, headers and the whole (capped) body.
+pub type HttpResponse = http::Response<bytes::Bytes>;
+/// A prepared request: method, URL, headers and body.
+pub type HttpRequest = http::Request<Vec<u8>>;
