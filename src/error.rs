@@ -20,7 +20,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Match on the variant for detail, or ask the classification methods
 /// ([`is_retryable`](Error::is_retryable), [`oauth_error`](Error::oauth_error),
 /// [`status`](Error::status)).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The caller's configuration or use of the API is wrong (not a server fault).
@@ -43,7 +43,7 @@ pub enum Error {
         kind: TransportErrorKind,
         /// The underlying error, when there is one.
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The operation's overall deadline passed (all attempts together).

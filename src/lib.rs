@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod client_auth;
 mod clock;
 mod discovery;
 mod error;
@@ -10,6 +11,7 @@ mod transport;
 
 pub mod dangerous;
 
+pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
 pub use clock::{Clock, ClockSkew, SystemClock};
 pub use discovery::{
     challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
@@ -20,7 +22,9 @@ pub use discovery::{
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
 pub use secret::SecretString;
 pub use token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
-pub use transport::{HttpRequest, HttpResponse, HttpTransport, RetryPolicy, TransportConfig};
+pub use transport::{
+    FormRequest, HttpRequest, HttpResponse, HttpTransport, RetryPolicy, TransportConfig,
+};
 
 #[allow(dead_code)]
 fn _assert_send_sync() {

@@ -39,6 +39,15 @@ impl SecretString {
     }
 }
 
+/// 16 random bytes (128 bits), base64url: for `jti`, `state`, nonces.
+pub(crate) fn random_id() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The fingerprint of a secret value (see [`SecretString::fingerprint`]).
 pub(crate) fn fingerprint(value: &str) -> String {
     use base64::Engine as _;

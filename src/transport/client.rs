@@ -249,7 +249,7 @@ fn transport_error(e: reqwest::Error) -> Error {
     };
     Error::Transport {
         kind,
-        source: Some(Box::new(e.without_url())),
+        source: Some(Arc::new(e.without_url())),
     }
 }
 

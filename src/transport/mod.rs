@@ -16,11 +16,13 @@
 //! as `http::Response<Bytes>`, so protocol steps can be unit-tested without a network.
 
 mod client;
+mod form;
 mod response;
 mod retry;
 
 pub(crate) use client::check_url;
 pub use client::{HttpTransport, TransportConfig};
+pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error, reject_status};
 pub(crate) use retry::parse_retry_after;
 pub use retry::RetryPolicy;
