@@ -609,3 +609,92 @@ async fn dpop_nonces_at_as_and_rs() {
     assert_eq!(ex["token_type"], json!("DPoP"));
     assert_eq!(claims(ex["access_token"].as_str().unwrap())["cnf"]["jkt"], json!(key.thumbprint()));
 }
+
+/// Runs `openssl` with `args` in `dir`; false when it is missing or fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn mtls_client_auth_and_bound_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    // Extensions make `x509 -req` issue X.509 v3 (webpki rejects v1).
+    std::fs::write(d.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let steps: Vec<Vec<&str>> = vec![
+        [&["req", "-x509"][..], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Test CA"]].concat(),
+        [&["req"][..], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+        vec!["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"],
+        [&["req"][..], &ec[..], &["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=agent/O=Example"]].concat(),
+        vec!["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext"],
+    ];
+    for step in &steps {
+        if !openssl(d, step) {
+            eprintln!("openssl unavailable or failed ({step:?}); skipping mTLS smoke test");
+            return;
+        }
+    }
+    let path = |n: &str| d.join(n).to_str().unwrap().to_owned();
+    let cfg = json!({
+        "tls": { "cert": path("server.pem"), "key": path("server.key"), "ca": path("ca.pem") },
+        "resource_server": true,
+        "clients": [{
+            "client_id": "mtls",
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=agent,O=Example",
+            "tls_client_certificate_bound_access_tokens": true,
+            "grant_types": ["client_credentials"],
+            "redirect_uris": [],
+            "response_types": []
+        }]
+    });
+    let Some(p) = OidcProvider::start(cfg).await else { return };
+    assert!(p.issuer.starts_with("https://127.0.0.1:"));
+    let api = p.resource.clone().unwrap();
+
+    let (s, _, doc) = get(&p, &p.url("/.well-known/oauth-authorization-server"), None, None).await;
+    assert_eq!(s, 200);
+    println!("mtls_endpoint_aliases: {}", doc["mtls_endpoint_aliases"]);
+    assert_eq!(doc["mtls_endpoint_aliases"]["token_endpoint"], json!(p.url("/token")));
+    assert_eq!(doc["tls_client_certificate_bound_access_tokens"], json!(true));
+
+    let mut pem = std::fs::read(d.join("client.pem")).unwrap();
+    pem.extend(std::fs::read(d.join("client.key")).unwrap());
+    let identity = reqwest::Identity::from_pem(&pem).unwrap();
+    let with_cert = p.http_client_builder().identity(identity).build().unwrap();
+
+    let resp = with_cert
+        .post(p.url("/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "mtls"), ("resource", api.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let at = body["access_token"].as_str().unwrap().to_owned();
+    let c = claims(&at);
+    println!("mTLS token claims: {c}");
+    assert!(c["cnf"]["x5t#S256"].is_string());
+
+    // Without the certificate: client auth fails, bound token refused.
+    let (s, _, e) = form(&p, "/token", None, &[("grant_type", "client_credentials"), ("client_id", "mtls")], None).await;
+    assert_eq!((s, e["error"].clone()), (401, json!("invalid_client")));
+    let (s, _, _) = get(&p, &format!("{api}/x"), Some(format!("Bearer {at}")), None).await;
+    assert_eq!(s, 401);
+    let resp = with_cert
+        .get(format!("{api}/x"))
+        .header("Authorization", format!("Bearer {at}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}

@@ -308,6 +308,10 @@ const configuration = {
       },
     } : {}),
   },
+  clientAuthMethods: [
+    'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none',
+    ...(tls ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
+  ],
   ...(tls ? {
     discovery: {
       // Every endpoint accepts client certificates on the same origin.

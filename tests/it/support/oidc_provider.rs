@@ -248,6 +248,12 @@ impl OidcProvider {
     /// A reqwest client suited to this server: no redirect following, no
     /// proxy, and trusting `tls.ca` of the config when TLS is on.
     pub fn http_client(&self) -> reqwest::Client {
+        self.http_client_builder().build().expect("build reqwest client")
+    }
+
+    /// The builder behind [`OidcProvider::http_client`], e.g. to add a client
+    /// certificate with `.identity(..)` for mTLS.
+    pub fn http_client_builder(&self) -> reqwest::ClientBuilder {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -256,7 +262,7 @@ impl OidcProvider {
             let cert = reqwest::Certificate::from_pem(pem).expect("tls.ca is not a PEM certificate");
             builder = builder.add_root_certificate(cert);
         }
-        builder.build().expect("build reqwest client")
+        builder
     }
 
     /// Runs an authorization request with the given query parameters
