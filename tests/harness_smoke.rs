@@ -84,7 +84,12 @@ async fn form(
     (status, headers, body)
 }
 
-async fn get(p: &OidcProvider, url: &str, authz: Option<String>, dpop: Option<String>) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn get(
+    p: &OidcProvider,
+    url: &str,
+    authz: Option<String>,
+    dpop: Option<String>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut req = p.http_client().get(url);
     if let Some(a) = authz {
         req = req.header("Authorization", a);
@@ -127,7 +132,13 @@ impl Dpop {
         B64.encode(Sha256::digest(canonical.as_bytes()))
     }
 
-    fn proof(&self, htm: &str, htu: &str, nonce: Option<&str>, access_token: Option<&str>) -> String {
+    fn proof(
+        &self,
+        htm: &str,
+        htu: &str,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+    ) -> String {
         let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk });
         let iat = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -157,9 +168,17 @@ impl Dpop {
 
 #[tokio::test]
 async fn discovery_and_issuer_override() {
-    let Some(p) = OidcProvider::start(json!({ "clients": clients() })).await else { return };
+    let Some(p) = OidcProvider::start(json!({ "clients": clients() })).await else {
+        return;
+    };
     let (s1, _, oidc) = get(&p, &p.url("/.well-known/openid-configuration"), None, None).await;
-    let (s2, _, oauth) = get(&p, &p.url("/.well-known/oauth-authorization-server"), None, None).await;
+    let (s2, _, oauth) = get(
+        &p,
+        &p.url("/.well-known/oauth-authorization-server"),
+        None,
+        None,
+    )
+    .await;
     println!("openid-configuration: {s1}, oauth-authorization-server: {s2}");
     assert_eq!(s1, 200);
     assert_eq!(s2, 200, "RFC 8414 path");
@@ -167,11 +186,22 @@ async fn discovery_and_issuer_override() {
     assert_eq!(oauth["issuer"], json!(p.issuer));
     assert_eq!(oidc["token_endpoint"], json!(p.url("/token")));
     assert_eq!(oidc["code_challenge_methods_supported"], json!(["S256"]));
-    assert_eq!(oidc["authorization_response_iss_parameter_supported"], json!(true));
-    println!("discovery: {}", serde_json::to_string_pretty(&oidc).unwrap());
+    assert_eq!(
+        oidc["authorization_response_iss_parameter_supported"],
+        json!(true)
+    );
+    println!(
+        "discovery: {}",
+        serde_json::to_string_pretty(&oidc).unwrap()
+    );
     let (s, _, jwks) = get(&p, &p.url("/jwks"), None, None).await;
     assert_eq!(s, 200);
-    let algs: Vec<_> = jwks["keys"].as_array().unwrap().iter().map(|k| k["alg"].clone()).collect();
+    let algs: Vec<_> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].clone())
+        .collect();
     assert_eq!(algs, vec![json!("ES256"), json!("RS256")]);
     drop(p);
 
@@ -180,7 +210,10 @@ async fn discovery_and_issuer_override() {
     else {
         return;
     };
-    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
         let (_, _, doc) = get(&evil, &evil.url(path), None, None).await;
         assert_eq!(doc["issuer"], json!("https://as.example.com"));
         assert_eq!(doc["token_endpoint"], json!(evil.url("/token")));
@@ -198,14 +231,20 @@ async fn client_credentials_code_refresh_device() {
         // clients() lists the token-exchange grant, only valid when enabled.
         "token_exchange": true,
     });
-    let Some(p) = OidcProvider::start(cfg).await else { return };
+    let Some(p) = OidcProvider::start(cfg).await else {
+        return;
+    };
 
     // client_credentials with a resource: JWT access token for that audience.
     let (s, _, body) = form(
         &p,
         "/token",
         Some(("svc", "svc-secret")),
-        &[("grant_type", "client_credentials"), ("resource", "https://rs.example.com/"), ("scope", "read")],
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://rs.example.com/"),
+            ("scope", "read"),
+        ],
         None,
     )
     .await;
@@ -222,7 +261,10 @@ async fn client_credentials_code_refresh_device() {
         &p,
         "/token",
         Some(("svc", "svc-secret")),
-        &[("grant_type", "client_credentials"), ("resource", "https://other.example.com/")],
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://other.example.com/"),
+        ],
         None,
     )
     .await;
@@ -232,7 +274,14 @@ async fn client_credentials_code_refresh_device() {
     // Authorization code + PKCE, headless.
     let (verifier, challenge) = pkce();
     let code = p
-        .authorize_headless("app", REDIRECT, "read write", &challenge, "st1", &[("resource", "https://rs.example.com/")])
+        .authorize_headless(
+            "app",
+            REDIRECT,
+            "read write",
+            &challenge,
+            "st1",
+            &[("resource", "https://rs.example.com/")],
+        )
         .await;
     let (s, _, body) = form(
         &p,
@@ -261,13 +310,20 @@ async fn client_credentials_code_refresh_device() {
             &p,
             "/token",
             Some(("app", "app-secret")),
-            &[("grant_type", "refresh_token"), ("refresh_token", rts.last().unwrap())],
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rts.last().unwrap()),
+            ],
             None,
         )
         .await;
         assert_eq!(s, 200, "{body}");
         let c = claims(body["access_token"].as_str().unwrap());
-        assert_eq!(c["aud"], json!("https://rs.example.com/"), "granted resource kept");
+        assert_eq!(
+            c["aud"],
+            json!("https://rs.example.com/"),
+            "granted resource kept"
+        );
         let next = body["refresh_token"].as_str().unwrap().to_owned();
         assert_ne!(&next, rts.last().unwrap(), "refresh token rotated");
         rts.push(next);
@@ -288,7 +344,10 @@ async fn client_credentials_code_refresh_device() {
         &p,
         "/token",
         Some(("app", "app-secret")),
-        &[("grant_type", "refresh_token"), ("refresh_token", rts.last().unwrap())],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rts.last().unwrap()),
+        ],
         None,
     )
     .await;
@@ -309,7 +368,10 @@ async fn client_credentials_code_refresh_device() {
         ])
         .await;
     println!("public client redirect: {location}");
-    assert!(location.contains(&format!("iss={}", urlencode(&p.issuer))), "RFC 9207 iss");
+    assert!(
+        location.contains(&format!("iss={}", urlencode(&p.issuer))),
+        "RFC 9207 iss"
+    );
     let code = reqwest::Url::parse(&location)
         .unwrap()
         .query_pairs()
@@ -367,7 +429,10 @@ async fn client_credentials_code_refresh_device() {
     let device_code = dev["device_code"].as_str().unwrap();
     let poll = [("grant_type", DEVICE), ("device_code", device_code)];
     let (s, _, body) = form(&p, "/token", Some(("app", "app-secret")), &poll, None).await;
-    assert_eq!((s, body["error"].clone()), (400, json!("authorization_pending")));
+    assert_eq!(
+        (s, body["error"].clone()),
+        (400, json!("authorization_pending"))
+    );
     p.approve_device(dev["user_code"].as_str().unwrap()).await;
     let (s, _, body) = form(&p, "/token", Some(("app", "app-secret")), &poll, None).await;
     assert_eq!(s, 200, "{body}");
@@ -377,13 +442,23 @@ async fn client_credentials_code_refresh_device() {
     assert_eq!(c["scope"], json!("read"));
     assert!(body["refresh_token"].is_string());
     // Denied device flow.
-    let (_, _, dev) = form(&p, "/device/auth", Some(("app", "app-secret")), &[("scope", "read")], None).await;
+    let (_, _, dev) = form(
+        &p,
+        "/device/auth",
+        Some(("app", "app-secret")),
+        &[("scope", "read")],
+        None,
+    )
+    .await;
     p.deny_device(dev["user_code"].as_str().unwrap()).await;
     let (s, _, body) = form(
         &p,
         "/token",
         Some(("app", "app-secret")),
-        &[("grant_type", DEVICE), ("device_code", dev["device_code"].as_str().unwrap())],
+        &[
+            ("grant_type", DEVICE),
+            ("device_code", dev["device_code"].as_str().unwrap()),
+        ],
         None,
     )
     .await;
@@ -407,7 +482,9 @@ async fn token_exchange_and_resource_server() {
         "token_exchange": true,
         "resource_indicators": ["https://rs.example.com/"],
     });
-    let Some(p) = OidcProvider::start(cfg).await else { return };
+    let Some(p) = OidcProvider::start(cfg).await else {
+        return;
+    };
     let api = p.resource.clone().expect("resource URL");
     assert_eq!(api, p.url("/api"));
 
@@ -420,7 +497,13 @@ async fn token_exchange_and_resource_server() {
         "Bearer resource_metadata=\"{}\"",
         p.url("/.well-known/oauth-protected-resource/api")
     )));
-    let (s, _, meta) = get(&p, &p.url("/.well-known/oauth-protected-resource/api"), None, None).await;
+    let (s, _, meta) = get(
+        &p,
+        &p.url("/.well-known/oauth-protected-resource/api"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     println!("RS metadata: {meta}");
     assert_eq!(meta["resource"], json!(api));
@@ -428,33 +511,74 @@ async fn token_exchange_and_resource_server() {
 
     // User token for the API (subject), service token (actor).
     let (verifier, challenge) = pkce();
-    let code = p.authorize_headless("app", REDIRECT, "read write", &challenge, "x", &[("resource", &api)]).await;
+    let code = p
+        .authorize_headless(
+            "app",
+            REDIRECT,
+            "read write",
+            &challenge,
+            "x",
+            &[("resource", &api)],
+        )
+        .await;
     let (_, _, user) = form(
         &p,
         "/token",
         Some(("app", "app-secret")),
-        &[("grant_type", "authorization_code"), ("code", &code), ("code_verifier", &verifier), ("redirect_uri", REDIRECT)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
+        ],
         None,
     )
     .await;
     let user_at = user["access_token"].as_str().unwrap().to_owned();
-    let (s, _, ok) = get(&p, &format!("{api}/hello"), Some(format!("Bearer {user_at}")), None).await;
+    let (s, _, ok) = get(
+        &p,
+        &format!("{api}/hello"),
+        Some(format!("Bearer {user_at}")),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{ok}");
     println!("RS success: {ok}");
     assert_eq!(ok["sub"], json!("agent-user"));
     assert_eq!(ok["scope"], json!("read write"));
-    let (s, h, _) = get(&p, &format!("{api}/require/admin"), Some(format!("Bearer {user_at}")), None).await;
+    let (s, h, _) = get(
+        &p,
+        &format!("{api}/require/admin"),
+        Some(format!("Bearer {user_at}")),
+        None,
+    )
+    .await;
     assert_eq!(s, 403);
-    println!("insufficient scope: {}", h["www-authenticate"].to_str().unwrap());
-    let (s, h, _) = get(&p, &format!("{api}/hello"), Some("Bearer garbage.garbage.garbage".into()), None).await;
+    println!(
+        "insufficient scope: {}",
+        h["www-authenticate"].to_str().unwrap()
+    );
+    let (s, h, _) = get(
+        &p,
+        &format!("{api}/hello"),
+        Some("Bearer garbage.garbage.garbage".into()),
+        None,
+    )
+    .await;
     assert_eq!(s, 401);
-    assert!(h["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(h["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
 
     let (_, _, svc) = form(
         &p,
         "/token",
         Some(("svc", "svc-secret")),
-        &[("grant_type", "client_credentials"), ("resource", "https://rs.example.com/")],
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://rs.example.com/"),
+        ],
         None,
     )
     .await;
@@ -487,7 +611,13 @@ async fn token_exchange_and_resource_server() {
     assert_eq!(c["sub"], json!("agent-user"));
     assert_eq!(c["act"], json!({ "sub": "svc" }));
     assert_eq!(c["client_id"], json!("svc"));
-    let (s, _, ok) = get(&p, &format!("{api}/x"), Some(format!("Bearer {ex_at}")), None).await;
+    let (s, _, ok) = get(
+        &p,
+        &format!("{api}/x"),
+        Some(format!("Bearer {ex_at}")),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{ok}");
     assert_eq!(ok["act"], json!({ "sub": "svc" }));
 
@@ -508,10 +638,17 @@ async fn token_exchange_and_resource_server() {
     .await;
     assert_eq!(s, 200, "{ex2}");
     let c = claims(ex2["access_token"].as_str().unwrap());
-    assert_eq!(c["act"], json!({ "sub": "agent-user", "act": { "sub": "svc" } }));
+    assert_eq!(
+        c["act"],
+        json!({ "sub": "agent-user", "act": { "sub": "svc" } })
+    );
 
     // Errors.
-    let base = [("grant_type", TE), ("subject_token", ex_at.as_str()), ("subject_token_type", AT_TYPE)];
+    let base = [
+        ("grant_type", TE),
+        ("subject_token", ex_at.as_str()),
+        ("subject_token_type", AT_TYPE),
+    ];
     let mut wider = base.to_vec();
     wider.push(("scope", "read write"));
     let (s, _, e) = form(&p, "/token", Some(("svc", "svc-secret")), &wider, None).await;
@@ -522,7 +659,11 @@ async fn token_exchange_and_resource_server() {
     let (s, _, e) = form(&p, "/token", Some(("svc", "svc-secret")), &target, None).await;
     println!("exchange, unknown audience: {s} {e}");
     assert_eq!((s, e["error"].clone()), (400, json!("invalid_target")));
-    let bogus = [("grant_type", TE), ("subject_token", "nope"), ("subject_token_type", AT_TYPE)];
+    let bogus = [
+        ("grant_type", TE),
+        ("subject_token", "nope"),
+        ("subject_token_type", AT_TYPE),
+    ];
     let (s, _, e) = form(&p, "/token", Some(("svc", "svc-secret")), &bogus, None).await;
     println!("exchange, bogus subject: {s} {e}");
     assert_eq!((s, e["error"].clone()), (400, json!("invalid_grant")));
@@ -538,14 +679,27 @@ async fn dpop_nonces_at_as_and_rs() {
         "token_exchange": true,
         "dpop_bound_access_tokens_required": true,
     });
-    let Some(p) = OidcProvider::start(cfg).await else { return };
+    let Some(p) = OidcProvider::start(cfg).await else {
+        return;
+    };
     let api = p.resource.clone().unwrap();
     let key = Dpop::new();
     let token_url = p.url("/token");
-    let params = [("grant_type", "client_credentials"), ("resource", api.as_str()), ("scope", "read")];
+    let params = [
+        ("grant_type", "client_credentials"),
+        ("resource", api.as_str()),
+        ("scope", "read"),
+    ];
 
     // DPoP-bound client without proof.
-    let (s, _, e) = form(&p, "/token", Some(("dpop-svc", "dpop-secret")), &params, None).await;
+    let (s, _, e) = form(
+        &p,
+        "/token",
+        Some(("dpop-svc", "dpop-secret")),
+        &params,
+        None,
+    )
+    .await;
     println!("no proof: {s} {e}");
     assert_eq!((s, e["error"].clone()), (400, json!("invalid_grant")));
 
@@ -580,10 +734,22 @@ async fn dpop_nonces_at_as_and_rs() {
     let url = format!("{api}/data");
     let (s, _, _) = get(&p, &url, Some(format!("Bearer {at}")), None).await;
     assert_eq!(s, 401);
-    let (s, h, e) = get(&p, &url, Some(format!("DPoP {at}")), Some(key.proof("GET", &url, None, Some(&at)))).await;
-    println!("RS nonce challenge: {s} {e} {}", h["www-authenticate"].to_str().unwrap());
+    let (s, h, e) = get(
+        &p,
+        &url,
+        Some(format!("DPoP {at}")),
+        Some(key.proof("GET", &url, None, Some(&at))),
+    )
+    .await;
+    println!(
+        "RS nonce challenge: {s} {e} {}",
+        h["www-authenticate"].to_str().unwrap()
+    );
     assert_eq!(s, 401);
-    assert!(h["www-authenticate"].to_str().unwrap().starts_with("DPoP error=\"use_dpop_nonce\""));
+    assert!(h["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("DPoP error=\"use_dpop_nonce\""));
     let rs_nonce = h["dpop-nonce"].to_str().unwrap().to_owned();
     let proof = key.proof("GET", &url, Some(&rs_nonce), Some(&at));
     let (s, _, ok) = get(&p, &url, Some(format!("DPoP {at}")), Some(proof.clone())).await;
@@ -596,18 +762,45 @@ async fn dpop_nonces_at_as_and_rs() {
     println!("RS replay: {}", h["www-authenticate"].to_str().unwrap());
     // Wrong key.
     let other = Dpop::new();
-    let (s, _, _) = get(&p, &url, Some(format!("DPoP {at}")), Some(other.proof("GET", &url, Some(&rs_nonce), Some(&at)))).await;
+    let (s, _, _) = get(
+        &p,
+        &url,
+        Some(format!("DPoP {at}")),
+        Some(other.proof("GET", &url, Some(&rs_nonce), Some(&at))),
+    )
+    .await;
     assert_eq!(s, 401);
 
     // Token exchange with a DPoP proof: bound result.
-    let te = [("grant_type", TE), ("subject_token", at.as_str()), ("subject_token_type", AT_TYPE)];
-    let (s, h, e) = form(&p, "/token", Some(("dpop-svc", "dpop-secret")), &te, Some(key.proof("POST", &token_url, None, None))).await;
+    let te = [
+        ("grant_type", TE),
+        ("subject_token", at.as_str()),
+        ("subject_token_type", AT_TYPE),
+    ];
+    let (s, h, e) = form(
+        &p,
+        "/token",
+        Some(("dpop-svc", "dpop-secret")),
+        &te,
+        Some(key.proof("POST", &token_url, None, None)),
+    )
+    .await;
     assert_eq!((s, e["error"].clone()), (400, json!("use_dpop_nonce")));
     let nonce = h["dpop-nonce"].to_str().unwrap().to_owned();
-    let (s, _, ex) = form(&p, "/token", Some(("dpop-svc", "dpop-secret")), &te, Some(key.proof("POST", &token_url, Some(&nonce), None))).await;
+    let (s, _, ex) = form(
+        &p,
+        "/token",
+        Some(("dpop-svc", "dpop-secret")),
+        &te,
+        Some(key.proof("POST", &token_url, Some(&nonce), None)),
+    )
+    .await;
     assert_eq!(s, 200, "{ex}");
     assert_eq!(ex["token_type"], json!("DPoP"));
-    assert_eq!(claims(ex["access_token"].as_str().unwrap())["cnf"]["jkt"], json!(key.thumbprint()));
+    assert_eq!(
+        claims(ex["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        json!(key.thumbprint())
+    );
 }
 
 /// Runs `openssl` with `args` in `dir`; false when it is missing or fails.
@@ -628,14 +821,94 @@ async fn mtls_client_auth_and_bound_tokens() {
     let d = dir.path();
     std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
     // Extensions make `x509 -req` issue X.509 v3 (webpki rejects v1).
-    std::fs::write(d.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    std::fs::write(
+        d.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
     let steps: Vec<Vec<&str>> = vec![
-        [&["req", "-x509"][..], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Test CA"]].concat(),
-        [&["req"][..], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
-        vec!["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"],
-        [&["req"][..], &ec[..], &["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=agent/O=Example"]].concat(),
-        vec!["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext"],
+        [
+            &["req", "-x509"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Test CA",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+        [
+            &["req"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=agent/O=Example",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
     ];
     for step in &steps {
         if !openssl(d, step) {
@@ -657,15 +930,29 @@ async fn mtls_client_auth_and_bound_tokens() {
             "response_types": []
         }]
     });
-    let Some(p) = OidcProvider::start(cfg).await else { return };
+    let Some(p) = OidcProvider::start(cfg).await else {
+        return;
+    };
     assert!(p.issuer.starts_with("https://127.0.0.1:"));
     let api = p.resource.clone().unwrap();
 
-    let (s, _, doc) = get(&p, &p.url("/.well-known/oauth-authorization-server"), None, None).await;
+    let (s, _, doc) = get(
+        &p,
+        &p.url("/.well-known/oauth-authorization-server"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     println!("mtls_endpoint_aliases: {}", doc["mtls_endpoint_aliases"]);
-    assert_eq!(doc["mtls_endpoint_aliases"]["token_endpoint"], json!(p.url("/token")));
-    assert_eq!(doc["tls_client_certificate_bound_access_tokens"], json!(true));
+    assert_eq!(
+        doc["mtls_endpoint_aliases"]["token_endpoint"],
+        json!(p.url("/token"))
+    );
+    assert_eq!(
+        doc["tls_client_certificate_bound_access_tokens"],
+        json!(true)
+    );
 
     let mut pem = std::fs::read(d.join("client.pem")).unwrap();
     pem.extend(std::fs::read(d.join("client.key")).unwrap());
@@ -674,7 +961,11 @@ async fn mtls_client_auth_and_bound_tokens() {
 
     let resp = with_cert
         .post(p.url("/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", "mtls"), ("resource", api.as_str())])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "mtls"),
+            ("resource", api.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -686,7 +977,14 @@ async fn mtls_client_auth_and_bound_tokens() {
     assert!(c["cnf"]["x5t#S256"].is_string());
 
     // Without the certificate: client auth fails, bound token refused.
-    let (s, _, e) = form(&p, "/token", None, &[("grant_type", "client_credentials"), ("client_id", "mtls")], None).await;
+    let (s, _, e) = form(
+        &p,
+        "/token",
+        None,
+        &[("grant_type", "client_credentials"), ("client_id", "mtls")],
+        None,
+    )
+    .await;
     assert_eq!((s, e["error"].clone()), (401, json!("invalid_client")));
     let (s, _, _) = get(&p, &format!("{api}/x"), Some(format!("Bearer {at}")), None).await;
     assert_eq!(s, 401);

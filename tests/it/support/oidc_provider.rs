@@ -45,7 +45,9 @@ pub struct OidcProvider {
 
 /// Directory holding `server.mjs`, `package.json` and `package-lock.json`.
 pub fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("interop")
 }
 
 /// Whether a working `node` executable is on `PATH` (checked once).
@@ -248,7 +250,9 @@ impl OidcProvider {
     /// A reqwest client suited to this server: no redirect following, no
     /// proxy, and trusting `tls.ca` of the config when TLS is on.
     pub fn http_client(&self) -> reqwest::Client {
-        self.http_client_builder().build().expect("build reqwest client")
+        self.http_client_builder()
+            .build()
+            .expect("build reqwest client")
     }
 
     /// The builder behind [`OidcProvider::http_client`], e.g. to add a client
@@ -259,7 +263,8 @@ impl OidcProvider {
             .no_proxy()
             .timeout(Duration::from_secs(30));
         if let Some(pem) = &self.ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem).expect("tls.ca is not a PEM certificate");
+            let cert =
+                reqwest::Certificate::from_pem(pem).expect("tls.ca is not a PEM certificate");
             builder = builder.add_root_certificate(cert);
         }
         builder
@@ -275,8 +280,8 @@ impl OidcProvider {
             .iter()
             .find(|(k, _)| *k == "redirect_uri")
             .map(|(_, v)| (*v).to_owned());
-        let mut url = reqwest::Url::parse_with_params(&self.url("/auth"), params)
-            .expect("authorization URL");
+        let mut url =
+            reqwest::Url::parse_with_params(&self.url("/auth"), params).expect("authorization URL");
         let client = self.http_client();
         let mut jar: BTreeMap<String, String> = BTreeMap::new();
         for _ in 0..16 {
@@ -353,7 +358,10 @@ impl OidcProvider {
         if let Some(error) = query.get("error") {
             panic!(
                 "authorization failed: {error} {}",
-                query.get("error_description").map(String::as_str).unwrap_or("")
+                query
+                    .get("error_description")
+                    .map(String::as_str)
+                    .unwrap_or("")
             );
         }
         assert_eq!(
@@ -370,7 +378,8 @@ impl OidcProvider {
     /// Approves the pending device authorization with `user_code` for
     /// account `agent-user` (every requested scope and resource granted).
     pub async fn approve_device(&self, user_code: &str) {
-        self.device_decision("/test/approve-device", user_code).await;
+        self.device_decision("/test/approve-device", user_code)
+            .await;
     }
 
     /// Denies the pending device authorization with `user_code`; the device
@@ -390,7 +399,10 @@ impl OidcProvider {
             .expect("device decision request");
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        assert!(status.is_success(), "{path} for {user_code}: {status} {body}");
+        assert!(
+            status.is_success(),
+            "{path} for {user_code}: {status} {body}"
+        );
     }
 }
 
