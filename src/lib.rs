@@ -4,12 +4,14 @@
 mod client_auth;
 mod clock;
 mod discovery;
+mod dpop;
 mod error;
 mod secret;
 mod token;
 mod transport;
 
 pub mod dangerous;
+pub mod grant;
 
 pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
 pub use clock::{Clock, ClockSkew, SystemClock};
@@ -19,7 +21,9 @@ pub use discovery::{
     ChallengeError, Endpoint, MetadataPolicy, MtlsEndpointAliases, ResourceMetadata,
     ServerMetadata,
 };
+pub use dpop::{DpopKey, NonceCache};
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
+pub use grant::{OAuthClient, OAuthClientBuilder, TokenParams};
 pub use secret::SecretString;
 pub use token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
 pub use transport::{

@@ -10,5 +10,4 @@ pub use resource_metadata::{
     fetch_resource_metadata, resource_matches, resource_metadata_from_challenges,
     resource_metadata_url, MetadataPolicy, ResourceMetadata,
 };
-pub(crate) use server_metadata::get_json;
 pub use server_metadata::{AuthorizationServer, Endpoint, MtlsEndpointAliases, ServerMetadata};

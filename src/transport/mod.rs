@@ -20,7 +20,6 @@ mod form;
 mod response;
 mod retry;
 
-pub(crate) use client::check_url;
 pub use client::{HttpTransport, TransportConfig};
 pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error, reject_status};

@@ -1,0 +1,319 @@
+//! [`OAuthClient`]: one registered client at one authorization server, and the token request
+//! every grant goes through.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use super::request::TokenParams;
+use super::response::{parse_token_response, ParseOptions};
+use crate::client_auth::ClientAuth;
+use crate::discovery::{AuthorizationServer, Endpoint, ServerMetadata};
+use crate::dpop::{DpopKey, NonceCache};
+use crate::error::{Error, OAuthErrorCode, Result};
+use crate::token::TokenSet;
+use crate::transport::{oauth_error, FormRequest, HttpResponse, HttpTransport, RetryPolicy};
+
+/// A client registered at an authorization server: identity, authentication, optional DPoP key.
+///
+/// Each grant is a method (`client_credentials`, `refresh`, `exchange_code`, device flow,
+/// `token_exchange`, `revoke`, `introspect`). Cheap to clone.
+#[derive(Clone)]
+pub struct OAuthClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    server: AuthorizationServer,
+    client_id: String,
+    auth: ClientAuth,
+    dpop: Option<DpopKey>,
+    nonces: Arc<NonceCache>,
+    default_expires_in: Option<Duration>,
+    accept_bearer: bool,
+    mtls: bool,
+}
+
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("issuer", &self.inner.server.issuer())
+            .field("client_id", &self.inner.client_id)
+            .field("auth", &self.inner.auth)
+            .field("dpop", &self.inner.dpop.as_ref().map(DpopKey::thumbprint))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`OAuthClient`].
+#[derive(Debug)]
+#[must_use]
+pub struct OAuthClientBuilder {
+    server: AuthorizationServer,
+    client_id: String,
+    auth: ClientAuth,
+    dpop: Option<DpopKey>,
+    nonces: Option<Arc<NonceCache>>,
+    default_expires_in: Option<Duration>,
+    accept_bearer: bool,
+    mtls: bool,
+}
+
+impl OAuthClientBuilder {
+    /// How the client authenticates (default: public client).
+    pub fn auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Bind every token to this DPoP key (RFC 9449).
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
+    /// Share a nonce cache (e.g. with the agent's resource calls).
+    pub fn nonce_cache(mut self, nonces: Arc<NonceCache>) -> Self {
+        self.nonces = Some(nonces);
+        self
+    }
+
+    /// Lifetime assumed when a response omits `expires_in` (default: unknown, never refreshed
+    /// ahead).
+    pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
+        self.default_expires_in = Some(lifetime);
+        self
+    }
+
+    /// Accept `Bearer` tokens although a DPoP proof was sent.
+    ///
+    /// # Security
+    /// The token is then not sender-constrained; a thief can replay it.
+    pub fn accept_bearer_with_dpop(mut self, accept: bool) -> Self {
+        self.accept_bearer = accept;
+        self
+    }
+
+    /// Send token, revocation, introspection and device requests to `mtls_endpoint_aliases`
+    /// (RFC 8705 §5). On by default for the TLS client authentication methods.
+    pub fn mtls_endpoints(mut self, mtls: bool) -> Self {
+        self.mtls = mtls;
+        self
+    }
+
+    /// Finish.
+    pub fn build(self) -> OAuthClient {
+        let mtls = self.mtls || self.auth.uses_mtls();
+        OAuthClient {
+            inner: Arc::new(ClientInner {
+                server: self.server,
+                client_id: self.client_id,
+                auth: self.auth,
+                dpop: self.dpop,
+                nonces: self.nonces.unwrap_or_default(),
+                default_expires_in: self.default_expires_in,
+                accept_bearer: self.accept_bearer,
+                mtls,
+            }),
+        }
+    }
+}
+
+/// One form request to an AS endpoint, as the executor sends it.
+pub(crate) struct EndpointCall<'a> {
+    pub endpoint: Endpoint,
+    pub params: Vec<(String, String)>,
+    pub policy: RetryPolicy,
+    /// Sign the DPoP proof with this key instead of the client's (delegation to a child key).
+    pub dpop_override: Option<&'a DpopKey>,
+    pub authenticate: bool,
+}
+
+impl OAuthClient {
+    /// Start building a client with `client_id` at `server`.
+    pub fn builder(
+        server: AuthorizationServer,
+        client_id: impl Into<String>,
+    ) -> OAuthClientBuilder {
+        OAuthClientBuilder {
+            server,
+            client_id: client_id.into(),
+            auth: ClientAuth::None,
+            dpop: None,
+            nonces: None,
+            default_expires_in: None,
+            accept_bearer: false,
+            mtls: false,
+        }
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The authorization server.
+    pub fn server(&self) -> &AuthorizationServer {
+        &self.inner.server
+    }
+
+    /// The DPoP key tokens are bound to, if any.
+    pub fn dpop_key(&self) -> Option<&DpopKey> {
+        self.inner.dpop.as_ref()
+    }
+
+    /// The DPoP nonce cache.
+    pub fn nonces(&self) -> &Arc<NonceCache> {
+        &self.inner.nonces
+    }
+
+    /// The configured client authentication.
+    pub fn auth(&self) -> &ClientAuth {
+        &self.inner.auth
+    }
+
+    pub(crate) fn transport(&self) -> &HttpTransport {
+        self.inner.server.transport()
+    }
+
+    /// The URL of `endpoint`, honouring mTLS aliases.
+    pub(crate) async fn endpoint_url(
+        &self,
+        endpoint: Endpoint,
+    ) -> Result<(Url, Arc<ServerMetadata>)> {
+        let md = self.inner.server.metadata().await?;
+        let raw = md.endpoint(endpoint, self.inner.mtls).ok_or_else(|| {
+            Error::Discovery(format!("the server advertises no {endpoint:?} endpoint"))
+        })?;
+        let url = Url::parse(raw)
+            .map_err(|_| Error::Discovery(format!("{endpoint:?} endpoint is not a URL")))?;
+        self.transport().check(&url)?;
+        Ok((url, md))
+    }
+
+    /// A token request with `grant_type` and grant `params`, plus `opts`. See
+    /// [`send_token_request`](Self::send_token_request).
+    ///
+    /// # Errors
+    /// As [`send_token_request`](Self::send_token_request).
+    pub async fn token_request(
+        &self,
+        grant_type: &str,
+        params: &[(&str, &str)],
+        opts: &TokenParams,
+        policy: RetryPolicy,
+    ) -> Result<TokenSet> {
+        let mut form = vec![("grant_type".to_owned(), grant_type.to_owned())];
+        form.extend(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        self.send_token_request(form, opts, policy, None, false)
+            .await
+    }
+
+    /// Send token request parameters (plus `opts`) and parse the token response.
+    ///
+    /// Client authentication and the DPoP proof are minted anew for every attempt. A
+    /// `use_dpop_nonce` answer is retried once, and only when the server sent a nonce other
+    /// than the one just used (RFC 9449 §8).
+    pub(crate) async fn send_token_request(
+        &self,
+        mut params: Vec<(String, String)>,
+        opts: &TokenParams,
+        policy: RetryPolicy,
+        dpop_override: Option<&DpopKey>,
+        exchange: bool,
+    ) -> Result<TokenSet> {
+        let dpop_sent = dpop_override.is_some() || self.inner.dpop.is_some();
+        opts.apply_to(&mut params);
+        let resp = self
+            .call(EndpointCall {
+                endpoint: Endpoint::Token,
+                params,
+                policy,
+                dpop_override,
+                authenticate: true,
+            })
+            .await?;
+        let now = self.transport().clock().now();
+        let parsed = parse_token_response(
+            &resp,
+            &ParseOptions {
+                requested_scope: opts.scope.as_ref(),
+                default_expires_in: self.inner.default_expires_in,
+                now,
+                dpop_sent,
+                accept_bearer: self.inner.accept_bearer,
+                exchange,
+            },
+        );
+        if let Ok(t) = &parsed {
+            tracing::debug!(target: "agent_oauth", client_id = %self.inner.client_id,
+                token = %t.access_token.fingerprint(), token_type = %t.token_type,
+                "token issued");
+        }
+        parsed
+    }
+
+    /// POST a form to an AS endpoint with authentication, DPoP and the nonce retry.
+    pub(crate) async fn call(&self, call: EndpointCall<'_>) -> Result<HttpResponse> {
+        let (url, md) = self.endpoint_url(call.endpoint).await?;
+        let auth = self.inner.auth.resolve(&md)?;
+        let dpop = call.dpop_override.or(self.inner.dpop.as_ref());
+        let mut form = FormRequest::new(url.clone());
+        form.params = call.params;
+        let mut nonce = self.inner.nonces.get(&url);
+        for attempt in 0..2 {
+            let used_nonce = nonce.clone();
+            let transport = self.transport();
+            let resp = transport
+                .execute(call.policy, || {
+                    let now = transport.clock().now();
+                    let mut f = form.clone();
+                    if call.authenticate {
+                        auth.apply(
+                            &self.inner.client_id,
+                            self.inner.server.issuer(),
+                            &mut f,
+                            now,
+                        )?;
+                    }
+                    if let Some(key) = dpop {
+                        let iat = crate::clock::unix_secs(transport.clock_skew().to_server(now));
+                        let proof = key.proof("POST", &url, iat, used_nonce.as_deref(), None)?;
+                        let value = http::HeaderValue::from_str(&proof).map_err(|_| {
+                            Error::Crypto("DPoP proof is not a header value".into())
+                        })?;
+                        f.headers.insert("dpop", value);
+                    }
+                    f.to_http()
+                })
+                .await?;
+            let fresh = self.inner.nonces.update_from_headers(&url, resp.headers());
+            if attempt == 0 && dpop.is_some() && !resp.status().is_success() {
+                let err = oauth_error(&resp);
+                let wants_nonce = err
+                    .oauth_error()
+                    .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce);
+                if wants_nonce {
+                    match fresh {
+                        Some(n) if Some(&n) != used_nonce.as_ref() => {
+                            tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
+                            nonce = Some(n);
+                            continue;
+                        }
+                        _ => return Err(err),
+                    }
+                }
+            }
+            return Ok(resp);
+        }
+        Err(Error::invalid(
+            "the server kept asking for a new DPoP nonce",
+        ))
+    }
+}

@@ -1,0 +1,38 @@
+//! Grants: one file per RFC operation, each a method of [`OAuthClient`].
+//!
+//! - client credentials (RFC 6749 §4.4): [`OAuthClient::client_credentials`]
+//! - authorization code + PKCE (RFC 6749 §4.1, RFC 7636, RFC 9207, RFC 8252):
+//!   [`OAuthClient::authorization_url`], [`OAuthClient::exchange_code`], [`LoopbackRedirect`]
+//! - device authorization (RFC 8628): [`OAuthClient::device_flow`]
+//! - refresh (RFC 6749 §6): [`OAuthClient::refresh`]
+//! - token exchange (RFC 8693): [`OAuthClient::token_exchange`]
+//! - revocation (RFC 7009) and introspection (RFC 7662): [`OAuthClient::revoke`],
+//!   [`OAuthClient::introspect`]
+//!
+//! Every token request goes through one executor that authenticates the client (a fresh
+//! assertion per attempt), attaches a fresh DPoP proof, retries once on `use_dpop_nonce` when
+//! the nonce changed, and parses the response per RFC 6749 §5.
+
+mod authorization_code;
+mod client;
+mod client_credentials;
+mod device;
+mod pkce;
+mod refresh;
+mod request;
+mod response;
+mod revocation;
+mod token_exchange;
+
+pub use authorization_code::{LoopbackRedirect, PendingAuthorization};
+pub use client::{OAuthClient, OAuthClientBuilder};
+pub use client_credentials::CLIENT_CREDENTIALS;
+pub use device::{DeviceAuthorization, DEVICE_CODE};
+pub use pkce::PkceVerifier;
+pub use refresh::REFRESH_TOKEN;
+pub use request::TokenParams;
+pub use revocation::Introspection;
+pub use token_exchange::{
+    TokenExchangeRequest, ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TOKEN_TYPE, REFRESH_TOKEN_TYPE,
+    TOKEN_EXCHANGE,
+};
