@@ -18,8 +18,8 @@ pub use clock::{Clock, ClockSkew, SystemClock};
 pub use discovery::{
     challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
     resource_metadata_from_challenges, resource_metadata_url, AuthorizationServer, Challenge,
-    ChallengeError, Endpoint, MetadataPolicy, MtlsEndpointAliases, ResourceMetadata,
-    ServerMetadata,
+    ChallengeError, ChallengeErrorKind, Endpoint, MetadataPolicy, MtlsEndpointAliases,
+    ResourceMetadata, ServerMetadata,
 };
 pub use dpop::{DpopKey, NonceCache};
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
@@ -37,4 +37,14 @@ fn _assert_send_sync() {
     check::<AuthorizationServer>();
     check::<SecretString>();
     check::<TokenSet>();
+}
+
+/// Entry points for the fuzz targets in `fuzz/`; not part of the public API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Parses arbitrary bytes as `WWW-Authenticate` lines (split at `\n`)
+    /// and panics if a successful parse does not survive a round trip.
+    pub fn challenge(data: &[u8]) {
+        crate::discovery::fuzz_challenge(data)
+    }
 }

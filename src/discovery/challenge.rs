@@ -1,44 +1,1453 @@
-//! Placeholder until the RFC 9110 parser lands.
-#![allow(missing_docs, unreachable_pub)]
+//! `WWW-Authenticate` challenge parsing (RFC 9110 §11.6.1).
+//!
+//! The header carries a comma-separated list of challenges, and each
+//! challenge carries either a `token68` or a comma-separated list of
+//! `auth-param`s. A comma therefore either separates two parameters of the
+//! same challenge or starts a new challenge; the parser resolves this by
+//! looking at the next list element: `token BWS "="` is a parameter of the
+//! current challenge, anything else starting with a token is a new challenge.
+//!
+//! Grammar (RFC 9110 §11.3, §11.6.1, §5.6):
+//!
+//! ```text
+//! WWW-Authenticate = #challenge
+//! challenge   = auth-scheme [ 1*SP ( token68 / #auth-param ) ]
+//! auth-scheme = token
+//! auth-param  = token BWS "=" BWS ( token / quoted-string )
+//! token68     = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+//! ```
+//!
+//! Deliberate choices:
+//!
+//! * Several header lines are combined as if joined with `", "`
+//!   (RFC 9110 §5.3), so a challenge may continue on the next line; a
+//!   quoted string may not span lines. Error offsets are byte offsets into
+//!   that combined value.
+//! * A parameter list may follow the scheme after a comma instead of a space
+//!   (`Bearer, realm="x"`); RFC 9110 §11.6.1 notes this ambiguity is harmless.
+//! * `Bearer` (RFC 6750 §3) and `DPoP` (RFC 9449 §7.1) challenges carry only
+//!   auth-params, so a token68 is not accepted for them: `Bearer realm=` is a
+//!   parameter with a missing value, while `Negotiate abc=` is a token68.
+//! * A parameter name occurring twice in one challenge (compared
+//!   case-insensitively) is an error (RFC 9110 §11.2).
+//! * Unquoted parameter values must be tokens; anything else must be quoted.
+
 use std::fmt;
+
+/// Maximum total length, in bytes, of the combined header value.
+const MAX_INPUT_LEN: usize = 16 * 1024;
+/// Maximum number of challenges in one combined header value.
+const MAX_CHALLENGES: usize = 32;
+/// Maximum number of auth-params in one challenge.
+const MAX_PARAMS: usize = 64;
+/// Maximum number of input characters echoed by [`ChallengeError`]'s `Display`.
+const MAX_CONTEXT_CHARS: usize = 64;
+
+/// One challenge (RFC 9110 §11.6.1): auth-scheme plus either token68 or auth-params.
+///
+/// Parameter names are unique within a challenge (compared
+/// case-insensitively) and kept in the order they were sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
     scheme: String,
+    token68: Option<String>,
     params: Vec<(String, String)>,
 }
+
 impl Challenge {
+    /// Starts a challenge with the given auth-scheme and no parameters.
+    ///
+    /// This is a builder for servers and tests; it does not validate its
+    /// input. The scheme and parameter names must be tokens (RFC 9110
+    /// §5.6.2) and values must not contain control characters other than
+    /// HTAB, otherwise the [`Display`](fmt::Display) output is not a valid
+    /// header value.
+    pub fn new(scheme: impl Into<String>) -> Self {
+        Self {
+            scheme: scheme.into(),
+            token68: None,
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds an auth-param, replacing any parameter with the same name
+    /// (compared case-insensitively), and clears any token68.
+    pub fn with_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        let value = value.into();
+        self.token68 = None;
+        match self
+            .params
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+        {
+            Some(slot) => *slot = (name, value),
+            None => self.params.push((name, value)),
+        }
+        self
+    }
+
+    /// Sets the token68 (e.g. `dXNlcjpwYXNz`) and clears all auth-params.
+    ///
+    /// The value must match the token68 grammar for the rendered challenge
+    /// to be valid.
+    pub fn with_token68(mut self, token68: impl Into<String>) -> Self {
+        self.params.clear();
+        self.token68 = Some(token68.into());
+        self
+    }
+
+    /// The auth-scheme exactly as sent (e.g. `Bearer`, `bearer`, `DPoP`).
     pub fn scheme(&self) -> &str {
         &self.scheme
     }
+
+    /// Whether the auth-scheme equals `scheme`, compared case-insensitively
+    /// as RFC 9110 §11.1 requires.
+    pub fn is_scheme(&self, scheme: &str) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+    }
+
+    /// The token68 of a challenge such as `Basic dXNlcjpwYXNz`, if present.
+    pub fn token68(&self) -> Option<&str> {
+        self.token68.as_deref()
+    }
+
+    /// The value of the auth-param `name`, matched case-insensitively.
+    /// Quoted values are returned unquoted and unescaped.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// All auth-params as `(name, value)` pairs, names as sent, in order.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The `realm` parameter (RFC 9110 §11.5).
+    pub fn realm(&self) -> Option<&str> {
+        self.param("realm")
+    }
+
+    /// The `error` parameter (RFC 6750 §3, RFC 9449 §7.1).
     pub fn error(&self) -> Option<&str> {
         self.param("error")
     }
+
+    /// The `error_description` parameter (RFC 6750 §3).
     pub fn error_description(&self) -> Option<&str> {
         self.param("error_description")
     }
+
+    /// The `scope` parameter (RFC 6750 §3), a space-separated list.
+    pub fn scope(&self) -> Option<&str> {
+        self.param("scope")
+    }
+
+    /// The `resource_metadata` parameter (RFC 9728 §5.1): the URL of the
+    /// protected resource metadata document.
     pub fn resource_metadata(&self) -> Option<&str> {
         self.param("resource_metadata")
     }
-}
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChallengeError;
-impl fmt::Display for ChallengeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("bad")
+
+    /// The `algs` parameter (RFC 9449 §7.1): space-separated JWS algorithms
+    /// accepted for DPoP proofs.
+    pub fn algs(&self) -> Option<&str> {
+        self.param("algs")
+    }
+
+    /// The `algs` parameter split on whitespace; empty when absent.
+    pub fn algs_list(&self) -> Vec<&str> {
+        self.algs()
+            .map(|a| a.split_ascii_whitespace().collect())
+            .unwrap_or_default()
     }
 }
-impl std::error::Error for ChallengeError {}
-pub fn parse_challenges<'a, I: IntoIterator<Item = &'a str>>(
-    _v: I,
-) -> Result<Vec<Challenge>, ChallengeError> {
-    Err(ChallengeError)
+
+impl fmt::Display for Challenge {
+    /// Renders the challenge as a header value: `scheme token68` or
+    /// `scheme name="value", ...` with every value as a quoted-string
+    /// (`"` and `\` escaped).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.scheme)?;
+        if let Some(t) = &self.token68 {
+            return write!(f, " {t}");
+        }
+        for (i, (name, value)) in self.params.iter().enumerate() {
+            f.write_str(if i == 0 { " " } else { ", " })?;
+            f.write_str(name)?;
+            f.write_str("=\"")?;
+            for c in value.chars() {
+                if c == '"' || c == '\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str("\"")?;
+        }
+        Ok(())
+    }
 }
-pub fn challenges_from_headers(_h: &http::HeaderMap) -> Result<Vec<Challenge>, ChallengeError> {
-    Err(ChallengeError)
+
+/// What went wrong while parsing a `WWW-Authenticate` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChallengeErrorKind {
+    /// The value contains no challenge (empty, or only commas and whitespace).
+    Empty,
+    /// An auth-scheme token was expected.
+    ExpectedScheme,
+    /// An auth-param name (or, for schemes that allow it, a token68) was
+    /// expected after the auth-scheme.
+    ExpectedParameter,
+    /// `=` was expected after an auth-param name.
+    ExpectedEquals,
+    /// An auth-param value (token or quoted-string) was expected after `=`.
+    ExpectedValue,
+    /// A comma or the end of the value was expected.
+    ExpectedComma,
+    /// A quoted-string is not closed before the end of its header line.
+    UnterminatedQuotedString,
+    /// A character that is not allowed at this position (control character,
+    /// non-ASCII outside a quoted-string, or a stray delimiter).
+    InvalidCharacter,
+    /// A header value is not valid UTF-8.
+    InvalidUtf8,
+    /// An auth-param name occurs twice in one challenge (case-insensitively).
+    DuplicateParameter,
+    /// The combined value exceeds 16 KiB.
+    TooLong,
+    /// The value holds more than 32 challenges.
+    TooManyChallenges,
+    /// A challenge holds more than 64 auth-params.
+    TooManyParameters,
+}
+
+impl ChallengeErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Empty => "no challenge in WWW-Authenticate",
+            Self::ExpectedScheme => "expected an auth-scheme",
+            Self::ExpectedParameter => "expected an auth-param or token68",
+            Self::ExpectedEquals => "expected '=' after auth-param name",
+            Self::ExpectedValue => "expected a token or quoted-string value",
+            Self::ExpectedComma => "expected ',' or end of value",
+            Self::UnterminatedQuotedString => "unterminated quoted-string",
+            Self::InvalidCharacter => "invalid character",
+            Self::InvalidUtf8 => "header value is not valid UTF-8",
+            Self::DuplicateParameter => "duplicate auth-param",
+            Self::TooLong => "WWW-Authenticate value exceeds 16 KiB",
+            Self::TooManyChallenges => "more than 32 challenges",
+            Self::TooManyParameters => "more than 64 auth-params in one challenge",
+        }
+    }
+}
+
+impl fmt::Display for ChallengeErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Error from parsing a `WWW-Authenticate` value: what went wrong and at
+/// which byte offset of the (combined) value.
+///
+/// `Display` echoes at most 64 characters of the input, with control
+/// characters escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChallengeError {
+    kind: ChallengeErrorKind,
+    offset: usize,
+    context: String,
+}
+
+impl ChallengeError {
+    fn new(kind: ChallengeErrorKind, offset: usize, input: &str) -> Self {
+        let mut start = offset.min(input.len());
+        while !input.is_char_boundary(start) {
+            start += 1;
+        }
+        let context = input
+            .get(start..)
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_CONTEXT_CHARS)
+            .collect();
+        Self {
+            kind,
+            offset,
+            context,
+        }
+    }
+
+    /// Byte offset into the combined header value where the problem was found.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ChallengeErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for ChallengeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.kind, self.offset)?;
+        if !self.context.is_empty() {
+            write!(f, " near \"{}\"", self.context.escape_debug())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ChallengeError {}
+
+/// Parse every challenge in one or more header values (several header lines
+/// are concatenated per RFC 9110 §5.3).
+///
+/// Values are combined as if joined with `", "`; error offsets refer to that
+/// combined value. The combined value may be at most 16 KiB and hold at most
+/// 32 challenges of at most 64 auth-params each.
+pub fn parse_challenges<'a, I>(values: I) -> Result<Vec<Challenge>, ChallengeError>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let mut combined = String::new();
+    let mut line_ends = Vec::new();
+    for (i, value) in values.into_iter().enumerate() {
+        let sep = if i == 0 { 0 } else { 2 };
+        if combined.len() + sep + value.len() > MAX_INPUT_LEN {
+            return Err(ChallengeError::new(
+                ChallengeErrorKind::TooLong,
+                MAX_INPUT_LEN,
+                "",
+            ));
+        }
+        if i > 0 {
+            combined.push_str(", ");
+        }
+        combined.push_str(value);
+        line_ends.push(combined.len());
+    }
+    Parser {
+        input: &combined,
+        bytes: combined.as_bytes(),
+        pos: 0,
+        line_ends: &line_ends,
+    }
+    .parse()
+}
+
+/// Same as [`parse_challenges`], from all `WWW-Authenticate` lines of a
+/// header map.
+///
+/// A value that is not valid UTF-8 is an [`ChallengeErrorKind::InvalidUtf8`]
+/// error; no `WWW-Authenticate` header at all is
+/// [`ChallengeErrorKind::Empty`].
+pub fn challenges_from_headers(
+    headers: &http::HeaderMap,
+) -> Result<Vec<Challenge>, ChallengeError> {
+    let mut values = Vec::new();
+    let mut offset = 0usize;
+    for value in headers.get_all(http::header::WWW_AUTHENTICATE) {
+        let bytes = value.as_bytes();
+        match std::str::from_utf8(bytes) {
+            Ok(s) => values.push(s),
+            Err(e) => {
+                return Err(ChallengeError::new(
+                    ChallengeErrorKind::InvalidUtf8,
+                    offset.saturating_add(e.valid_up_to()),
+                    "",
+                ))
+            }
+        }
+        offset = offset.saturating_add(bytes.len()).saturating_add(2);
+    }
+    parse_challenges(values)
+}
+
+/// `tchar` (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// token68 characters before the `=` padding (RFC 9110 §11.2).
+fn is_token68_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)
+}
+
+/// Bytes never allowed outside a quoted-string: controls other than HTAB,
+/// DEL, and non-ASCII.
+fn is_forbidden(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b >= 0x7f
+}
+
+/// Schemes whose challenges carry only auth-params, never a token68.
+fn scheme_forbids_token68(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("Bearer") || scheme.eq_ignore_ascii_case("DPoP")
+}
+
+struct Parser<'a> {
+    input: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    /// End offset of each header line in `input`.
+    line_ends: &'a [usize],
+}
+
+impl Parser<'_> {
+    fn err(&self, kind: ChallengeErrorKind, offset: usize) -> ChallengeError {
+        ChallengeError::new(kind, offset, self.input)
+    }
+
+    /// An error for an unexpected byte at `pos`: `InvalidCharacter` for bytes
+    /// that are never allowed there, otherwise `kind`.
+    fn unexpected(&self, kind: ChallengeErrorKind, pos: usize) -> ChallengeError {
+        match self.bytes.get(pos) {
+            Some(&b) if is_forbidden(b) => self.err(ChallengeErrorKind::InvalidCharacter, pos),
+            _ => self.err(kind, pos),
+        }
+    }
+
+    fn peek_at(&self, pos: usize) -> Option<u8> {
+        self.bytes.get(pos).copied()
+    }
+
+    fn skip_ows_from(&self, mut pos: usize) -> usize {
+        while matches!(self.peek_at(pos), Some(b' ' | b'\t')) {
+            pos += 1;
+        }
+        pos
+    }
+
+    fn token_end(&self, mut pos: usize) -> usize {
+        while self.peek_at(pos).is_some_and(is_tchar) {
+            pos += 1;
+        }
+        pos
+    }
+
+    /// Whether `pos` is at the end of a list element (end of input or comma).
+    fn at_element_end(&self, pos: usize) -> bool {
+        matches!(self.peek_at(pos), None | Some(b','))
+    }
+
+    /// If a token68 starts at `pos` and fills the rest of the list element,
+    /// returns its end offset.
+    fn token68_at(&self, start: usize) -> Option<usize> {
+        let mut pos = start;
+        while self.peek_at(pos).is_some_and(is_token68_char) {
+            pos += 1;
+        }
+        if pos == start {
+            return None;
+        }
+        while self.peek_at(pos) == Some(b'=') {
+            pos += 1;
+        }
+        self.at_element_end(self.skip_ows_from(pos)).then_some(pos)
+    }
+
+    fn parse(mut self) -> Result<Vec<Challenge>, ChallengeError> {
+        let mut challenges: Vec<Challenge> = Vec::new();
+        loop {
+            // Empty list elements and the separators between elements.
+            while matches!(self.peek_at(self.pos), Some(b' ' | b'\t' | b',')) {
+                self.pos += 1;
+            }
+            if self.pos >= self.bytes.len() {
+                break;
+            }
+            let start = self.pos;
+            let name_end = self.token_end(start);
+            if name_end == start {
+                return Err(self.unexpected(ChallengeErrorKind::ExpectedScheme, start));
+            }
+            let after_ws = self.skip_ows_from(name_end);
+            if self.peek_at(after_ws) == Some(b'=') {
+                // `token BWS "="`: another auth-param of the current challenge.
+                match challenges.last_mut() {
+                    Some(current) if current.token68.is_none() => {
+                        self.pos = start;
+                        self.parse_param(current)?;
+                    }
+                    _ => return Err(self.err(ChallengeErrorKind::ExpectedScheme, start)),
+                }
+                self.expect_element_end()?;
+                continue;
+            }
+            if challenges.len() >= MAX_CHALLENGES {
+                return Err(self.err(ChallengeErrorKind::TooManyChallenges, start));
+            }
+            let mut challenge = Challenge::new(&self.input[start..name_end]);
+            if self.at_element_end(after_ws) {
+                // Scheme without token68 or parameters.
+                self.pos = after_ws;
+            } else if after_ws == name_end {
+                return Err(self.err(ChallengeErrorKind::InvalidCharacter, name_end));
+            } else {
+                self.pos = after_ws;
+                match self.token68_at(after_ws) {
+                    Some(end) if !scheme_forbids_token68(&challenge.scheme) => {
+                        challenge.token68 = Some(self.input[after_ws..end].to_owned());
+                        self.pos = end;
+                    }
+                    _ => self.parse_param(&mut challenge)?,
+                }
+                self.expect_element_end()?;
+            }
+            challenges.push(challenge);
+        }
+        if challenges.is_empty() {
+            return Err(self.err(ChallengeErrorKind::Empty, 0));
+        }
+        Ok(challenges)
+    }
+
+    /// After an element: OWS, then a comma or the end of input.
+    fn expect_element_end(&mut self) -> Result<(), ChallengeError> {
+        self.pos = self.skip_ows_from(self.pos);
+        if self.at_element_end(self.pos) {
+            Ok(())
+        } else {
+            Err(self.unexpected(ChallengeErrorKind::ExpectedComma, self.pos))
+        }
+    }
+
+    /// `auth-param = token BWS "=" BWS ( token / quoted-string )`, added to
+    /// `challenge`.
+    fn parse_param(&mut self, challenge: &mut Challenge) -> Result<(), ChallengeError> {
+        let start = self.pos;
+        let name_end = self.token_end(start);
+        if name_end == start {
+            return Err(self.unexpected(ChallengeErrorKind::ExpectedParameter, start));
+        }
+        let eq = self.skip_ows_from(name_end);
+        if self.peek_at(eq) != Some(b'=') {
+            return Err(self.unexpected(ChallengeErrorKind::ExpectedEquals, eq));
+        }
+        self.pos = self.skip_ows_from(eq + 1);
+        let value = match self.peek_at(self.pos) {
+            Some(b'"') => self.quoted_string()?,
+            Some(b) if is_tchar(b) => {
+                let value_start = self.pos;
+                self.pos = self.token_end(value_start);
+                self.input[value_start..self.pos].to_owned()
+            }
+            _ => return Err(self.unexpected(ChallengeErrorKind::ExpectedValue, self.pos)),
+        };
+        let name = &self.input[start..name_end];
+        if challenge.param(name).is_some() {
+            return Err(self.err(ChallengeErrorKind::DuplicateParameter, start));
+        }
+        if challenge.params.len() >= MAX_PARAMS {
+            return Err(self.err(ChallengeErrorKind::TooManyParameters, start));
+        }
+        challenge.params.push((name.to_owned(), value));
+        Ok(())
+    }
+
+    /// `quoted-string` (RFC 9110 §5.6.4) starting at the `"` at `self.pos`,
+    /// returned unescaped. It must close before the end of its header line.
+    fn quoted_string(&mut self) -> Result<String, ChallengeError> {
+        let open = self.pos;
+        let line_end = self
+            .line_ends
+            .iter()
+            .copied()
+            .find(|&end| end > open)
+            .unwrap_or(self.bytes.len());
+        let mut pos = open + 1;
+        let mut chunk_start = pos;
+        let mut out = String::new();
+        loop {
+            if pos >= line_end {
+                return Err(self.err(ChallengeErrorKind::UnterminatedQuotedString, open));
+            }
+            match self.bytes[pos] {
+                b'"' => {
+                    out.push_str(&self.input[chunk_start..pos]);
+                    self.pos = pos + 1;
+                    return Ok(out);
+                }
+                b'\\' => {
+                    out.push_str(&self.input[chunk_start..pos]);
+                    pos += 1;
+                    if pos >= line_end {
+                        return Err(self.err(ChallengeErrorKind::UnterminatedQuotedString, open));
+                    }
+                    let b = self.bytes[pos];
+                    if (b < 0x20 && b != b'\t') || b == 0x7f {
+                        return Err(self.err(ChallengeErrorKind::InvalidCharacter, pos));
+                    }
+                    // The escaped character starts here; it is copied with the
+                    // next chunk (bytes of a multi-byte character are never
+                    // `"` or `\`, so the loop below steps over them).
+                    chunk_start = pos;
+                    pos += 1;
+                }
+                b if (b < 0x20 && b != b'\t') || b == 0x7f => {
+                    return Err(self.err(ChallengeErrorKind::InvalidCharacter, pos));
+                }
+                _ => pos += 1,
+            }
+        }
+    }
+}
+
+/// Fuzzing entry point: parses arbitrary bytes (split into header lines at
+/// `\n`) and checks that successful results survive a render/parse round trip.
+pub(crate) fn fuzz(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let parsed = parse_challenges(lines.iter().copied());
+    match &parsed {
+        Ok(challenges) => {
+            assert!(!challenges.is_empty() && challenges.len() <= MAX_CHALLENGES);
+            let rendered = challenges
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if rendered.len() <= MAX_INPUT_LEN {
+                let reparsed = parse_challenges([rendered.as_str()]);
+                assert_eq!(
+                    reparsed.as_ref(),
+                    Ok(challenges),
+                    "round trip of {rendered:?}"
+                );
+            }
+        }
+        Err(e) => {
+            let total = lines.iter().map(|l| l.len() + 2).sum::<usize>();
+            assert!(e.offset() <= total.max(MAX_INPUT_LEN));
+            assert!(e.to_string().chars().count() < 100 + 12 * MAX_CONTEXT_CHARS);
+        }
+    }
+    // The same lines through an `http::HeaderMap`, where they are valid header values.
+    let mut headers = http::HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(value) = http::HeaderValue::from_bytes(line) {
+            headers.append(http::header::WWW_AUTHENTICATE, value);
+        }
+    }
+    let _ = challenges_from_headers(&headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds an auth-param challenge.
+    fn ch(scheme: &str, params: &[(&str, &str)]) -> Challenge {
+        params
+            .iter()
+            .fold(Challenge::new(scheme), |c, (n, v)| c.with_param(*n, *v))
+    }
+
+    /// Builds a token68 challenge.
+    fn t68(scheme: &str, token68: &str) -> Challenge {
+        Challenge::new(scheme).with_token68(token68)
+    }
+
+    /// A named valid vector: header lines and the expected challenges.
+    struct Ok<'a> {
+        name: &'a str,
+        lines: &'a [&'a str],
+        expected: Vec<Challenge>,
+    }
+
+    /// A named invalid vector: header lines, error kind and offset.
+    struct Bad<'a> {
+        name: &'a str,
+        lines: &'a [&'a str],
+        kind: ChallengeErrorKind,
+        offset: usize,
+    }
+
+    fn check_ok(cases: &[Ok<'_>]) {
+        for case in cases {
+            let got = parse_challenges(case.lines.iter().copied());
+            assert_eq!(
+                got.as_ref(),
+                std::result::Result::Ok(&case.expected),
+                "case {}",
+                case.name
+            );
+            // Rendering and parsing again yields the same challenges.
+            let rendered = case
+                .expected
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            assert_eq!(
+                parse_challenges([rendered.as_str()]).as_ref(),
+                std::result::Result::Ok(&case.expected),
+                "case {} rendered as {rendered}",
+                case.name
+            );
+        }
+    }
+
+    fn check_bad(cases: &[Bad<'_>]) {
+        for case in cases {
+            match parse_challenges(case.lines.iter().copied()) {
+                std::result::Result::Ok(c) => panic!("case {}: parsed as {c:?}", case.name),
+                Err(e) => {
+                    assert_eq!(
+                        (e.kind(), e.offset()),
+                        (case.kind, case.offset),
+                        "case {}: {e}",
+                        case.name
+                    );
+                    assert!(e.to_string().contains(&format!("at byte {}", case.offset)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn challenge_rfc9110_vectors() {
+        check_ok(&[
+            Ok {
+                name: "rfc9110_two_schemes_basic_first",
+                lines: &[
+                    r#"Basic realm="simple", Newauth realm="apps", type=1, title="Login to \"apps\"""#,
+                ],
+                expected: vec![
+                    ch("Basic", &[("realm", "simple")]),
+                    ch(
+                        "Newauth",
+                        &[
+                            ("realm", "apps"),
+                            ("type", "1"),
+                            ("title", r#"Login to "apps""#),
+                        ],
+                    ),
+                ],
+            },
+            Ok {
+                name: "rfc9110_two_schemes_newauth_first",
+                lines: &[
+                    r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#,
+                ],
+                expected: vec![
+                    ch(
+                        "Newauth",
+                        &[
+                            ("realm", "apps"),
+                            ("type", "1"),
+                            ("title", r#"Login to "apps""#),
+                        ],
+                    ),
+                    ch("Basic", &[("realm", "simple")]),
+                ],
+            },
+        ]);
+    }
+
+    #[test]
+    fn challenge_rfc6750_vectors() {
+        check_ok(&[
+            Ok {
+                name: "rfc6750_realm",
+                lines: &[r#"Bearer realm="example""#],
+                expected: vec![ch("Bearer", &[("realm", "example")])],
+            },
+            Ok {
+                name: "rfc6750_invalid_token",
+                lines: &[
+                    r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
+                ],
+                expected: vec![ch(
+                    "Bearer",
+                    &[
+                        ("realm", "example"),
+                        ("error", "invalid_token"),
+                        ("error_description", "The access token expired"),
+                    ],
+                )],
+            },
+            Ok {
+                name: "rfc6750_insufficient_scope",
+                lines: &[
+                    r#"Bearer realm="example", error="insufficient_scope", error_description="The request requires higher privileges than provided by the access token.", scope="openid profile email""#,
+                ],
+                expected: vec![ch(
+                    "Bearer",
+                    &[
+                        ("realm", "example"),
+                        ("error", "insufficient_scope"),
+                        (
+                            "error_description",
+                            "The request requires higher privileges than provided by the access token.",
+                        ),
+                        ("scope", "openid profile email"),
+                    ],
+                )],
+            },
+        ]);
+    }
+
+    #[test]
+    fn challenge_rfc9449_vectors() {
+        check_ok(&[
+            Ok {
+                name: "rfc9449_invalid_key_binding",
+                lines: &[
+                    r#"DPoP error="invalid_token", error_description="Invalid DPoP key binding", algs="ES256""#,
+                ],
+                expected: vec![ch(
+                    "DPoP",
+                    &[
+                        ("error", "invalid_token"),
+                        ("error_description", "Invalid DPoP key binding"),
+                        ("algs", "ES256"),
+                    ],
+                )],
+            },
+            Ok {
+                name: "rfc9449_algs",
+                lines: &[r#"DPoP algs="ES256 PS256""#],
+                expected: vec![ch("DPoP", &[("algs", "ES256 PS256")])],
+            },
+            Ok {
+                name: "rfc9449_use_dpop_nonce",
+                lines: &[
+                    r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+                ],
+                expected: vec![ch(
+                    "DPoP",
+                    &[
+                        ("error", "use_dpop_nonce"),
+                        (
+                            "error_description",
+                            "Resource server requires nonce in DPoP proof",
+                        ),
+                    ],
+                )],
+            },
+            Ok {
+                name: "rfc9449_bare_bearer_then_dpop",
+                lines: &[r#"Bearer, DPoP algs="ES256 PS256""#],
+                expected: vec![
+                    Challenge::new("Bearer"),
+                    ch("DPoP", &[("algs", "ES256 PS256")]),
+                ],
+            },
+            Ok {
+                name: "rfc9449_bearer_realm_then_dpop",
+                lines: &[r#"Bearer realm="api", DPoP algs="ES256 PS256""#],
+                expected: vec![
+                    ch("Bearer", &[("realm", "api")]),
+                    ch("DPoP", &[("algs", "ES256 PS256")]),
+                ],
+            },
+            Ok {
+                name: "rfc9449_dpop_listed_before_bearer",
+                lines: &[r#"DPoP algs="ES256", Bearer realm="x""#],
+                expected: vec![
+                    ch("DPoP", &[("algs", "ES256")]),
+                    ch("Bearer", &[("realm", "x")]),
+                ],
+            },
+        ]);
+    }
+
+    #[test]
+    fn challenge_rfc9728_vectors() {
+        check_ok(&[
+            Ok {
+                name: "rfc9728_resource_metadata",
+                lines: &[
+                    r#"Bearer resource_metadata="https://resource.example.com/.well-known/oauth-protected-resource""#,
+                ],
+                expected: vec![ch(
+                    "Bearer",
+                    &[(
+                        "resource_metadata",
+                        "https://resource.example.com/.well-known/oauth-protected-resource",
+                    )],
+                )],
+            },
+            Ok {
+                name: "rfc9728_invalid_token_with_metadata",
+                lines: &[
+                    r#"Bearer error="invalid_token", error_description="The access token expired", resource_metadata="https://resource.example.com/.well-known/oauth-protected-resource""#,
+                ],
+                expected: vec![ch(
+                    "Bearer",
+                    &[
+                        ("error", "invalid_token"),
+                        ("error_description", "The access token expired"),
+                        (
+                            "resource_metadata",
+                            "https://resource.example.com/.well-known/oauth-protected-resource",
+                        ),
+                    ],
+                )],
+            },
+            Ok {
+                name: "rfc9728_spaces_around_equals",
+                lines: &[r#"Bearer resource_metadata = "https://x/y""#],
+                expected: vec![ch("Bearer", &[("resource_metadata", "https://x/y")])],
+            },
+            Ok {
+                name: "rfc9728_tabs_around_equals",
+                lines: &["Bearer\tresource_metadata\t=\t\"https://x/y\"\t"],
+                expected: vec![ch("Bearer", &[("resource_metadata", "https://x/y")])],
+            },
+        ]);
+    }
+
+    #[test]
+    fn challenge_real_world_vectors() {
+        check_ok(&[
+            Ok {
+                name: "lowercase_bearer",
+                lines: &[r#"bearer realm="x""#],
+                expected: vec![ch("bearer", &[("realm", "x")])],
+            },
+            Ok {
+                name: "dpop_before_bearer_two_lines",
+                lines: &[r#"DPoP algs="ES256 PS256""#, r#"Bearer realm="api""#],
+                expected: vec![
+                    ch("DPoP", &[("algs", "ES256 PS256")]),
+                    ch("Bearer", &[("realm", "api")]),
+                ],
+            },
+            Ok {
+                name: "params_continue_on_next_line",
+                lines: &[r#"Newauth realm="apps""#, "type=1"],
+                expected: vec![ch("Newauth", &[("realm", "apps"), ("type", "1")])],
+            },
+            Ok {
+                name: "empty_header_line_between",
+                lines: &["Basic", "", "Bearer"],
+                expected: vec![Challenge::new("Basic"), Challenge::new("Bearer")],
+            },
+            Ok {
+                name: "trailing_comma",
+                lines: &[r#"Bearer realm="x","#],
+                expected: vec![ch("Bearer", &[("realm", "x")])],
+            },
+            Ok {
+                name: "empty_elements",
+                lines: &[r#", , Bearer realm="x" , ,error="invalid_token", , DPoP ,"#],
+                expected: vec![
+                    ch("Bearer", &[("realm", "x"), ("error", "invalid_token")]),
+                    Challenge::new("DPoP"),
+                ],
+            },
+            Ok {
+                name: "scheme_then_empty_element_then_param",
+                lines: &[r#"Bearer , realm="x""#],
+                expected: vec![ch("Bearer", &[("realm", "x")])],
+            },
+            Ok {
+                name: "scheme_comma_param",
+                lines: &[r#"Bearer,realm="x""#],
+                expected: vec![ch("Bearer", &[("realm", "x")])],
+            },
+            Ok {
+                name: "scheme_only",
+                lines: &["Bearer"],
+                expected: vec![Challenge::new("Bearer")],
+            },
+            Ok {
+                name: "surrounding_whitespace",
+                lines: &["  \tBearer  \t"],
+                expected: vec![Challenge::new("Bearer")],
+            },
+            Ok {
+                name: "two_bare_schemes",
+                lines: &["Negotiate, NTLM"],
+                expected: vec![Challenge::new("Negotiate"), Challenge::new("NTLM")],
+            },
+            Ok {
+                name: "token68_basic",
+                lines: &["Basic dXNlcjpwYXNz"],
+                expected: vec![t68("Basic", "dXNlcjpwYXNz")],
+            },
+            Ok {
+                name: "token68_padding",
+                lines: &["Negotiate abc=="],
+                expected: vec![t68("Negotiate", "abc==")],
+            },
+            Ok {
+                name: "token68_single_padding_then_challenge",
+                lines: &[r#"Negotiate a+b/c~d.e_f-g=, Bearer realm="x""#],
+                expected: vec![
+                    t68("Negotiate", "a+b/c~d.e_f-g="),
+                    ch("Bearer", &[("realm", "x")]),
+                ],
+            },
+            Ok {
+                name: "token68_trailing_whitespace",
+                lines: &["Negotiate abc== "],
+                expected: vec![t68("Negotiate", "abc==")],
+            },
+            Ok {
+                name: "unquoted_values",
+                lines: &["Bearer error=invalid_token, scope=read"],
+                expected: vec![ch(
+                    "Bearer",
+                    &[("error", "invalid_token"), ("scope", "read")],
+                )],
+            },
+            Ok {
+                name: "escaped_quotes_and_backslashes",
+                lines: &[r#"Bearer realm="a\"b\\c\d", error_description="\\""#],
+                expected: vec![ch(
+                    "Bearer",
+                    &[("realm", r#"a"b\cd"#), ("error_description", "\\")],
+                )],
+            },
+            Ok {
+                name: "comma_inside_quoted_string",
+                lines: &[r#"Bearer scope="a, b", Basic x=y"#],
+                expected: vec![
+                    ch("Bearer", &[("scope", "a, b")]),
+                    ch("Basic", &[("x", "y")]),
+                ],
+            },
+            Ok {
+                name: "empty_quoted_value",
+                lines: &[r#"Bearer realm="""#],
+                expected: vec![ch("Bearer", &[("realm", "")])],
+            },
+            Ok {
+                name: "non_ascii_in_quoted_string",
+                lines: &["Bearer realm=\"caf\u{e9} \u{1f600}\", error_description=\"\\\u{e9}\""],
+                expected: vec![ch(
+                    "Bearer",
+                    &[
+                        ("realm", "caf\u{e9} \u{1f600}"),
+                        ("error_description", "\u{e9}"),
+                    ],
+                )],
+            },
+            Ok {
+                name: "tab_inside_quoted_string",
+                lines: &["Bearer realm=\"a\tb\""],
+                expected: vec![ch("Bearer", &[("realm", "a\tb")])],
+            },
+            Ok {
+                name: "mixed_case_param_names",
+                lines: &[r#"DPOP Algs="ES256", ERROR=use_dpop_nonce"#],
+                expected: vec![ch(
+                    "DPOP",
+                    &[("Algs", "ES256"), ("ERROR", "use_dpop_nonce")],
+                )],
+            },
+            Ok {
+                name: "param_name_looks_like_token68_for_other_scheme",
+                lines: &["Newauth realm=apps"],
+                expected: vec![ch("Newauth", &[("realm", "apps")])],
+            },
+        ]);
+    }
+
+    #[test]
+    fn challenge_error_vectors() {
+        let too_long = "a".repeat(MAX_INPUT_LEN + 1);
+        let max_challenges = vec!["Basic"; MAX_CHALLENGES + 1].join(",");
+        let max_params = format!(
+            "Bearer {}",
+            (0..=MAX_PARAMS)
+                .map(|i| format!("p{i:02}=x"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let max_params_offset = "Bearer ".len() + MAX_PARAMS * "p00=x,".len();
+        check_bad(&[
+            Bad {
+                name: "empty_input",
+                lines: &[""],
+                kind: ChallengeErrorKind::Empty,
+                offset: 0,
+            },
+            Bad {
+                name: "no_lines",
+                lines: &[],
+                kind: ChallengeErrorKind::Empty,
+                offset: 0,
+            },
+            Bad {
+                name: "only_commas_and_spaces",
+                lines: &[" , ,\t,", ""],
+                kind: ChallengeErrorKind::Empty,
+                offset: 0,
+            },
+            Bad {
+                name: "unterminated_quote",
+                lines: &[r#"Bearer realm="abc"#],
+                kind: ChallengeErrorKind::UnterminatedQuotedString,
+                offset: 13,
+            },
+            Bad {
+                name: "unterminated_quote_after_escape",
+                lines: &[r#"Bearer realm="abc\"#],
+                kind: ChallengeErrorKind::UnterminatedQuotedString,
+                offset: 13,
+            },
+            Bad {
+                name: "quote_does_not_span_lines",
+                lines: &[r#"Bearer realm="a"#, r#"b""#],
+                kind: ChallengeErrorKind::UnterminatedQuotedString,
+                offset: 13,
+            },
+            Bad {
+                name: "missing_value",
+                lines: &["Bearer realm="],
+                kind: ChallengeErrorKind::ExpectedValue,
+                offset: 13,
+            },
+            Bad {
+                name: "missing_value_before_comma",
+                lines: &["Bearer realm= , error=x"],
+                kind: ChallengeErrorKind::ExpectedValue,
+                offset: 14,
+            },
+            Bad {
+                name: "dpop_missing_value",
+                lines: &["DPoP algs="],
+                kind: ChallengeErrorKind::ExpectedValue,
+                offset: 10,
+            },
+            Bad {
+                name: "leading_equals",
+                lines: &["=foo"],
+                kind: ChallengeErrorKind::ExpectedScheme,
+                offset: 0,
+            },
+            Bad {
+                name: "param_without_scheme",
+                lines: &[r#"realm="x""#],
+                kind: ChallengeErrorKind::ExpectedScheme,
+                offset: 0,
+            },
+            Bad {
+                name: "param_after_token68",
+                lines: &[r#"Basic abc=, realm="x""#],
+                kind: ChallengeErrorKind::ExpectedScheme,
+                offset: 12,
+            },
+            Bad {
+                name: "duplicate_param",
+                lines: &[r#"Bearer realm="a", realm="b""#],
+                kind: ChallengeErrorKind::DuplicateParameter,
+                offset: 18,
+            },
+            Bad {
+                name: "duplicate_param_case_insensitive",
+                lines: &[r#"Bearer Realm="a", realm="b""#],
+                kind: ChallengeErrorKind::DuplicateParameter,
+                offset: 18,
+            },
+            Bad {
+                name: "duplicate_param_across_lines",
+                lines: &[r#"Bearer error="a""#, "ERROR=b"],
+                kind: ChallengeErrorKind::DuplicateParameter,
+                offset: 18,
+            },
+            Bad {
+                name: "control_character_in_scheme_position",
+                lines: &["\u{1}Bearer"],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 0,
+            },
+            Bad {
+                name: "control_character_after_scheme",
+                lines: &["Bearer\u{0}"],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 6,
+            },
+            Bad {
+                name: "control_character_in_quoted_string",
+                lines: &["Bearer realm=\"a\u{7f}\""],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 15,
+            },
+            Bad {
+                name: "newline_in_quoted_string",
+                lines: &["Bearer realm=\"a\r\nb\""],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 15,
+            },
+            Bad {
+                name: "escaped_control_character",
+                lines: &["Bearer realm=\"\\\u{1}\""],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 15,
+            },
+            Bad {
+                name: "control_character_after_value",
+                lines: &["Bearer realm=x\u{1b}"],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 14,
+            },
+            Bad {
+                name: "non_ascii_unquoted_value",
+                lines: &["Bearer realm=caf\u{e9}"],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 16,
+            },
+            Bad {
+                name: "non_ascii_scheme",
+                lines: &["B\u{e9}arer"],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 1,
+            },
+            Bad {
+                name: "delimiter_after_scheme",
+                lines: &["Bearer;realm=x"],
+                kind: ChallengeErrorKind::InvalidCharacter,
+                offset: 6,
+            },
+            Bad {
+                name: "missing_comma_between_params",
+                lines: &[r#"Bearer realm="a" error="b""#],
+                kind: ChallengeErrorKind::ExpectedComma,
+                offset: 17,
+            },
+            Bad {
+                name: "unquoted_url_value",
+                lines: &["Bearer resource_metadata=https://x/y"],
+                kind: ChallengeErrorKind::ExpectedComma,
+                offset: 30,
+            },
+            Bad {
+                name: "bearer_has_no_token68",
+                lines: &["Bearer abc"],
+                kind: ChallengeErrorKind::ExpectedEquals,
+                offset: 10,
+            },
+            Bad {
+                name: "param_name_then_other_token",
+                lines: &["Newauth a b"],
+                kind: ChallengeErrorKind::ExpectedEquals,
+                offset: 10,
+            },
+            Bad {
+                name: "quoted_string_instead_of_param",
+                lines: &[r#"Bearer "x""#],
+                kind: ChallengeErrorKind::ExpectedParameter,
+                offset: 7,
+            },
+            Bad {
+                name: "token68_then_garbage",
+                lines: &["Negotiate abc== def"],
+                kind: ChallengeErrorKind::ExpectedValue,
+                offset: 14,
+            },
+            Bad {
+                name: "too_long_input",
+                lines: &[too_long.as_str()],
+                kind: ChallengeErrorKind::TooLong,
+                offset: MAX_INPUT_LEN,
+            },
+            Bad {
+                name: "too_long_across_lines",
+                lines: &[
+                    &too_long[..MAX_INPUT_LEN / 2],
+                    &too_long[..MAX_INPUT_LEN / 2],
+                ],
+                kind: ChallengeErrorKind::TooLong,
+                offset: MAX_INPUT_LEN,
+            },
+            Bad {
+                name: "too_many_challenges",
+                lines: &[max_challenges.as_str()],
+                kind: ChallengeErrorKind::TooManyChallenges,
+                offset: MAX_CHALLENGES * "Basic,".len(),
+            },
+            Bad {
+                name: "too_many_params",
+                lines: &[max_params.as_str()],
+                kind: ChallengeErrorKind::TooManyParameters,
+                offset: max_params_offset,
+            },
+        ]);
+    }
+
+    #[test]
+    fn challenge_limits_are_inclusive() {
+        let challenges = vec!["Basic"; MAX_CHALLENGES].join(",");
+        assert_eq!(
+            parse_challenges([challenges.as_str()]).map(|c| c.len()),
+            std::result::Result::Ok(MAX_CHALLENGES)
+        );
+        let params = format!(
+            "Bearer {}",
+            (0..MAX_PARAMS)
+                .map(|i| format!("p{i}=x"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let parsed = parse_challenges([params.as_str()]);
+        assert_eq!(
+            parsed.map(|c| c[0].params().count()),
+            std::result::Result::Ok(MAX_PARAMS)
+        );
+        let exact = format!("Bearer realm=\"{}\"", "a".repeat(MAX_INPUT_LEN - 15));
+        assert_eq!(exact.len(), MAX_INPUT_LEN);
+        assert!(parse_challenges([exact.as_str()]).is_ok());
+    }
+
+    #[test]
+    fn challenge_accessors() {
+        let c = &parse_challenges([
+            r#"dpop ALGS="ES256  PS256", Error="use_dpop_nonce", error_DESCRIPTION="d", Scope="a b", Realm=r, Resource_Metadata="https://rs/.well-known/oauth-protected-resource""#,
+        ])
+        .expect("valid")[0];
+        assert_eq!(c.scheme(), "dpop");
+        assert!(c.is_scheme("DPoP"));
+        assert!(!c.is_scheme("Bearer"));
+        assert_eq!(c.token68(), None);
+        assert_eq!(c.algs(), Some("ES256  PS256"));
+        assert_eq!(c.algs_list(), vec!["ES256", "PS256"]);
+        assert_eq!(c.error(), Some("use_dpop_nonce"));
+        assert_eq!(c.error_description(), Some("d"));
+        assert_eq!(c.scope(), Some("a b"));
+        assert_eq!(c.realm(), Some("r"));
+        assert_eq!(
+            c.resource_metadata(),
+            Some("https://rs/.well-known/oauth-protected-resource")
+        );
+        assert_eq!(c.param("error"), Some("use_dpop_nonce"));
+        assert_eq!(c.param("nonce"), None);
+        let names: Vec<&str> = c.params().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "ALGS",
+                "Error",
+                "error_DESCRIPTION",
+                "Scope",
+                "Realm",
+                "Resource_Metadata"
+            ]
+        );
+
+        let basic = &parse_challenges(["Basic dXNlcjpwYXNz"]).expect("valid")[0];
+        assert_eq!(basic.token68(), Some("dXNlcjpwYXNz"));
+        assert_eq!(basic.params().count(), 0);
+        assert_eq!(basic.realm(), None);
+        assert!(basic.algs_list().is_empty());
+    }
+
+    #[test]
+    fn challenge_builder_and_display() {
+        let c = Challenge::new("Bearer")
+            .with_param("realm", "a \"quoted\" \\ value")
+            .with_param("error", "invalid_token")
+            .with_param("REALM", "replaced");
+        assert_eq!(
+            c.to_string(),
+            r#"Bearer REALM="replaced", error="invalid_token""#
+        );
+        let c = Challenge::new("Bearer").with_param("realm", "a \"q\" \\ v");
+        assert_eq!(c.to_string(), r#"Bearer realm="a \"q\" \\ v""#);
+        assert_eq!(
+            parse_challenges([c.to_string().as_str()]),
+            std::result::Result::Ok(vec![c])
+        );
+        assert_eq!(Challenge::new("Bearer").to_string(), "Bearer");
+        assert_eq!(t68("Basic", "abc==").to_string(), "Basic abc==");
+        let switched = t68("Basic", "abc").with_param("realm", "x");
+        assert_eq!(switched.token68(), None);
+        assert_eq!(switched.to_string(), r#"Basic realm="x""#);
+    }
+
+    #[test]
+    fn challenge_error_display_is_bounded() {
+        let input = format!(
+            "Bearer realm=\"{}\u{1}{}\"",
+            "x".repeat(10),
+            "z".repeat(500)
+        );
+        let e = parse_challenges([input.as_str()]).expect_err("control character");
+        assert_eq!(e.kind(), ChallengeErrorKind::InvalidCharacter);
+        let shown = e.to_string();
+        assert!(shown.contains("at byte 24"), "{shown}");
+        assert!(
+            shown.contains("\\u{1}"),
+            "control characters are escaped: {shown}"
+        );
+        assert_eq!(shown.matches('z').count(), MAX_CONTEXT_CHARS - 1, "{shown}");
+        assert!(!shown.contains('\u{1}'));
+
+        let e = parse_challenges([""]).expect_err("empty");
+        assert_eq!(e.to_string(), "no challenge in WWW-Authenticate at byte 0");
+        let source: &dyn std::error::Error = &e;
+        assert!(source.source().is_none());
+    }
+
+    #[test]
+    fn challenge_from_header_map() {
+        use http::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+        let mut headers = HeaderMap::new();
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"DPoP algs="ES256""#),
+        );
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="x""#),
+        );
+        headers.append(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        assert_eq!(
+            challenges_from_headers(&headers),
+            std::result::Result::Ok(vec![
+                ch("DPoP", &[("algs", "ES256")]),
+                ch("Bearer", &[("realm", "x")])
+            ])
+        );
+
+        let e = challenges_from_headers(&HeaderMap::new()).expect_err("no header");
+        assert_eq!(e.kind(), ChallengeErrorKind::Empty);
+
+        // obs-text that is valid UTF-8 is accepted inside quoted strings.
+        let mut headers = HeaderMap::new();
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_bytes("Bearer realm=\"caf\u{e9}\"".as_bytes()).expect("obs-text"),
+        );
+        assert_eq!(
+            challenges_from_headers(&headers).map(|c| c[0].realm().map(str::to_owned)),
+            std::result::Result::Ok(Some("caf\u{e9}".to_owned()))
+        );
+
+        let mut headers = HeaderMap::new();
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_bytes(b"Bearer realm=\"\xff\"").expect("obs-text"),
+        );
+        let e = challenges_from_headers(&headers).expect_err("not UTF-8");
+        assert_eq!(e.kind(), ChallengeErrorKind::InvalidUtf8);
+        assert_eq!(e.offset(), "Basic, Bearer realm=\"".len());
+    }
+
+    #[test]
+    fn challenge_fuzz_hook_smoke() {
+        for input in [
+            &b""[..],
+            b"Bearer realm=\"x\"\nDPoP algs=ES256",
+            b"\xff\xfe\x00",
+            b"Basic abc==, , Newauth a=\"\\\"\"",
+        ] {
+            fuzz(input);
+        }
+    }
 }

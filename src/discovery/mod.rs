@@ -5,7 +5,10 @@ mod challenge;
 mod resource_metadata;
 mod server_metadata;
 
-pub use challenge::{challenges_from_headers, parse_challenges, Challenge, ChallengeError};
+pub(crate) use challenge::fuzz as fuzz_challenge;
+pub use challenge::{
+    challenges_from_headers, parse_challenges, Challenge, ChallengeError, ChallengeErrorKind,
+};
 pub use resource_metadata::{
     fetch_resource_metadata, resource_matches, resource_metadata_from_challenges,
     resource_metadata_url, MetadataPolicy, ResourceMetadata,
