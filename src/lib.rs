@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cache;
 mod clock;
 mod discovery;
 mod error;
@@ -10,6 +11,9 @@ mod transport;
 
 pub mod dangerous;
 
+pub use cache::{
+    FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
+};
 pub use clock::{Clock, ClockSkew, SystemClock};
 pub use discovery::{
     challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
