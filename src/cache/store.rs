@@ -55,6 +55,8 @@ pub struct Versioned<T> {
 /// What a conditional write ([`TokenStore::store`], [`TokenStore::remove`]) did.
 #[derive(Clone, Debug)]
 #[must_use]
+// Returned once per write and never kept in bulk: boxing the conflict value would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreOutcome {
     /// The write happened; `version` is the key's version now.
     Written {
