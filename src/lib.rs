@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cache;
 mod client_auth;
 mod clock;
 mod discovery;
@@ -13,6 +14,9 @@ mod transport;
 pub mod dangerous;
 pub mod grant;
 
+pub use cache::{
+    FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
+};
 pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
 pub use clock::{Clock, ClockSkew, SystemClock};
 pub use discovery::{
