@@ -15,7 +15,9 @@ pub mod dangerous;
 pub mod grant;
 
 pub use cache::{
-    FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
+    Binding, BoxFuture, CacheConfig, CachedToken, FileStore, MemoryStore, RefreshingSource,
+    StoreLock, StoreOutcome, StoredGrant, TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource,
+    TokenStore, Versioned,
 };
 pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
 pub use clock::{Clock, ClockSkew, SystemClock};

@@ -1,15 +1,28 @@
-//! Where tokens live between uses.
+//! Where tokens live: the in-memory [`TokenCache`] and the durable [`TokenStore`].
+//!
+//! The cache maps a [`TokenKey`] (issuer, client, scope set, resources, audiences, binding) to
+//! the current token, serves hits without locks, refreshes ahead of expiry in the background,
+//! and makes exactly one request per key however many tasks ask at once.
 //!
 //! A [`TokenStore`] is the durable home of refresh tokens (and optionally the last access token)
 //! for each grant. Writes are compare-and-swap on a per-key version, and
 //! [`lock`](TokenStore::lock) serializes refreshes of one grant, so several threads, tasks or
-//! processes sharing a store never spend the same refresh token twice.
+//! processes sharing a store never spend the same refresh token twice
+//! ([`RefreshingSource`]).
 //!
 //! - [`MemoryStore`]: in-process only, for tests and short-lived agents.
 //! - [`FileStore`]: one file per key in a private directory, shared between processes.
 
 mod file_store;
+mod key;
+mod rotation;
 mod store;
+mod token_cache;
 
 pub use file_store::FileStore;
+pub use key::{Binding, TokenKey};
+pub use rotation::RefreshingSource;
 pub use store::{MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
+pub use token_cache::{
+    BoxFuture, CacheConfig, CachedToken, TokenCache, TokenHandle, TokenRef, TokenSource,
+};

@@ -1,0 +1,805 @@
+//! The in-memory token cache: lock-free hits, refresh ahead of expiry, one request per key.
+//!
+//! Each [`TokenKey`] has an entry whose current token sits in an `ArcSwap`. A hit loads it
+//! (no lock, no reference-count write), reads one monotonic `Instant` and compares. When the
+//! token enters its refresh window, the first caller to notice starts a background refresh and
+//! every caller (that one included) keeps getting the still-valid token. A miss (cold or expired)
+//! joins the key's single flight: one spawned task fetches, and every waiter is woken at once
+//! from its shared result — errors included. The task is spawned, so a caller that gives up
+//! cannot cancel a refresh that is rotating a token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use rand::Rng as _;
+use tokio::sync::watch;
+
+use super::key::TokenKey;
+use crate::error::{Error, Result};
+use crate::token::TokenSet;
+
+/// A boxed future, as [`TokenSource::fetch`] returns (only on the slow path).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a cache entry gets its tokens: a grant, with whatever state it needs.
+pub trait TokenSource: Send + Sync + 'static {
+    /// Obtain a new token. `current` is the token being replaced, if any (its refresh token may
+    /// be used). Called by at most one task per key at a time.
+    fn fetch(&self, current: Option<TokenSet>) -> BoxFuture<'static, Result<TokenSet>>;
+}
+
+impl<F, Fut> TokenSource for F
+where
+    F: Fn(Option<TokenSet>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<TokenSet>> + Send + 'static,
+{
+    fn fetch(&self, current: Option<TokenSet>) -> BoxFuture<'static, Result<TokenSet>> {
+        Box::pin(self(current))
+    }
+}
+
+/// When to refresh and how many entries to keep.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Refresh when less than this remains (default 30 s)...
+    pub refresh_skew: Duration,
+    /// ...or less than this fraction of the lifetime, whichever is larger (default 0.2).
+    pub refresh_fraction: f64,
+    /// Random extra lead, as a fraction of the lead time, so agents started together do not
+    /// refresh together (default 0.1).
+    pub jitter: f64,
+    /// Treat a token as expired this long before its `expires_at` (default 5 s, at most 10 %
+    /// of its lifetime), so it is not sent just as it dies.
+    pub expiry_margin: Duration,
+    /// Most entries kept; expired and unused ones are evicted first (default 1024).
+    pub max_entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            refresh_skew: Duration::from_secs(30),
+            refresh_fraction: 0.2,
+            jitter: 0.1,
+            expiry_margin: Duration::from_secs(5),
+            max_entries: 1024,
+        }
+    }
+}
+
+/// A cached token with its deadlines on the monotonic clock.
+pub struct CachedToken {
+    token: TokenSet,
+    refresh_at: Option<Instant>,
+    expires_at: Option<Instant>,
+}
+
+impl fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("token", &self.token)
+            .field("refresh_at", &self.refresh_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl CachedToken {
+    fn new(token: TokenSet, config: &CacheConfig) -> Self {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let (refresh_at, expires_at) = match token.remaining(wall) {
+            None => (None, None),
+            Some(remaining) => {
+                let lifetime = token.lifetime().unwrap_or(remaining).max(remaining);
+                let margin = config.expiry_margin.min(lifetime / 10);
+                let lead = config
+                    .refresh_skew
+                    .max(lifetime.mul_f64(config.refresh_fraction.clamp(0.0, 1.0)))
+                    .min(lifetime / 2);
+                let jitter = if config.jitter > 0.0 {
+                    lead.mul_f64(rand::thread_rng().gen_range(0.0..config.jitter.min(1.0)))
+                } else {
+                    Duration::ZERO
+                };
+                let expires = remaining.saturating_sub(margin);
+                let refresh = remaining.saturating_sub(lead + jitter);
+                (Some(now + refresh), Some(now + expires))
+            }
+        };
+        CachedToken {
+            token,
+            refresh_at,
+            expires_at,
+        }
+    }
+
+    /// The token.
+    pub fn token(&self) -> &TokenSet {
+        &self.token
+    }
+
+    fn state(&self, now: Instant) -> Freshness {
+        match (self.refresh_at, self.expires_at) {
+            (_, Some(e)) if now >= e => Freshness::Expired,
+            (Some(r), _) if now >= r => Freshness::RefreshAhead,
+            _ => Freshness::Fresh,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Freshness {
+    Fresh,
+    RefreshAhead,
+    Expired,
+}
+
+type Flight = watch::Receiver<Option<Result<Arc<CachedToken>>>>;
+
+struct Entry {
+    key: TokenKey,
+    config: Arc<CacheConfig>,
+    source: Arc<dyn TokenSource>,
+    current: ArcSwapOption<CachedToken>,
+    flight: Mutex<Option<Flight>>,
+    refreshing: AtomicBool,
+    used: AtomicBool,
+    fetches: AtomicU64,
+}
+
+/// A borrowed or owned cached token, returned by [`TokenHandle::get`]. Derefs to
+/// [`CachedToken`]. A hit borrows without touching the reference count.
+pub enum TokenRef {
+    /// Borrowed from the cache slot.
+    Borrowed(Guard<Option<Arc<CachedToken>>>),
+    /// Shared from a fetch.
+    Owned(Arc<CachedToken>),
+}
+
+impl fmt::Debug for TokenRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl Deref for TokenRef {
+    type Target = CachedToken;
+    fn deref(&self) -> &CachedToken {
+        match self {
+            // A Borrowed guard is only built after checking it holds `Some`.
+            TokenRef::Borrowed(g) => match g.as_ref() {
+                Some(t) => t,
+                None => unreachable_empty(),
+            },
+            TokenRef::Owned(t) => t,
+        }
+    }
+}
+
+#[cold]
+fn unreachable_empty() -> &'static CachedToken {
+    // TokenRef::Borrowed is constructed only from a guard that holds a token; this function
+    // exists so that no path can panic. It is never reached.
+    static EMPTY: std::sync::OnceLock<CachedToken> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| CachedToken {
+        token: TokenSet::new(
+            crate::token::AccessToken::new(""),
+            crate::token::TokenType::Bearer,
+            SystemTime::UNIX_EPOCH,
+        ),
+        refresh_at: None,
+        expires_at: Some(Instant::now()),
+    })
+}
+
+/// A handle on one cache entry: hold it to skip the key lookup on every call.
+#[derive(Clone)]
+pub struct TokenHandle {
+    entry: Arc<Entry>,
+}
+
+impl fmt::Debug for TokenHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenHandle")
+            .field("key", &self.entry.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenHandle {
+    /// The key.
+    pub fn key(&self) -> &TokenKey {
+        &self.entry.key
+    }
+
+    /// The cached token if it can be used now, without waiting. Starts a background refresh
+    /// when the token is in its refresh window. This is the hit path: no lock, no allocation.
+    #[inline]
+    pub fn peek(&self) -> Option<TokenRef> {
+        let guard = self.entry.current.load();
+        let state = guard.as_ref()?.state(Instant::now());
+        if !self.entry.used.load(Ordering::Relaxed) {
+            self.entry.used.store(true, Ordering::Relaxed);
+        }
+        match state {
+            Freshness::Fresh => Some(TokenRef::Borrowed(guard)),
+            Freshness::RefreshAhead => {
+                self.entry.refresh_in_background();
+                Some(TokenRef::Borrowed(guard))
+            }
+            Freshness::Expired => None,
+        }
+    }
+
+    /// A usable token: from the cache, or fetched now (one fetch per key, shared by every
+    /// concurrent caller).
+    ///
+    /// # Errors
+    /// The fetch's error, shared by every caller that waited on it.
+    pub async fn get(&self) -> Result<TokenRef> {
+        if let Some(t) = self.peek() {
+            return Ok(t);
+        }
+        self.entry.clone().fetch_shared().await.map(TokenRef::Owned)
+    }
+
+    /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,
+    /// handing the source the dropped token so it can use its refresh token.
+    pub fn invalidate(&self) {
+        self.entry.current.store(None);
+    }
+
+    /// Force a new token now, replacing the current one, and wait for it.
+    ///
+    /// # Errors
+    /// The fetch's error.
+    pub async fn refresh(&self) -> Result<TokenRef> {
+        self.entry.clone().fetch_shared().await.map(TokenRef::Owned)
+    }
+
+    /// Put a token in the cache (e.g. one loaded from a store).
+    pub fn insert(&self, token: TokenSet) {
+        self.entry
+            .current
+            .store(Some(Arc::new(CachedToken::new(token, &self.entry.config))));
+    }
+
+    /// How many fetches this entry has started.
+    pub fn fetch_count(&self) -> u64 {
+        self.entry.fetches.load(Ordering::Relaxed)
+    }
+}
+
+impl Entry {
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.refreshing.load(Ordering::Relaxed) || self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Joining (or starting) the flight is enough: the task runs without us.
+        let _ = self.start_or_join();
+    }
+
+    fn start_or_join(self: &Arc<Self>) -> Flight {
+        let mut flight = match self.flight.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(rx) = flight.as_ref() {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        *flight = Some(rx.clone());
+        drop(flight);
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let entry = self.clone();
+        tokio::spawn(async move {
+            let current = entry.current.load_full().map(|c| c.token.clone());
+            let result = entry.source.fetch(current).await;
+            let shared = match result {
+                Ok(token) => {
+                    let cached = Arc::new(CachedToken::new(token, &entry.config));
+                    entry.current.store(Some(cached.clone()));
+                    Ok(cached)
+                }
+                Err(e) => {
+                    tracing::debug!(target: "agent_oauth", error = %e, "token fetch failed");
+                    entry.back_off();
+                    Err(e)
+                }
+            };
+            {
+                let mut flight = match entry.flight.lock() {
+                    Ok(g) => g,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                *flight = None;
+            }
+            entry.refreshing.store(false, Ordering::Release);
+            // Wakes every waiter at once.
+            let _ = tx.send(Some(shared));
+        });
+        rx
+    }
+
+    /// After a failed refresh-ahead, keep serving the still-valid token and try again later
+    /// (a quarter of what remains, at least a second) instead of on the very next hit.
+    fn back_off(&self) {
+        let Some(cur) = self.current.load_full() else {
+            return;
+        };
+        let now = Instant::now();
+        let Some(expires) = cur.expires_at.filter(|e| *e > now) else {
+            return;
+        };
+        let wait = ((expires - now) / 4).max(Duration::from_secs(1));
+        self.current.store(Some(Arc::new(CachedToken {
+            token: cur.token.clone(),
+            refresh_at: Some(now + wait),
+            expires_at: cur.expires_at,
+        })));
+    }
+
+    async fn fetch_shared(self: Arc<Self>) -> Result<Arc<CachedToken>> {
+        let mut rx = self.start_or_join();
+        let result = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::config("token fetch task ended without a result"))?;
+        match result.as_ref() {
+            Some(Ok(t)) => Ok(t.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(Error::config("token fetch task ended without a result")),
+        }
+    }
+}
+
+/// The token cache: [`TokenKey`] → entry. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    config: Arc<CacheConfig>,
+    map: ArcSwap<HashMap<TokenKey, Arc<Entry>>>,
+    write: Mutex<()>,
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.len())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new(CacheConfig::default())
+    }
+}
+
+impl TokenCache {
+    /// An empty cache.
+    pub fn new(config: CacheConfig) -> Self {
+        TokenCache {
+            inner: Arc::new(CacheInner {
+                config: Arc::new(config),
+                map: ArcSwap::from_pointee(HashMap::new()),
+                write: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.inner.map.load().len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The handle for `key`, created with `source` if the key is new (an existing entry keeps
+    /// its source).
+    pub fn handle(
+        &self,
+        key: &TokenKey,
+        source: impl FnOnce() -> Arc<dyn TokenSource>,
+    ) -> TokenHandle {
+        if let Some(e) = self.inner.map.load().get(key) {
+            return TokenHandle { entry: e.clone() };
+        }
+        let _w = match self.inner.write.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let map = self.inner.map.load_full();
+        if let Some(e) = map.get(key) {
+            return TokenHandle { entry: e.clone() };
+        }
+        let mut next: HashMap<TokenKey, Arc<Entry>> = (*map).clone();
+        if next.len() >= self.inner.config.max_entries {
+            evict(&mut next, self.inner.config.max_entries);
+        }
+        let entry = Arc::new(Entry {
+            key: key.clone(),
+            config: self.inner.config.clone(),
+            source: source(),
+            current: ArcSwapOption::empty(),
+            flight: Mutex::new(None),
+            refreshing: AtomicBool::new(false),
+            used: AtomicBool::new(true),
+            fetches: AtomicU64::new(0),
+        });
+        next.insert(key.clone(), entry.clone());
+        self.inner.map.store(Arc::new(next));
+        TokenHandle { entry }
+    }
+
+    /// Remove `key` (and its token).
+    pub fn remove(&self, key: &TokenKey) {
+        let _w = match self.inner.write.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut next = (*self.inner.map.load_full()).clone();
+        if next.remove(key).is_some() {
+            self.inner.map.store(Arc::new(next));
+        }
+    }
+
+    /// Remove every entry whose key matches `pred` (e.g. tokens bound to a retired key).
+    pub fn retain(&self, mut pred: impl FnMut(&TokenKey) -> bool) {
+        let _w = match self.inner.write.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut next = (*self.inner.map.load_full()).clone();
+        next.retain(|k, _| pred(k));
+        self.inner.map.store(Arc::new(next));
+    }
+}
+
+/// Make room: drop entries with no usable token and no fetch in flight, then entries unused
+/// since the last sweep (clearing the flag of the rest, a clock-style second chance).
+fn evict(map: &mut HashMap<TokenKey, Arc<Entry>>, max: usize) {
+    let now = Instant::now();
+    let idle = |e: &Arc<Entry>| {
+        let in_flight = e.flight.lock().map(|f| f.is_some()).unwrap_or(true);
+        // Two references: the published map and the copy being edited. More means a handle
+        // is held somewhere.
+        !in_flight && Arc::strong_count(e) <= 2
+    };
+    map.retain(|_, e| {
+        let dead = e
+            .current
+            .load()
+            .as_ref()
+            .is_none_or(|c| c.state(now) == Freshness::Expired);
+        !(dead && idle(e))
+    });
+    if map.len() < max {
+        return;
+    }
+    map.retain(|_, e| e.used.swap(false, Ordering::Relaxed) || !idle(e));
+    if map.len() >= max {
+        // Everything was used recently or is held: drop idle ones arbitrarily down to size.
+        let excess = map.len() + 1 - max;
+        let victims: Vec<TokenKey> = map
+            .iter()
+            .filter(|(_, e)| idle(e))
+            .take(excess)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in victims {
+            map.remove(&k);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::token::{AccessToken, TokenType};
+    use std::sync::atomic::AtomicUsize;
+
+    fn token(name: &str, issued_ago: u64, remaining: u64) -> TokenSet {
+        let now = SystemTime::now();
+        let mut t = TokenSet::new(
+            AccessToken::new(name),
+            TokenType::Bearer,
+            now - Duration::from_secs(issued_ago),
+        );
+        t.expires_at = Some(now + Duration::from_secs(remaining));
+        t
+    }
+
+    fn key(n: &str) -> TokenKey {
+        TokenKey::new("https://as.example", n)
+    }
+
+    fn no_jitter() -> CacheConfig {
+        CacheConfig {
+            jitter: 0.0,
+            ..CacheConfig::default()
+        }
+    }
+
+    /// A source that counts calls and waits `delay` before answering with a fresh token.
+    fn counting(calls: Arc<AtomicUsize>, delay: Duration) -> Arc<dyn TokenSource> {
+        Arc::new(move |_cur: Option<TokenSet>| {
+            let calls = calls.clone();
+            async move {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(delay).await;
+                Ok(token(&format!("t{n}"), 0, 3600))
+            }
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cache_stampede_10000_callers_one_request() {
+        let cache = TokenCache::new(no_jitter());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let h = cache.handle(&key("c"), || {
+            counting(calls.clone(), Duration::from_millis(100))
+        });
+        let mut tasks = Vec::with_capacity(10_000);
+        for _ in 0..10_000 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                h.get()
+                    .await
+                    .map(|t| t.token().access_token.secret().to_owned())
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), "t1");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(h.fetch_count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cache_error_is_shared_not_retried_per_caller() {
+        let cache = TokenCache::new(no_jitter());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let h = cache.handle(&key("c"), move || {
+            Arc::new(move |_cur: Option<TokenSet>| {
+                let c = c.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Err::<TokenSet, _>(Error::Http {
+                        status: 503,
+                        body: String::new(),
+                        retry_after: None,
+                    })
+                }
+            })
+        });
+        let spawned: Vec<_> = (0..500)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.get().await.map(|_| ()) })
+            })
+            .collect();
+        let results = futures_join_all(spawned.into_iter()).await;
+        for r in results {
+            assert_eq!(r.unwrap().unwrap_err().status(), Some(503));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The next caller after the failure starts a new request (no negative caching).
+        assert!(h.get().await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    async fn futures_join_all<T>(
+        handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+    ) -> Vec<std::result::Result<T, tokio::task::JoinError>> {
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await);
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cache_refresh_ahead_one_refresh_and_nobody_waits() {
+        let cache = TokenCache::new(no_jitter());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (c, r) = (calls.clone(), release.clone());
+        let h = cache.handle(&key("c"), move || {
+            Arc::new(move |_cur: Option<TokenSet>| {
+                let (c, r) = (c.clone(), r.clone());
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    r.notified().await; // the refresh hangs until the test releases it
+                    Ok(token("new", 0, 3600))
+                }
+            })
+        });
+        // Lifetime 100 s, 10 s left: inside the refresh window (lead 30 s), still valid.
+        h.insert(token("old", 90, 10));
+        for _ in 0..1000 {
+            let t = h.get().await.unwrap();
+            assert_eq!(t.token().access_token.secret(), "old");
+        }
+        let callers: Vec<_> = (0..100)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    h.get()
+                        .await
+                        .map(|t| t.token().access_token.secret().to_owned())
+                })
+            })
+            .collect();
+        for c in callers {
+            // Every caller returned while the refresh is still blocked: nobody waited for it.
+            assert_eq!(c.await.unwrap().unwrap(), "old");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "exactly one background refresh"
+        );
+        release.notify_one();
+        let mut seen_new = false;
+        for _ in 0..200 {
+            if h.peek()
+                .is_some_and(|t| t.token().access_token.secret() == "new")
+            {
+                seen_new = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(seen_new, "the refreshed token replaces the old one");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn cache_expired_token_is_not_served() {
+        let cache = TokenCache::new(no_jitter());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let h = cache.handle(&key("c"), || counting(calls.clone(), Duration::ZERO));
+        h.insert(token("dead", 100, 2)); // within the 5 s expiry margin... of a 102 s token: 5 s
+        assert!(h.peek().is_none());
+        assert_eq!(h.get().await.unwrap().token().access_token.secret(), "t1");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A fresh hit does not fetch.
+        assert_eq!(h.get().await.unwrap().token().access_token.secret(), "t1");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        h.invalidate();
+        assert_eq!(h.get().await.unwrap().token().access_token.secret(), "t2");
+    }
+
+    #[tokio::test]
+    async fn cache_failed_background_refresh_backs_off() {
+        let cache = TokenCache::new(no_jitter());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let h = cache.handle(&key("c"), move || {
+            Arc::new(move |_cur: Option<TokenSet>| {
+                let c = c.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    Err::<TokenSet, _>(Error::config("down"))
+                }
+            })
+        });
+        h.insert(token("old", 90, 60));
+        // lifetime 150 s, lead 30 s, refresh window starts in 30 s: not yet.
+        assert!(h.peek().is_some());
+        h.insert(token("old", 190, 20)); // inside the window
+        for _ in 0..50 {
+            assert!(h.peek().is_some());
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..50 {
+            assert!(h.peek().is_some());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "no retry storm after a failure"
+        );
+    }
+
+    #[test]
+    fn cache_refresh_window_math() {
+        let cfg = no_jitter();
+        // 1 h token: lead = max(30 s, 12 min) = 12 min.
+        let c = CachedToken::new(token("a", 0, 3600), &cfg);
+        let now = Instant::now();
+        let r = c.refresh_at.unwrap().duration_since(now).as_secs();
+        assert!((2875..=2880).contains(&r), "{r}");
+        // 60 s token: lead = max(30 s, 12 s) = 30 s.
+        let c = CachedToken::new(token("a", 0, 60), &cfg);
+        let r = c
+            .refresh_at
+            .unwrap()
+            .duration_since(Instant::now())
+            .as_secs();
+        assert!((28..=30).contains(&r), "{r}");
+        // 10 s token: lead capped at half the lifetime.
+        let c = CachedToken::new(token("a", 0, 10), &cfg);
+        let r = c
+            .refresh_at
+            .unwrap()
+            .duration_since(Instant::now())
+            .as_secs();
+        assert!((4..=5).contains(&r), "{r}");
+        // Unknown expiry: never refreshed ahead, never expires.
+        let t = TokenSet::new(AccessToken::new("x"), TokenType::Bearer, SystemTime::now());
+        let c = CachedToken::new(t, &cfg);
+        assert_eq!(c.state(Instant::now()), Freshness::Fresh);
+        // With jitter, the refresh comes earlier, never later.
+        let jittered = CacheConfig::default();
+        for _ in 0..20 {
+            let c = CachedToken::new(token("a", 0, 3600), &jittered);
+            let r = c
+                .refresh_at
+                .unwrap()
+                .duration_since(Instant::now())
+                .as_secs();
+            assert!((2800..=2880).contains(&r), "{r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_bounded_and_evicts_dead_entries_first() {
+        let cache = TokenCache::new(CacheConfig {
+            max_entries: 8,
+            ..no_jitter()
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        for i in 0..8 {
+            let h = cache.handle(&key(&format!("c{i}")), || {
+                counting(calls.clone(), Duration::ZERO)
+            });
+            if i % 2 == 0 {
+                h.insert(token("live", 0, 3600));
+            }
+        }
+        assert_eq!(cache.len(), 8);
+        let _ = cache.handle(&key("new"), || counting(calls.clone(), Duration::ZERO));
+        assert_eq!(
+            cache.len(),
+            5,
+            "the four entries without a token went first"
+        );
+        for i in 0..50 {
+            let _ = cache.handle(&key(&format!("x{i}")), || {
+                counting(calls.clone(), Duration::ZERO)
+            });
+        }
+        assert!(cache.len() <= 8);
+    }
+
+    #[test]
+    fn cache_debug_has_no_token() {
+        let cfg = no_jitter();
+        let c = CachedToken::new(token("sekrit-token", 0, 60), &cfg);
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
+}
