@@ -9,6 +9,8 @@ mod token;
 mod transport;
 
 pub mod dangerous;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use clock::{Clock, ClockSkew, SystemClock};
 pub use discovery::{

@@ -1,0 +1,60 @@
+//! An embedded OAuth 2 authorization server and protected resource, for examples and tests.
+//!
+//! [`TestServer::start`] binds `127.0.0.1` on an ephemeral port and serves, in the same
+//! process:
+//!
+//! - authorization server metadata (RFC 8414) at `/.well-known/oauth-authorization-server`
+//!   and `/.well-known/openid-configuration`, and the signing keys at `/jwks`;
+//! - `/authorize`, which auto-approves every valid request for the user `agent-user` and
+//!   redirects with `code`, `state` and `iss` (RFC 9207); PKCE with `S256` is required and
+//!   `dpop_jkt` is honoured;
+//! - `/token` with the `client_credentials`, `authorization_code`, `refresh_token` (with
+//!   rotation and reuse detection), device code (RFC 8628) and token exchange (RFC 8693)
+//!   grants; client authentication by `none`, `client_secret_basic`, `client_secret_post` and
+//!   `private_key_jwt`; DPoP (RFC 9449) with optional nonces; resource indicators (RFC 8707);
+//! - `/revoke` (RFC 7009), `/introspect` (RFC 7662), `/device/auth` (RFC 8628);
+//! - a protected resource at `/api` and below that accepts Bearer and DPoP access tokens whose
+//!   audience includes `<issuer>/api`, advertises itself with RFC 9728 metadata, and requires
+//!   the `admin` scope under `/api/admin`.
+//!
+//! Access tokens are ES256 JWTs (`typ` `at+jwt`, RFC 9068). The server aims to answer like
+//! node `oidc-provider` 9 where both implement the same thing, and it shares no JOSE or DPoP
+//! code with the client side of this crate, so tests that run one against the other
+//! cross-check two implementations.
+//!
+//! Test helpers: [`TestServer::fail_next`] (fault injection), [`TestServer::set_latency`],
+//! [`TestServer::approve_device`], [`TestServer::revoke_all`],
+//! [`TestServer::issue_refresh_token`] and [`TestServer::stats`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use agent_oauth::testkit::TestServer;
+//!
+//! let server = TestServer::start().await;
+//! let token: serde_json::Value = reqwest::Client::new()
+//!     .post(format!("{}/token", server.issuer()))
+//!     .basic_auth("agent", Some("agent-secret"))
+//!     .form(&[("grant_type", "client_credentials"), ("scope", "read"),
+//!             ("resource", &server.resource_url())])
+//!     .send()
+//!     .await?
+//!     .json()
+//!     .await?;
+//! assert_eq!(token["token_type"], "Bearer");
+//! # Ok(()) }
+//! ```
+
+mod authorize;
+mod client_auth;
+mod config;
+mod dpop;
+mod grants;
+mod http_util;
+mod jose;
+mod resource;
+mod server;
+mod state;
+
+pub use config::{TestClient, TestClientAuth, TestServerConfig};
+pub use server::TestServer;
+pub use state::{GrantStats, Stats};
