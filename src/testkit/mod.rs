@@ -26,22 +26,23 @@
 //! [`TestServer::approve_device`], [`TestServer::revoke_all`],
 //! [`TestServer::issue_refresh_token`] and [`TestServer::stats`].
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use agent_oauth::testkit::TestServer;
 //!
 //! let server = TestServer::start().await;
-//! let token: serde_json::Value = reqwest::Client::new()
+//! let response = reqwest::Client::new()
 //!     .post(format!("{}/token", server.issuer()))
 //!     .basic_auth("agent", Some("agent-secret"))
 //!     .form(&[("grant_type", "client_credentials"), ("scope", "read"),
 //!             ("resource", &server.resource_url())])
 //!     .send()
-//!     .await?
-//!     .json()
 //!     .await?;
+//! let token: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
 //! assert_eq!(token["token_type"], "Bearer");
-//! # Ok(()) }
+//! # Ok(())
+//! # }
 //! ```
 
 mod authorize;
