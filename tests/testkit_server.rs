@@ -1550,3 +1550,15 @@ async fn testkit_malformed_requests_get_oauth_errors() {
     // The server still works.
     assert_eq!(client_credentials(&s, "read").await.status, 200);
 }
+
+#[tokio::test]
+async fn testkit_drop_stops_the_server() {
+    let s = TestServer::start().await;
+    let client = http();
+    let url = format!("{}/.well-known/oauth-authorization-server", s.issuer());
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(client.get(&url).send().await.is_err());
+    assert!(http().get(&url).send().await.is_err());
+}

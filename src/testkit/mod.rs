@@ -22,6 +22,24 @@
 //! code with the client side of this crate, so tests that run one against the other
 //! cross-check two implementations.
 //!
+//! Policies worth knowing when writing tests against it:
+//!
+//! - `client_credentials` never returns a refresh token; the code and device grants always
+//!   do. Without `scope`, `client_credentials` tokens carry no scope (as in oidc-provider).
+//! - Without a `resource` parameter a token's `aud` is the issuer, which the protected
+//!   resource refuses: ask for `resource=<issuer>/api` ([`TestServer::resource_url`]).
+//! - Refresh tokens have an absolute lifetime counted from the grant; rotated ones keep it.
+//!   Presenting a rotated refresh token again revokes the whole grant. Refresh tokens of
+//!   public clients that used DPoP are bound to that key; confidential clients' are not.
+//! - A second use of an authorization code revokes the tokens issued for the first.
+//! - Loopback `http` redirect URIs match on any port (RFC 8252 §7.3).
+//! - Token exchange accepts this server's active access tokens as `subject_token` and
+//!   `actor_token`, keeps the subject token's grant (revoking it revokes the exchanged
+//!   token), nests the subject token's `act` under the new actor, and honours a non-standard
+//!   `expires_in` request parameter as an upper bound on the lifetime.
+//! - Not implemented: ID tokens, userinfo, PAR, JAR, mTLS, consent screens. Every valid
+//!   authorization request is approved for the user `agent-user`.
+//!
 //! Test helpers: [`TestServer::fail_next`] (fault injection), [`TestServer::set_latency`],
 //! [`TestServer::approve_device`], [`TestServer::revoke_all`],
 //! [`TestServer::issue_refresh_token`] and [`TestServer::stats`].

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::config::TestServerConfig;
@@ -34,6 +35,7 @@ use crate::Scope;
 pub struct TestServer {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl fmt::Debug for TestServer {
@@ -45,8 +47,23 @@ impl fmt::Debug for TestServer {
 }
 
 impl Drop for TestServer {
+    /// Stops accepting connections and closes idle keep-alive connections at once (so pooled
+    /// client connections stop reaching the server); requests in flight get up to a second to
+    /// finish before the server task is aborted.
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let abort = self.task.abort_handle();
+                handle.spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    abort.abort();
+                });
+            }
+            Err(_) => self.task.abort(),
+        }
     }
 }
 
@@ -86,12 +103,23 @@ impl TestServer {
             .expect("testkit: bound socket has no local address");
         let shared = Arc::new(Shared::new(config, format!("http://{addr}")));
         let app = router(shared.clone());
+        let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::warn!(error = %e, "testkit server stopped");
             }
         });
-        TestServer { shared, task }
+        TestServer {
+            shared,
+            task,
+            shutdown: Some(tx),
+        }
     }
 
     /// The issuer identifier, `http://127.0.0.1:<port>`; metadata is under
