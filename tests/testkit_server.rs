@@ -966,6 +966,15 @@ async fn testkit_dpop_proof_checks() {
         post(&tu, AGENT, &p, Some(stale)).await.error(),
         "invalid_dpop_proof"
     );
+    for iat in [json!(i64::MIN), json!(i64::MAX), json!(1e300), json!("now")] {
+        let odd = key.proof_claims(
+            json!({"jti": b64(rand::random::<[u8; 8]>()), "htm": "POST", "htu": tu, "iat": iat}),
+        );
+        assert_eq!(
+            post(&tu, AGENT, &p, Some(odd)).await.error(),
+            "invalid_dpop_proof"
+        );
+    }
     // Wrong typ, private key in the header, garbage.
     let bad_typ = jwt(
         &key.key,

@@ -157,7 +157,7 @@ pub(crate) fn verify_request(
         return Err(invalid("htu mismatch"));
     }
     let iat = jws.num_claim("iat").ok_or_else(|| invalid("iat missing"))?;
-    if (iat - expect.now).abs() > IAT_WINDOW {
+    if iat.abs_diff(expect.now) > IAT_WINDOW.unsigned_abs() {
         return Err(invalid("iat outside the acceptable window"));
     }
     match (expect.access_token, jws.str_claim("ath")) {
