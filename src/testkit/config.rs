@@ -1,0 +1,236 @@
+//! Configuration of the test server and its registered clients.
+
+use std::time::Duration;
+
+/// How a registered client authenticates at the token, revocation, introspection and device
+/// authorization endpoints (its `token_endpoint_auth_method`).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum TestClientAuth {
+    /// `none`: a public client identified by `client_id` in the request body.
+    None,
+    /// `client_secret_basic` with this secret (RFC 6749 §2.3.1).
+    SecretBasic(String),
+    /// `client_secret_post` with this secret.
+    SecretPost(String),
+    /// `private_key_jwt` (RFC 7523): ES256 client assertions verified with this public EC
+    /// P-256 JWK.
+    PrivateKeyJwt(serde_json::Value),
+}
+
+impl TestClientAuth {
+    /// The `token_endpoint_auth_method` name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            TestClientAuth::None => "none",
+            TestClientAuth::SecretBasic(_) => "client_secret_basic",
+            TestClientAuth::SecretPost(_) => "client_secret_post",
+            TestClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+        }
+    }
+
+    /// True for public clients (`none`).
+    pub fn is_public(&self) -> bool {
+        matches!(self, TestClientAuth::None)
+    }
+}
+
+/// A client registered at the test server.
+#[derive(Clone, Debug)]
+pub struct TestClient {
+    /// The `client_id`.
+    pub client_id: String,
+    /// How it authenticates.
+    pub auth: TestClientAuth,
+    /// Registered redirect URIs, matched exactly (loopback `http` URIs match on any port, as
+    /// RFC 8252 §7.3 asks for native apps).
+    pub redirect_uris: Vec<String>,
+    /// Space-separated scope values the client may ask for.
+    pub scope: String,
+}
+
+impl TestClient {
+    /// A client allowed every default scope and redirecting to `http://127.0.0.1/cb`.
+    pub fn new(client_id: impl Into<String>, auth: TestClientAuth) -> Self {
+        TestClient {
+            client_id: client_id.into(),
+            auth,
+            redirect_uris: vec!["http://127.0.0.1/cb".to_owned()],
+            scope: DEFAULT_SCOPES.join(" "),
+        }
+    }
+
+    /// Replace the allowed scope (space-separated).
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+
+    /// Replace the registered redirect URIs.
+    pub fn with_redirect_uris<I, S>(mut self, uris: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redirect_uris = uris.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+pub(crate) const DEFAULT_SCOPES: [&str; 5] = ["read", "write", "admin", "offline_access", "openid"];
+
+/// Settings of a [`TestServer`](super::TestServer). Start from [`Default`] and adjust with the
+/// `with_*` methods.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TestServerConfig {
+    /// Lifetime of access tokens (default 300 s).
+    pub access_token_ttl: Duration,
+    /// Absolute lifetime of a grant's refresh tokens, counted from the grant (default one day).
+    pub refresh_token_ttl: Duration,
+    /// Each refresh returns a new refresh token and retires the old one (default true).
+    pub rotate_refresh_tokens: bool,
+    /// The token endpoint demands a server-provided nonce in DPoP proofs (default false).
+    pub require_dpop_nonce: bool,
+    /// The protected resource demands its own nonce in DPoP proofs (default false).
+    pub resource_require_dpop_nonce: bool,
+    /// The protected resource refuses Bearer tokens (default false).
+    pub resource_dpop_required: bool,
+    /// Registered clients (default: `agent`, `agent-post`, `public-agent`; see
+    /// [`TestServer::start`](super::TestServer::start)).
+    pub clients: Vec<TestClient>,
+    /// Scope values the server knows (default `read write admin offline_access openid`).
+    pub scopes: Vec<String>,
+    /// Delay before every token endpoint response (default none).
+    pub latency: Duration,
+    /// Minimum polling interval of the device flow (default 5 s).
+    pub device_interval: Duration,
+    /// Lifetime of device codes (default 600 s).
+    pub device_code_ttl: Duration,
+    /// Lifetime of authorization codes (default 60 s).
+    pub authorization_code_ttl: Duration,
+    /// How often DPoP nonces rotate; the current and the previous nonce are accepted
+    /// (default 30 s).
+    pub dpop_nonce_rotation: Duration,
+}
+
+impl Default for TestServerConfig {
+    fn default() -> Self {
+        TestServerConfig {
+            access_token_ttl: Duration::from_secs(300),
+            refresh_token_ttl: Duration::from_secs(86_400),
+            rotate_refresh_tokens: true,
+            require_dpop_nonce: false,
+            resource_require_dpop_nonce: false,
+            resource_dpop_required: false,
+            clients: vec![
+                TestClient::new(
+                    "agent",
+                    TestClientAuth::SecretBasic("agent-secret".to_owned()),
+                ),
+                TestClient::new(
+                    "agent-post",
+                    TestClientAuth::SecretPost("agent-post-secret".to_owned()),
+                ),
+                TestClient::new("public-agent", TestClientAuth::None),
+            ],
+            scopes: DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            latency: Duration::ZERO,
+            device_interval: Duration::from_secs(5),
+            device_code_ttl: Duration::from_secs(600),
+            authorization_code_ttl: Duration::from_secs(60),
+            dpop_nonce_rotation: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TestServerConfig {
+    /// Set the access token lifetime.
+    pub fn with_access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.access_token_ttl = ttl;
+        self
+    }
+
+    /// Set the refresh token (grant) lifetime.
+    pub fn with_refresh_token_ttl(mut self, ttl: Duration) -> Self {
+        self.refresh_token_ttl = ttl;
+        self
+    }
+
+    /// Turn refresh token rotation on or off.
+    pub fn with_rotate_refresh_tokens(mut self, rotate: bool) -> Self {
+        self.rotate_refresh_tokens = rotate;
+        self
+    }
+
+    /// Require DPoP nonces at the token endpoint.
+    pub fn with_require_dpop_nonce(mut self, require: bool) -> Self {
+        self.require_dpop_nonce = require;
+        self
+    }
+
+    /// Require DPoP nonces at the protected resource.
+    pub fn with_resource_require_dpop_nonce(mut self, require: bool) -> Self {
+        self.resource_require_dpop_nonce = require;
+        self
+    }
+
+    /// Make the protected resource refuse Bearer tokens.
+    pub fn with_resource_dpop_required(mut self, required: bool) -> Self {
+        self.resource_dpop_required = required;
+        self
+    }
+
+    /// Register one more client (a client with the same `client_id` is replaced).
+    pub fn with_client(mut self, client: TestClient) -> Self {
+        self.clients.retain(|c| c.client_id != client.client_id);
+        self.clients.push(client);
+        self
+    }
+
+    /// Replace all registered clients.
+    pub fn with_clients(mut self, clients: Vec<TestClient>) -> Self {
+        self.clients = clients;
+        self
+    }
+
+    /// Replace the known scope values.
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Delay every token endpoint response.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Set the device flow polling interval (whole seconds are advertised; at least 1 s).
+    pub fn with_device_interval(mut self, interval: Duration) -> Self {
+        self.device_interval = interval;
+        self
+    }
+
+    /// Set the device code lifetime.
+    pub fn with_device_code_ttl(mut self, ttl: Duration) -> Self {
+        self.device_code_ttl = ttl;
+        self
+    }
+
+    /// Set the authorization code lifetime.
+    pub fn with_authorization_code_ttl(mut self, ttl: Duration) -> Self {
+        self.authorization_code_ttl = ttl;
+        self
+    }
+
+    /// Set how often DPoP nonces rotate.
+    pub fn with_dpop_nonce_rotation(mut self, every: Duration) -> Self {
+        self.dpop_nonce_rotation = every;
+        self
+    }
+}
