@@ -41,6 +41,10 @@ fn _assert_send_sync() {
     check::<AuthorizationServer>();
     check::<SecretString>();
     check::<TokenSet>();
+    #[cfg(feature = "mtls")]
+    check::<ClientIdentity>();
+    #[cfg(feature = "mtls")]
+    check::<TrustRoots>();
 }
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the public API.
