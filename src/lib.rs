@@ -7,6 +7,8 @@ mod clock;
 mod discovery;
 mod dpop;
 mod error;
+#[cfg(feature = "mtls")]
+mod mtls;
 mod secret;
 mod token;
 mod transport;
@@ -35,6 +37,8 @@ pub use discovery::{
 pub use dpop::{DpopKey, NonceCache};
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
 pub use grant::{OAuthClient, OAuthClientBuilder, TokenParams};
+#[cfg(feature = "mtls")]
+pub use mtls::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
 pub use secret::SecretString;
 pub use token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
 pub use transport::{
@@ -48,6 +52,10 @@ fn _assert_send_sync() {
     check::<AuthorizationServer>();
     check::<SecretString>();
     check::<TokenSet>();
+    #[cfg(feature = "mtls")]
+    check::<ClientIdentity>();
+    #[cfg(feature = "mtls")]
+    check::<TrustRoots>();
 }
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the public API.

@@ -98,6 +98,50 @@ impl HttpTransport {
         Self::build(config, Arc::new(SystemClock), |b| b)
     }
 
+    /// A transport that presents `identity` as its TLS client certificate (RFC 8705), trusting
+    /// the built-in roots.
+    ///
+    /// The identity is fixed for the transport's life. To rotate the certificate, build a new
+    /// transport (a new connection pool) and drop tokens bound to the old
+    /// [`thumbprint`](crate::ClientIdentity::thumbprint).
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the TLS stack refuses the identity; [`Error::Config`] when the
+    /// client cannot be built.
+    #[cfg(feature = "mtls")]
+    pub fn with_identity(
+        config: TransportConfig,
+        identity: &crate::mtls::ClientIdentity,
+    ) -> Result<Self> {
+        Self::with_tls(config, Some(identity), &crate::mtls::TrustRoots::new())
+    }
+
+    /// A transport with an optional TLS client identity and extra trust roots (private PKI).
+    /// Server certificates are always verified. See [`with_identity`](Self::with_identity)
+    /// for rotation.
+    ///
+    /// # Errors
+    /// As [`with_identity`](Self::with_identity).
+    #[cfg(feature = "mtls")]
+    pub fn with_tls(
+        config: TransportConfig,
+        identity: Option<&crate::mtls::ClientIdentity>,
+        roots: &crate::mtls::TrustRoots,
+    ) -> Result<Self> {
+        let identity = identity.map(|i| i.to_reqwest_identity()).transpose()?;
+        let (extra_roots, builtin_roots) = roots.to_reqwest()?;
+        Self::build(config, Arc::new(SystemClock), move |mut b| {
+            for root in extra_roots {
+                b = b.add_root_certificate(root);
+            }
+            b = b.tls_built_in_root_certs(builtin_roots);
+            match identity {
+                Some(id) => b.identity(id),
+                None => b,
+            }
+        })
+    }
+
     /// Build with a clock and a hook to adjust the reqwest builder (client identities, roots).
     pub(crate) fn build(
         config: TransportConfig,
