@@ -14,12 +14,9 @@ mod token;
 mod transport;
 
 pub mod dangerous;
-<<<<<<< HEAD
 pub mod grant;
-=======
 #[cfg(feature = "testkit")]
 pub mod testkit;
->>>>>>> testkit
 
 pub use cache::{
     Binding, BoxFuture, CacheConfig, CachedToken, FileStore, MemoryStore, RefreshingSource,
