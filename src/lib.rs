@@ -3,7 +3,9 @@
 
 mod clock;
 mod discovery;
+mod dpop;
 mod error;
+mod jose;
 mod secret;
 mod token;
 mod transport;
@@ -17,7 +19,9 @@ pub use discovery::{
     ChallengeError, Endpoint, MetadataPolicy, MtlsEndpointAliases, ResourceMetadata,
     ServerMetadata,
 };
+pub use dpop::{ath, normalize_htu, DpopKey, NonceCache};
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
+pub use jose::{sign_compact, P256Signer, PublicJwk, RingSigner, Signer};
 pub use secret::SecretString;
 pub use token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
 pub use transport::{HttpRequest, HttpResponse, HttpTransport, RetryPolicy, TransportConfig};

@@ -1,0 +1,19 @@
+//! DPoP: Demonstrating Proof of Possession (RFC 9449).
+//!
+//! A [`DpopKey`] signs one proof JWT per HTTP request, binding tokens to a key the client holds:
+//! a stolen token is useless without the key. Proofs name the method and URL
+//! ([`normalize_htu`]), carry a fresh `jti`, the time, the server's latest nonce
+//! ([`NonceCache`]) and, towards a resource server, the access token hash ([`ath`]).
+//!
+//! The key's protected header and thumbprint are computed once; a proof costs one ES256
+//! signature plus a few hundred bytes of string building.
+
+mod key;
+mod nonce;
+mod proof;
+
+pub use key::DpopKey;
+#[allow(unused_imports)]
+pub(crate) use nonce::is_valid_nonce;
+pub use nonce::NonceCache;
+pub use proof::{ath, normalize_htu};
