@@ -34,7 +34,7 @@ fn origin_key(url: &url::Url) -> String {
 
 /// The latest `DPoP-Nonce` each origin sent, for the next proof to that origin.
 ///
-/// Bounded ([1024 origins](MAX_ORIGINS), least recently updated evicted first), shareable across
+/// Bounded (1024 origins, the least recently updated evicted first), shareable across
 /// threads. Nonces are validated (`NQCHAR`, at most 512 bytes); anything else is ignored.
 #[derive(Debug, Default)]
 pub struct NonceCache {
