@@ -7,6 +7,7 @@ mod clock;
 mod discovery;
 mod dpop;
 mod error;
+mod jose;
 #[cfg(feature = "mtls")]
 mod mtls;
 mod secret;
@@ -31,9 +32,10 @@ pub use discovery::{
     ChallengeError, ChallengeErrorKind, Endpoint, MetadataPolicy, MtlsEndpointAliases,
     ResourceMetadata, ServerMetadata,
 };
-pub use dpop::{DpopKey, NonceCache};
+pub use dpop::{ath, normalize_htu, DpopKey, NonceCache};
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
 pub use grant::{OAuthClient, OAuthClientBuilder, TokenParams};
+pub use jose::{sign_compact, P256Signer, PublicJwk, RingSigner, Signer};
 #[cfg(feature = "mtls")]
 pub use mtls::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
 pub use secret::SecretString;

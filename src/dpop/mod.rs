@@ -1,44 +1,19 @@
-//! Placeholder until the DPoP module lands.
-#![allow(
-    missing_docs,
-    unreachable_pub,
-    dead_code,
-    missing_debug_implementations
-)]
-use crate::error::Result;
-#[derive(Clone, Debug)]
-pub struct DpopKey;
-impl DpopKey {
-    pub fn generate() -> Self {
-        DpopKey
-    }
-    pub fn thumbprint(&self) -> &str {
-        ""
-    }
-    pub fn proof(
-        &self,
-        _htm: &str,
-        _htu: &url::Url,
-        _iat: i64,
-        _nonce: Option<&str>,
-        _ath: Option<&str>,
-    ) -> Result<String> {
-        Ok(String::new())
-    }
-}
-#[derive(Debug, Default)]
-pub struct NonceCache;
-impl NonceCache {
-    pub fn new() -> Self {
-        NonceCache
-    }
-    pub fn get(&self, _url: &url::Url) -> Option<String> {
-        None
-    }
-    pub fn update_from_headers(&self, _url: &url::Url, _h: &http::HeaderMap) -> Option<String> {
-        None
-    }
-}
-pub fn ath(_t: &str) -> String {
-    String::new()
-}
+//! DPoP: Demonstrating Proof of Possession (RFC 9449).
+//!
+//! A [`DpopKey`] signs one proof JWT per HTTP request, binding tokens to a key the client holds:
+//! a stolen token is useless without the key. Proofs name the method and URL
+//! ([`normalize_htu`]), carry a fresh `jti`, the time, the server's latest nonce
+//! ([`NonceCache`]) and, towards a resource server, the access token hash ([`ath`]).
+//!
+//! The key's protected header and thumbprint are computed once; a proof costs one ES256
+//! signature plus a few hundred bytes of string building.
+
+mod key;
+mod nonce;
+mod proof;
+
+pub use key::DpopKey;
+#[allow(unused_imports)]
+pub(crate) use nonce::is_valid_nonce;
+pub use nonce::NonceCache;
+pub use proof::{ath, normalize_htu};

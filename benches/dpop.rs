@@ -1,0 +1,53 @@
+//! DPoP proof cost against one raw ES256 signature with the same key.
+//!
+//! `dpop/proof_*` must stay within 1.10x of `dpop/raw_sign_*`: a proof is one signature plus
+//! string building. The raw signature signs a message as long as a real proof's signing input.
+
+// `criterion_group!` generates an undocumented function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use agent_oauth::{ath, DpopKey};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+const NONCE: &str = "eyJ7S_zG.eyJH0-Z.HX4w-7v";
+
+fn bench_key(c: &mut Criterion, key: &DpopKey, backend: &str) {
+    let url =
+        url::Url::parse("https://resource.example.org/protectedresource?x=1").expect("static URL");
+    let a = ath(TOKEN);
+    let sample = key
+        .proof("GET", &url, 1_700_000_000, Some(NONCE), Some(&a))
+        .expect("proof");
+    let dot = sample.rfind('.').expect("compact JWS");
+    let signing_input = sample.as_bytes()[..dot].to_vec();
+
+    c.bench_function(&format!("dpop/raw_sign_{backend}"), |b| {
+        b.iter(|| key.signer().sign(black_box(&signing_input)).expect("sign"))
+    });
+    c.bench_function(&format!("dpop/proof_{backend}"), |b| {
+        b.iter(|| {
+            key.proof(
+                black_box("GET"),
+                black_box(&url),
+                black_box(1_700_000_000),
+                black_box(Some(NONCE)),
+                black_box(Some(a.as_str())),
+            )
+            .expect("proof")
+        })
+    });
+}
+
+fn dpop(c: &mut Criterion) {
+    let ring = DpopKey::generate();
+    let p256 = ring.with_p256_signer().expect("p256 signer");
+    bench_key(c, &ring, "ring");
+    bench_key(c, &p256, "p256");
+    c.bench_function("dpop/ath", |b| b.iter(|| ath(black_box(TOKEN))));
+}
+
+criterion_group!(benches, dpop);
+criterion_main!(benches);

@@ -1,0 +1,690 @@
+//! The DPoP key: a P-256 key pair (or an external [`Signer`]) with its header and thumbprint
+//! computed once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use super::proof::build_proof;
+use crate::error::{Error, Result};
+use crate::jose::{b64_decode, header_b64_with_jwk, public_jwk_of, P256Signer, PublicJwk};
+use crate::jose::{RingSigner, Signer};
+use crate::secret::SecretString;
+
+/// The `typ` of a DPoP proof (RFC 9449 §4.2).
+const DPOP_TYP: &str = "dpop+jwt";
+
+/// A DPoP key (RFC 9449): signs proofs with ES256.
+///
+/// Cheap to clone (shared). The protected header (`typ`, `alg`, `jwk`) and the key's thumbprint
+/// (`jkt`, RFC 7638) are computed once when the key is made. By default signing uses ring; a key
+/// can also sign with the pure-Rust [`P256Signer`] ([`with_p256_signer`](Self::with_p256_signer))
+/// or be held entirely outside the process ([`from_signer`](Self::from_signer)).
+///
+/// `Debug` prints only the thumbprint and the signing backend.
+#[derive(Clone)]
+pub struct DpopKey {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    signer: Arc<dyn Signer>,
+    /// The private key, when the process holds it (for export). Zeroized on drop by `p256`.
+    secret: Option<p256::SecretKey>,
+    header_b64: String,
+    jkt: String,
+    backend: &'static str,
+}
+
+/// A private EC JWK as persisted: extra members (`kid`, `use`, `alg`, ...) are ignored.
+#[derive(serde::Deserialize, Zeroize, ZeroizeOnDrop)]
+struct PrivateEcJwk {
+    kty: String,
+    crv: String,
+    x: Option<String>,
+    y: Option<String>,
+    d: Option<String>,
+}
+
+impl DpopKey {
+    /// A fresh P-256 key from the operating system's RNG, signing with ring.
+    pub fn generate() -> Self {
+        Self::from_secret(p256::SecretKey::random(&mut rand::rngs::OsRng))
+    }
+
+    fn from_secret(secret: p256::SecretKey) -> Self {
+        match RingSigner::from_secret_key(&secret) {
+            Ok(signer) => Self::assemble(Arc::new(signer), Some(secret), "ring"),
+            // ring accepts every valid P-256 key; should it not, sign in pure Rust.
+            Err(_) => Self::assemble(
+                Arc::new(P256Signer::from_secret_key(&secret)),
+                Some(secret),
+                "p256",
+            ),
+        }
+    }
+
+    fn assemble(
+        signer: Arc<dyn Signer>,
+        secret: Option<p256::SecretKey>,
+        backend: &'static str,
+    ) -> Self {
+        let header_b64 = header_b64_with_jwk(DPOP_TYP, signer.as_ref());
+        let jkt = signer.public_jwk().thumbprint();
+        DpopKey {
+            inner: Arc::new(Inner {
+                signer,
+                secret,
+                header_b64,
+                jkt,
+                backend,
+            }),
+        }
+    }
+
+    /// Load a P-256 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
+        if pem.contains("BEGIN EC PRIVATE KEY") {
+            return Err(Error::Crypto(
+                "key is SEC1 (`EC PRIVATE KEY`), not PKCS#8; convert it with \
+                 `openssl pkcs8 -topk8 -nocrypt`"
+                    .into(),
+            ));
+        }
+        if pem.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+            return Err(Error::Crypto(
+                "encrypted PKCS#8 keys are not supported".into(),
+            ));
+        }
+        let secret = p256::SecretKey::from_pkcs8_pem(pem.trim())
+            .map_err(|_| Error::Crypto("not a PKCS#8 PEM P-256 private key".into()))?;
+        Ok(Self::from_secret(secret))
+    }
+
+    /// Load a P-256 private key from PKCS#8 DER.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
+        let secret = p256::SecretKey::from_pkcs8_der(der)
+            .map_err(|_| Error::Crypto("not a PKCS#8 DER P-256 private key".into()))?;
+        Ok(Self::from_secret(secret))
+    }
+
+    /// Load a private EC P-256 JWK (`kty` `EC`, `crv` `P-256`, `x`, `y` and `d`).
+    ///
+    /// The public coordinates `x` and `y`, which RFC 7518 §6.2.2 requires but some tools omit,
+    /// are derived from `d` when absent and must match it when present. Other members (`kid`,
+    /// `use`, ...) are ignored.
+    pub fn from_jwk(jwk_json: &str) -> Result<Self> {
+        let jwk: PrivateEcJwk = serde_json::from_str(jwk_json).map_err(|_| {
+            Error::Crypto(
+                "malformed private JWK (expected string members kty, crv, d, x, y)".into(),
+            )
+        })?;
+        if jwk.kty != "EC" {
+            return Err(Error::Crypto("JWK `kty` is not `EC`".into()));
+        }
+        if jwk.crv != "P-256" {
+            return Err(Error::Crypto("JWK `crv` is not `P-256`".into()));
+        }
+        let d = jwk
+            .d
+            .as_deref()
+            .ok_or_else(|| Error::Crypto("JWK has no private key `d`".into()))?;
+        let d = Zeroizing::new(b64_decode(d)?);
+        if d.len() != 32 {
+            return Err(Error::Crypto("JWK `d` is not 32 bytes".into()));
+        }
+        let secret = p256::SecretKey::from_slice(&d)
+            .map_err(|_| Error::Crypto("JWK `d` is not a valid P-256 scalar".into()))?;
+        let coord = |s: &str| -> Result<[u8; 32]> {
+            <[u8; 32]>::try_from(b64_decode(s)?.as_slice())
+                .map_err(|_| Error::Crypto("JWK coordinate is not 32 bytes".into()))
+        };
+        match (&jwk.x, &jwk.y) {
+            (Some(x), Some(y)) => {
+                if PublicJwk::ec_p256(&coord(x)?, &coord(y)?) != public_jwk_of(&secret) {
+                    return Err(Error::Crypto(
+                        "JWK `x`/`y` do not match its private key `d`".into(),
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ => return Err(Error::Crypto("JWK has only one of `x` and `y`".into())),
+        }
+        Ok(Self::from_secret(secret))
+    }
+
+    /// Use an external signer (HSM, KMS, platform keystore). It must sign ES256.
+    ///
+    /// Such a key cannot be exported ([`to_pkcs8_pem`](Self::to_pkcs8_pem) and
+    /// [`to_jwk`](Self::to_jwk) fail).
+    pub fn from_signer(signer: Arc<dyn Signer>) -> Result<Self> {
+        if signer.alg() != "ES256" {
+            return Err(Error::config(format!(
+                "DPoP signer must use ES256, not `{}`",
+                crate::error::sanitize(signer.alg(), 32)
+            )));
+        }
+        signer.public_jwk().verifying_key()?;
+        Ok(Self::assemble(signer, None, "external"))
+    }
+
+    /// The same key, signing with the pure-Rust [`P256Signer`] instead of ring.
+    ///
+    /// Proofs are interchangeable; this exists for targets or audits that prefer RustCrypto.
+    /// Fails for a key from [`from_signer`](Self::from_signer).
+    pub fn with_p256_signer(&self) -> Result<Self> {
+        let secret = self.secret()?.clone();
+        Ok(Self::assemble(
+            Arc::new(P256Signer::from_secret_key(&secret)),
+            Some(secret),
+            "p256",
+        ))
+    }
+
+    fn secret(&self) -> Result<&p256::SecretKey> {
+        self.inner.secret.as_ref().ok_or_else(|| {
+            Error::config("the DPoP key is held by an external signer and cannot be exported")
+        })
+    }
+
+    /// The private key as PKCS#8 PEM, for persistence.
+    pub fn to_pkcs8_pem(&self) -> Result<SecretString> {
+        let pem = self
+            .secret()?
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .map_err(|_| Error::Crypto("PKCS#8 encoding failed".into()))?;
+        Ok(SecretString::new(pem.as_str()))
+    }
+
+    /// The private key as a JWK (`kty`, `crv`, `x`, `y`, `d`), for persistence.
+    pub fn to_jwk(&self) -> Result<SecretString> {
+        let jwk = self.secret()?.to_jwk_string();
+        Ok(SecretString::new(jwk.as_str()))
+    }
+
+    /// The public key, as it appears in every proof's header.
+    pub fn public_jwk(&self) -> &PublicJwk {
+        self.inner.signer.public_jwk()
+    }
+
+    /// The key's RFC 7638 thumbprint: the `jkt` of RFC 9449 §6 and §10.
+    pub fn thumbprint(&self) -> &str {
+        &self.inner.jkt
+    }
+
+    /// The signer behind this key.
+    pub fn signer(&self) -> &dyn Signer {
+        self.inner.signer.as_ref()
+    }
+
+    /// A DPoP proof JWT (RFC 9449 §4.2) for one request.
+    ///
+    /// * `htm` — the HTTP method (`"GET"`, `"POST"`, ...).
+    /// * `htu` — the request URL; query, fragment and userinfo are dropped ([`crate::normalize_htu`]).
+    /// * `iat` — issue time, Unix seconds, in the server's clock where that is known.
+    /// * `nonce` — the server's latest `DPoP-Nonce`, if it sent one.
+    /// * `ath` — for requests to a resource server, [`crate::ath`] of the access token.
+    ///
+    /// Every proof gets a fresh `jti` of 128 random bits.
+    pub fn proof(
+        &self,
+        htm: &str,
+        htu: &url::Url,
+        iat: i64,
+        nonce: Option<&str>,
+        ath: Option<&str>,
+    ) -> Result<String> {
+        build_proof(
+            &self.inner.header_b64,
+            self.inner.signer.as_ref(),
+            htm,
+            htu,
+            iat,
+            nonce,
+            ath,
+        )
+    }
+}
+
+impl fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpopKey")
+            .field("jkt", &self.inner.jkt)
+            .field("signer", &self.inner.backend)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::dpop::{ath, normalize_htu};
+    use crate::jose::b64;
+    use p256::ecdsa::signature::Verifier as _;
+
+    /// RFC 9449 §4.1 / §5 example proof key (public only).
+    const RFC9449_JWK: &str = r#"{"kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA","crv":"P-256"}"#;
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    /// Split a compact JWS and decode header and claims (without verifying).
+    fn decode(proof: &str) -> (serde_json::Value, serde_json::Value, Vec<u8>) {
+        let parts: Vec<&str> = proof.split('.').collect();
+        assert_eq!(parts.len(), 3, "{proof}");
+        let h = serde_json::from_slice(&b64_decode(parts[0]).unwrap()).unwrap();
+        let c = serde_json::from_slice(&b64_decode(parts[1]).unwrap()).unwrap();
+        (h, c, b64_decode(parts[2]).unwrap())
+    }
+
+    /// Verify `proof` with p256 against the key in its own header, and check that key is `key`'s.
+    fn verify_with_p256(proof: &str, key: &DpopKey) {
+        let (h, _, sig) = decode(proof);
+        let jwk = PublicJwk::from_json(&h["jwk"]).unwrap();
+        assert_eq!(&jwk, key.public_jwk());
+        let dot = proof.rfind('.').unwrap();
+        let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+        jwk.verifying_key()
+            .unwrap()
+            .verify(&proof.as_bytes()[..dot], &sig)
+            .unwrap();
+    }
+
+    /// Verify `proof` with josekit (OpenSSL) against the key in its header and return the
+    /// header and claims josekit decoded.
+    #[cfg(feature = "josekit")]
+    fn verify_with_josekit(proof: &str) -> (serde_json::Value, serde_json::Value) {
+        let (h, _, _) = decode(proof);
+        let jwk = josekit::jwk::Jwk::from_bytes(h["jwk"].to_string()).unwrap();
+        let verifier = josekit::jws::ES256.verifier_from_jwk(&jwk).unwrap();
+        let (payload, header) = josekit::jws::deserialize_compact(proof, &verifier).unwrap();
+        let header = serde_json::Value::Object(header.claims_set().clone());
+        (header, serde_json::from_slice(&payload).unwrap())
+    }
+
+    /// The full check of one proof: both verifiers, header and every claim.
+    fn check_proof(
+        key: &DpopKey,
+        proof: &str,
+        htm: &str,
+        htu: &str,
+        iat: i64,
+        nonce: Option<&str>,
+        ath: Option<&str>,
+    ) -> String {
+        verify_with_p256(proof, key);
+        #[cfg(feature = "josekit")]
+        let (h, c) = verify_with_josekit(proof);
+        #[cfg(not(feature = "josekit"))]
+        let (h, c, _) = decode(proof);
+        assert_eq!(h["typ"], "dpop+jwt");
+        assert_eq!(h["alg"], "ES256");
+        assert_eq!(h.as_object().unwrap().len(), 3, "{h}");
+        assert_eq!(PublicJwk::from_json(&h["jwk"]).unwrap(), *key.public_jwk());
+        assert_eq!(h["jwk"].as_object().unwrap().len(), 4, "no private members");
+        assert_eq!(c["htm"], htm);
+        assert_eq!(c["htu"], htu);
+        assert_eq!(c["iat"], iat);
+        assert_eq!(c.get("nonce").and_then(|v| v.as_str()), nonce);
+        assert_eq!(c.get("ath").and_then(|v| v.as_str()), ath);
+        let expected = 4 + usize::from(nonce.is_some()) + usize::from(ath.is_some());
+        assert_eq!(c.as_object().unwrap().len(), expected, "{c}");
+        let jti = c["jti"].as_str().unwrap().to_owned();
+        assert!(jti.len() >= 22, "{jti}");
+        assert_eq!(b64_decode(&jti).unwrap().len(), 16);
+        jti
+    }
+
+    /// htm, request URL, expected htu, nonce, ath.
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+    fn exercise(key: &DpopKey) {
+        let token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+        let a = ath(token);
+        let cases: [Case<'_>; 4] = [
+            (
+                "POST",
+                "https://server.example.com/token",
+                "https://server.example.com/token",
+                None,
+                None,
+            ),
+            (
+                "GET",
+                "https://resource.example.org:443/protectedresource?q=1#f",
+                "https://resource.example.org/protectedresource",
+                Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"),
+                Some(&a),
+            ),
+            (
+                "DELETE",
+                "http://[::1]:8080/x/y",
+                "http://[::1]:8080/x/y",
+                Some("n"),
+                None,
+            ),
+            // A caller-supplied nonce with JSON metacharacters must stay valid JSON.
+            (
+                "PUT",
+                "https://a.example/p%20q",
+                "https://a.example/p%20q",
+                Some("a\"b\\c\n"),
+                Some(&a),
+            ),
+        ];
+        for (htm, input, htu, nonce, ath) in cases {
+            let proof = key
+                .proof(htm, &url(input), 1_700_000_000, nonce, ath)
+                .unwrap();
+            check_proof(key, &proof, htm, htu, 1_700_000_000, nonce, ath);
+        }
+        let proof = key
+            .proof("GET", &url("https://a.example/"), -5, None, None)
+            .unwrap();
+        check_proof(key, &proof, "GET", "https://a.example/", -5, None, None);
+    }
+
+    #[test]
+    fn dpop_proofs_verify_ring_signer() {
+        let key = DpopKey::generate();
+        assert!(format!("{key:?}").contains("ring"));
+        exercise(&key);
+    }
+
+    #[test]
+    fn dpop_proofs_verify_p256_signer() {
+        let key = DpopKey::generate().with_p256_signer().unwrap();
+        assert!(format!("{key:?}").contains("p256"));
+        exercise(&key);
+    }
+
+    #[test]
+    fn dpop_proofs_verify_after_pem_and_jwk_round_trip() {
+        let key = DpopKey::generate();
+        let pem = key.to_pkcs8_pem().unwrap();
+        assert!(pem
+            .expose_secret()
+            .starts_with("-----BEGIN PRIVATE KEY-----"));
+        let from_pem = DpopKey::from_pkcs8_pem(pem.expose_secret()).unwrap();
+        let jwk = key.to_jwk().unwrap();
+        let from_jwk = DpopKey::from_jwk(jwk.expose_secret()).unwrap();
+        for k in [&from_pem, &from_jwk, &from_jwk.with_p256_signer().unwrap()] {
+            assert_eq!(k.thumbprint(), key.thumbprint());
+            assert_eq!(k.public_jwk(), key.public_jwk());
+            exercise(k);
+        }
+        // DER too, and the exports of an imported key are the same key.
+        let der = pem::parse(pem.expose_secret());
+        let from_der = DpopKey::from_pkcs8_der(&der).unwrap();
+        assert_eq!(from_der.thumbprint(), key.thumbprint());
+        assert_eq!(
+            DpopKey::from_jwk(from_pem.to_jwk().unwrap().expose_secret())
+                .unwrap()
+                .thumbprint(),
+            key.thumbprint()
+        );
+    }
+
+    /// Minimal PEM body decoding for the DER test (no extra dependency).
+    mod pem {
+        use base64::Engine as _;
+        pub(super) fn parse(pem: &str) -> Vec<u8> {
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn dpop_jti_unique_across_1000_proofs() {
+        let key = DpopKey::generate();
+        let u = url("https://rs.example/r");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let proof = key.proof("GET", &u, 1_700_000_000, None, None).unwrap();
+            let (_, c, _) = decode(&proof);
+            let jti = c["jti"].as_str().unwrap().to_owned();
+            assert_eq!(jti.len(), 22);
+            assert!(seen.insert(jti));
+        }
+        // Spot-check with both verifiers on a couple of them.
+        let proof = key.proof("GET", &u, 1, None, None).unwrap();
+        check_proof(&key, &proof, "GET", "https://rs.example/r", 1, None, None);
+    }
+
+    #[test]
+    fn dpop_header_and_thumbprint_cached_and_consistent() {
+        let key = DpopKey::generate();
+        assert_eq!(key.thumbprint(), key.public_jwk().thumbprint());
+        assert_eq!(key.thumbprint().len(), 43);
+        let clone = key.clone();
+        assert!(std::ptr::eq(key.thumbprint(), clone.thumbprint()));
+        let p1 = key
+            .proof("GET", &url("https://a.example/"), 1, None, None)
+            .unwrap();
+        let p2 = key
+            .proof("POST", &url("https://b.example/"), 2, None, None)
+            .unwrap();
+        assert_eq!(p1.split('.').next(), p2.split('.').next());
+        assert_eq!(
+            normalize_htu(&url("https://a.example/?x")),
+            "https://a.example/"
+        );
+    }
+
+    #[test]
+    fn dpop_josekit_keys_interoperate() {
+        #[cfg(feature = "josekit")]
+        {
+            use josekit::jwk::KeyPair as _;
+            let kp = josekit::jws::ES256.generate_key_pair().unwrap();
+            let pem = String::from_utf8(kp.to_pem_private_key()).unwrap();
+            let from_pem = DpopKey::from_pkcs8_pem(&pem).unwrap();
+            // josekit's private JWK carries only `d`; its key-pair JWK carries `x`/`y` too.
+            let from_jwk = DpopKey::from_jwk(&kp.to_jwk_private_key().to_string()).unwrap();
+            let from_pair = DpopKey::from_jwk(&kp.to_jwk_key_pair().to_string()).unwrap();
+            let from_der = DpopKey::from_pkcs8_der(&pem::parse(&pem)).unwrap();
+            // OpenSSL's traditional DER is SEC1, not PKCS#8.
+            assert!(DpopKey::from_pkcs8_der(&kp.to_der_private_key()).is_err());
+            let public = PublicJwk::from_json(
+                &serde_json::from_str(&kp.to_jwk_public_key().to_string()).unwrap(),
+            )
+            .unwrap();
+            for k in [&from_pem, &from_jwk, &from_pair, &from_der] {
+                assert_eq!(k.public_jwk(), &public);
+            }
+            // And our export is readable by OpenSSL through josekit.
+            let key = DpopKey::generate();
+            let back = josekit::jws::ES256
+                .key_pair_from_pem(key.to_pkcs8_pem().unwrap().expose_secret())
+                .unwrap();
+            let back = PublicJwk::from_json(
+                &serde_json::from_str(&back.to_jwk_public_key().to_string()).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(&back, key.public_jwk());
+        }
+    }
+
+    #[test]
+    fn dpop_rfc9449_example_key_public_only_rejected_but_thumbprint_matches() {
+        // The RFC's example key has no `d`: importing it as a DPoP key must fail cleanly.
+        assert!(matches!(
+            DpopKey::from_jwk(RFC9449_JWK),
+            Err(Error::Crypto(m)) if m.contains("`d`")
+        ));
+        let jwk = PublicJwk::from_json(&serde_json::from_str(RFC9449_JWK).unwrap()).unwrap();
+        assert_eq!(
+            jwk.thumbprint(),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
+    }
+
+    #[test]
+    fn dpop_malformed_keys_are_typed_errors() {
+        let crypto = |r: Result<DpopKey>| assert!(matches!(r, Err(Error::Crypto(_))), "{r:?}");
+        // PEM.
+        crypto(DpopKey::from_pkcs8_pem(""));
+        crypto(DpopKey::from_pkcs8_pem("garbage"));
+        crypto(DpopKey::from_pkcs8_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ));
+        crypto(DpopKey::from_pkcs8_pem(
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        ));
+        crypto(DpopKey::from_pkcs8_der(&[]));
+        crypto(DpopKey::from_pkcs8_der(&[0x30, 0x03, 0x02, 0x01, 0x00]));
+        // JWK.
+        let good = DpopKey::generate();
+        let good_jwk: serde_json::Value =
+            serde_json::from_str(good.to_jwk().unwrap().expose_secret()).unwrap();
+        let with = |k: &str, v: Option<serde_json::Value>| {
+            let mut j = good_jwk.clone();
+            match v {
+                Some(v) => j[k] = v,
+                None => {
+                    j.as_object_mut().unwrap().remove(k);
+                }
+            }
+            DpopKey::from_jwk(&j.to_string())
+        };
+        crypto(with("d", None));
+        crypto(with("d", Some(serde_json::Value::Null)));
+        crypto(with("d", Some("AAAA".into())));
+        crypto(with("d", Some(b64(&[0; 32]).into())));
+        crypto(with("d", Some(b64(&[0xff; 32]).into())));
+        crypto(with("d", Some(5.into())));
+        crypto(with("crv", Some("P-384".into())));
+        crypto(with("kty", Some("RSA".into())));
+        crypto(with("x", None));
+        crypto(with("y", Some(serde_json::Value::Null)));
+        crypto(with("x", Some(b64(&[1; 32]).into())));
+        crypto(with("y", Some("***".into())));
+        crypto(DpopKey::from_jwk(""));
+        crypto(DpopKey::from_jwk("garbage"));
+        crypto(DpopKey::from_jwk("[]"));
+        crypto(DpopKey::from_jwk("{}"));
+        // `x` and `y` may both be absent (derived from `d`).
+        let mut bare = good_jwk.clone();
+        bare.as_object_mut().unwrap().remove("x");
+        bare.as_object_mut().unwrap().remove("y");
+        assert_eq!(
+            DpopKey::from_jwk(&bare.to_string()).unwrap().thumbprint(),
+            good.thumbprint()
+        );
+        // Extra members are fine.
+        let mut extra = good_jwk.clone();
+        extra["kid"] = "k1".into();
+        extra["use"] = "sig".into();
+        assert_eq!(
+            DpopKey::from_jwk(&extra.to_string()).unwrap().thumbprint(),
+            good.thumbprint()
+        );
+        #[cfg(feature = "josekit")]
+        {
+            use josekit::jwk::KeyPair as _;
+            // Wrong curve, as PEM, DER and JWK.
+            let p384 = josekit::jws::ES384.generate_key_pair().unwrap();
+            crypto(DpopKey::from_pkcs8_pem(
+                std::str::from_utf8(&p384.to_pem_private_key()).unwrap(),
+            ));
+            crypto(DpopKey::from_pkcs8_der(&pem::parse(
+                std::str::from_utf8(&p384.to_pem_private_key()).unwrap(),
+            )));
+            crypto(DpopKey::from_pkcs8_der(&p384.to_der_private_key()));
+            crypto(DpopKey::from_jwk(&p384.to_jwk_private_key().to_string()));
+            // SEC1 PEM of a valid P-256 key: refused with a hint.
+            let p256 = josekit::jws::ES256.generate_key_pair().unwrap();
+            let sec1 = String::from_utf8(p256.to_traditional_pem_private_key()).unwrap();
+            assert!(matches!(
+                DpopKey::from_pkcs8_pem(&sec1),
+                Err(Error::Crypto(m)) if m.contains("SEC1")
+            ));
+            // An RSA key.
+            let rsa = josekit::jws::RS256.generate_key_pair(2048).unwrap();
+            crypto(DpopKey::from_pkcs8_pem(
+                std::str::from_utf8(&rsa.to_pem_private_key()).unwrap(),
+            ));
+            crypto(DpopKey::from_jwk(&rsa.to_jwk_private_key().to_string()));
+        }
+    }
+
+    #[test]
+    fn dpop_debug_shows_no_secret() {
+        let key = DpopKey::generate();
+        let jwk: serde_json::Value =
+            serde_json::from_str(key.to_jwk().unwrap().expose_secret()).unwrap();
+        let d = jwk["d"].as_str().unwrap().to_owned();
+        let pem = key.to_pkcs8_pem().unwrap();
+        let body: String = pem
+            .expose_secret()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        for k in [key.clone(), key.with_p256_signer().unwrap()] {
+            let dbg = format!("{k:?} {:?} {:#?}", k.signer(), k);
+            assert!(dbg.contains(key.thumbprint()), "{dbg}");
+            assert!(!dbg.contains(&d), "{dbg}");
+            for line in pem
+                .expose_secret()
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+            {
+                assert!(!dbg.contains(line), "{dbg}");
+            }
+            assert!(!dbg.contains(&body));
+        }
+        assert_eq!(format!("{pem:?}"), "[redacted]");
+    }
+
+    #[derive(Debug)]
+    struct External(RingSigner, &'static str);
+
+    impl Signer for External {
+        fn alg(&self) -> &str {
+            self.1
+        }
+        fn public_jwk(&self) -> &PublicJwk {
+            self.0.public_jwk()
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+            self.0.sign(message)
+        }
+    }
+
+    #[test]
+    fn dpop_external_signer() {
+        let key =
+            DpopKey::from_signer(Arc::new(External(RingSigner::generate().unwrap(), "ES256")))
+                .unwrap();
+        assert!(format!("{key:?}").contains("external"));
+        exercise(&key);
+        assert!(matches!(key.to_pkcs8_pem(), Err(Error::Config(_))));
+        assert!(matches!(key.to_jwk(), Err(Error::Config(_))));
+        assert!(matches!(key.with_p256_signer(), Err(Error::Config(_))));
+        let rs = DpopKey::from_signer(Arc::new(External(RingSigner::generate().unwrap(), "RS256")));
+        assert!(matches!(rs, Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn dpop_bad_method_rejected() {
+        let key = DpopKey::generate();
+        for htm in ["", "GET POST", "GET\"", "G\nET"] {
+            assert!(matches!(
+                key.proof(htm, &url("https://a.example/"), 1, None, None),
+                Err(Error::Config(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn dpop_key_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<DpopKey>();
+    }
+}

@@ -1,0 +1,235 @@
+//! Server-provided DPoP nonces (RFC 9449 §8, §9), remembered per origin.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// How many origins a [`NonceCache`] remembers; the least recently updated is dropped first.
+const MAX_ORIGINS: usize = 1024;
+
+/// The longest nonce accepted, in bytes.
+const MAX_NONCE_LEN: usize = 512;
+
+/// The response header carrying a DPoP nonce (RFC 9449 §8.1).
+const DPOP_NONCE: &str = "dpop-nonce";
+
+/// True when `nonce` is an acceptable `DPoP-Nonce` value: 1 to 512 `NQCHAR`
+/// (`%x21 / %x23-5B / %x5D-7E`, RFC 9449 §8.1).
+pub(crate) fn is_valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_NONCE_LEN
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
+/// The cache key: scheme, host and effective port. Authorization server and resource server
+/// nonces are independent (RFC 9449 §8, §9), and so are different ports and schemes.
+fn origin_key(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(port) => format!("{}://{}:{}", url.scheme(), host, port),
+        None => format!("{}://{}", url.scheme(), host),
+    }
+}
+
+/// The latest `DPoP-Nonce` each origin sent, for the next proof to that origin.
+///
+/// Bounded (1024 origins, the least recently updated evicted first), shareable across
+/// threads. Nonces are validated (`NQCHAR`, at most 512 bytes); anything else is ignored.
+#[derive(Debug, Default)]
+pub struct NonceCache {
+    inner: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// origin key -> (nonce, sequence number of its last update)
+    map: HashMap<String, (String, u64)>,
+    seq: u64,
+}
+
+impl NonceCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // The map stays consistent even if a holder panicked: every update is a single insert.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The nonce to use for a request to `url`'s origin, if that origin sent one.
+    pub fn get(&self, url: &url::Url) -> Option<String> {
+        self.lock()
+            .map
+            .get(&origin_key(url))
+            .map(|(nonce, _)| nonce.clone())
+    }
+
+    /// Remember `nonce` for `url`'s origin. An invalid nonce (not `NQCHAR`, empty or longer than
+    /// 512 bytes) is ignored.
+    pub fn set(&self, url: &url::Url, nonce: &str) {
+        if !is_valid_nonce(nonce) {
+            return;
+        }
+        let key = origin_key(url);
+        let mut entries = self.lock();
+        entries.seq += 1;
+        let seq = entries.seq;
+        if let Some(slot) = entries.map.get_mut(&key) {
+            nonce.clone_into(&mut slot.0);
+            slot.1 = seq;
+            return;
+        }
+        if entries.map.len() >= MAX_ORIGINS {
+            let oldest = entries
+                .map
+                .iter()
+                .min_by_key(|(_, (_, s))| *s)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                entries.map.remove(&oldest);
+            }
+        }
+        entries.map.insert(key, (nonce.to_owned(), seq));
+    }
+
+    /// Read `DPoP-Nonce` from a response of `url`'s origin; if present and valid, remember it
+    /// and return it.
+    pub fn update_from_headers(&self, url: &url::Url, headers: &http::HeaderMap) -> Option<String> {
+        let nonce = headers.get(DPOP_NONCE)?.to_str().ok()?;
+        if !is_valid_nonce(nonce) {
+            return None;
+        }
+        self.set(url, nonce);
+        Some(nonce.to_owned())
+    }
+
+    /// How many origins have a nonce.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn u(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn dpop_nonce_per_origin_isolation() {
+        let c = NonceCache::new();
+        c.set(&u("https://a.example/token"), "n1");
+        c.set(&u("https://a.example:8443/"), "n2");
+        c.set(&u("http://a.example/"), "n3");
+        assert_eq!(
+            c.get(&u("https://a.example/other?q")).as_deref(),
+            Some("n1")
+        );
+        assert_eq!(c.get(&u("https://A.EXAMPLE:443/")).as_deref(), Some("n1"));
+        assert_eq!(c.get(&u("https://a.example:8443/x")).as_deref(), Some("n2"));
+        assert_eq!(c.get(&u("http://a.example:80/")).as_deref(), Some("n3"));
+        assert_eq!(c.get(&u("https://b.example/")), None);
+        assert_eq!(c.get(&u("https://sub.a.example/")), None);
+        c.set(&u("https://a.example/"), "n1b");
+        assert_eq!(c.get(&u("https://a.example/")).as_deref(), Some("n1b"));
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn dpop_nonce_invalid_ignored() {
+        let c = NonceCache::new();
+        let url = u("https://a.example/");
+        c.set(&url, "good");
+        let long = "a".repeat(MAX_NONCE_LEN + 1);
+        for bad in [
+            "",
+            "has space",
+            "quo\"te",
+            "back\\slash",
+            "tab\t",
+            "é",
+            "\u{7f}",
+            &long,
+        ] {
+            c.set(&url, bad);
+            assert_eq!(c.get(&url).as_deref(), Some("good"), "{bad:?}");
+        }
+        let max = "b".repeat(MAX_NONCE_LEN);
+        c.set(&url, &max);
+        assert_eq!(c.get(&url).as_deref(), Some(max.as_str()));
+        assert!(is_valid_nonce("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
+        assert!(is_valid_nonce("!#[]~"));
+    }
+
+    #[test]
+    fn dpop_nonce_bounded_evicts_oldest() {
+        let c = NonceCache::new();
+        for i in 0..MAX_ORIGINS + 10 {
+            c.set(&u(&format!("https://h{i}.example/")), &format!("n{i}"));
+            // Keep the first origin fresh: it must survive.
+            c.set(&u("https://h0.example/"), "n0");
+        }
+        assert_eq!(c.len(), MAX_ORIGINS);
+        assert_eq!(c.get(&u("https://h0.example/")).as_deref(), Some("n0"));
+        assert_eq!(c.get(&u("https://h1.example/")), None);
+        let last = MAX_ORIGINS + 9;
+        assert_eq!(
+            c.get(&u(&format!("https://h{last}.example/"))),
+            Some(format!("n{last}"))
+        );
+    }
+
+    #[test]
+    fn dpop_nonce_update_from_headers() {
+        let c = NonceCache::new();
+        let url = u("https://rs.example/resource");
+        let mut h = http::HeaderMap::new();
+        assert_eq!(c.update_from_headers(&url, &h), None);
+        h.insert("DPoP-Nonce", "eyJ7S_zG.eyJH0-Z.HX4w-7v".parse().unwrap());
+        assert_eq!(
+            c.update_from_headers(&url, &h).as_deref(),
+            Some("eyJ7S_zG.eyJH0-Z.HX4w-7v")
+        );
+        assert_eq!(
+            c.get(&u("https://rs.example/")).as_deref(),
+            Some("eyJ7S_zG.eyJH0-Z.HX4w-7v")
+        );
+        // Invalid value: ignored, previous nonce kept.
+        h.insert("dpop-nonce", "bad nonce".parse().unwrap());
+        assert_eq!(c.update_from_headers(&url, &h), None);
+        h.insert(
+            "dpop-nonce",
+            http::HeaderValue::from_bytes(b"\xffopaque").unwrap(),
+        );
+        assert_eq!(c.update_from_headers(&url, &h), None);
+        assert_eq!(c.get(&url).as_deref(), Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
+    }
+
+    #[test]
+    fn dpop_nonce_cache_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<NonceCache>();
+        let c = std::sync::Arc::new(NonceCache::new());
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        c.set(&u(&format!("https://t{t}.example/")), &format!("n{i}"));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(c.get(&u("https://t3.example/")).as_deref(), Some("n199"));
+    }
+}

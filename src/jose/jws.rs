@@ -1,0 +1,106 @@
+//! Compact JWS serialization (RFC 7515 §7.1).
+
+use super::jwk::{b64_into, push_json_str};
+use super::signer::Signer;
+use crate::error::{Error, Result};
+
+/// base64url length (no padding) of `n` bytes.
+pub(crate) const fn b64_len(n: usize) -> usize {
+    (n * 4).div_ceil(3)
+}
+
+/// The base64url of a protected header `{"typ":…,"alg":…,"jwk":…}` for `signer`'s key.
+///
+/// Built once per key and reused for every JWS it signs.
+pub(crate) fn header_b64_with_jwk(typ: &str, signer: &dyn Signer) -> String {
+    let jwk = signer.public_jwk().to_json();
+    let mut header = String::with_capacity(32 + typ.len() + jwk.len());
+    header.push_str("{\"typ\":");
+    push_json_str(&mut header, typ);
+    header.push_str(",\"alg\":");
+    push_json_str(&mut header, signer.alg());
+    header.push_str(",\"jwk\":");
+    header.push_str(&jwk);
+    header.push('}');
+    let mut out = String::with_capacity(b64_len(header.len()));
+    b64_into(header.as_bytes(), &mut out);
+    out
+}
+
+/// Sign a JWS in compact serialization: `header_b64 . base64url(claims_json) . signature`.
+///
+/// `header_b64` is the already base64url-encoded protected header (it must name the same `alg`
+/// as `signer`); `claims_json` is the payload as is. The result is built in one allocation.
+pub fn sign_compact(header_b64: &str, claims_json: &[u8], signer: &dyn Signer) -> Result<String> {
+    // ES256 signatures are 64 bytes; reserve for up to 512-byte signatures (RSA-4096).
+    let mut out =
+        String::with_capacity(header_b64.len() + 2 + b64_len(claims_json.len()) + b64_len(512));
+    out.push_str(header_b64);
+    out.push('.');
+    b64_into(claims_json, &mut out);
+    let sig = signer.sign(out.as_bytes())?;
+    if sig.is_empty() {
+        return Err(Error::Crypto("signer returned an empty signature".into()));
+    }
+    out.push('.');
+    b64_into(&sig, &mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::jose::jwk::{b64, b64_decode};
+    use crate::jose::signer::{P256Signer, RingSigner};
+    use p256::ecdsa::signature::Verifier as _;
+
+    #[test]
+    fn jose_b64_len_matches_encoder() {
+        for n in 0..100 {
+            assert_eq!(b64_len(n), b64(&vec![0xa5; n]).len());
+        }
+    }
+
+    #[test]
+    fn jose_sign_compact_round_trip() {
+        let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
+        let signers: [Box<dyn Signer>; 2] = [
+            Box::new(RingSigner::from_secret_key(&secret).unwrap()),
+            Box::new(P256Signer::from_secret_key(&secret)),
+        ];
+        for signer in &signers {
+            let header = header_b64_with_jwk("test+jwt", signer.as_ref());
+            let jws = sign_compact(&header, br#"{"a":1}"#, signer.as_ref()).unwrap();
+            let parts: Vec<&str> = jws.split('.').collect();
+            assert_eq!(parts.len(), 3);
+            assert_eq!(parts[0], header);
+            let h: serde_json::Value =
+                serde_json::from_slice(&b64_decode(parts[0]).unwrap()).unwrap();
+            assert_eq!(h["typ"], "test+jwt");
+            assert_eq!(h["alg"], "ES256");
+            assert_eq!(
+                crate::jose::PublicJwk::from_json(&h["jwk"]).unwrap(),
+                *signer.public_jwk()
+            );
+            assert_eq!(b64_decode(parts[1]).unwrap(), br#"{"a":1}"#);
+            let sig = p256::ecdsa::Signature::from_slice(&b64_decode(parts[2]).unwrap()).unwrap();
+            let vk = signer.public_jwk().verifying_key().unwrap();
+            let input = &jws[..parts[0].len() + 1 + parts[1].len()];
+            vk.verify(input.as_bytes(), &sig).unwrap();
+        }
+    }
+
+    #[cfg(feature = "josekit")]
+    #[test]
+    fn jose_sign_compact_verified_by_josekit() {
+        let signer = RingSigner::generate().unwrap();
+        let header = header_b64_with_jwk("JWT", &signer);
+        let jws = sign_compact(&header, br#"{"sub":"x"}"#, &signer).unwrap();
+        let jwk = josekit::jwk::Jwk::from_bytes(signer.public_jwk().to_json()).unwrap();
+        let verifier = josekit::jws::ES256.verifier_from_jwk(&jwk).unwrap();
+        let (payload, header) = josekit::jws::deserialize_compact(&jws, &verifier).unwrap();
+        assert_eq!(payload, br#"{"sub":"x"}"#);
+        assert_eq!(header.algorithm(), Some("ES256"));
+    }
+}
