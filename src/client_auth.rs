@@ -477,14 +477,12 @@ mod tests {
         use josekit::jws::{EdDSA, PS256, RS256};
         let rsa = RS256.generate_key_pair(2048).expect("rsa");
         let pem = String::from_utf8(rsa.to_pem_private_key()).expect("pem");
-        for alg in ["RS256"] {
-            let k = AssertionKey::from_pem(alg, &pem).expect("rsa key");
-            let jwt = k
-                .assertion("c", "https://as", SystemTime::now())
-                .expect("sign");
-            let v = RS256.verifier_from_pem(rsa.to_pem_public_key()).expect("v");
-            josekit::jwt::decode_with_verifier(jwt.expose_secret(), &v).expect("verify");
-        }
+        let k = AssertionKey::from_pem("RS256", &pem).expect("rsa key");
+        let jwt = k
+            .assertion("c", "https://as", SystemTime::now())
+            .expect("sign");
+        let v = RS256.verifier_from_pem(rsa.to_pem_public_key()).expect("v");
+        josekit::jwt::decode_with_verifier(jwt.expose_secret(), &v).expect("verify");
         let ps = PS256.generate_key_pair(2048).expect("ps");
         let k = AssertionKey::from_pem(
             "PS256",

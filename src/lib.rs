@@ -1,13 +1,17 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod agent;
 mod cache;
 mod client_auth;
 mod clock;
 mod discovery;
 mod dpop;
 mod error;
+mod event;
 mod jose;
+#[cfg(feature = "middleware")]
+mod middleware;
 #[cfg(feature = "mtls")]
 mod mtls;
 mod secret;
@@ -19,6 +23,7 @@ pub mod grant;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use agent::{Agent, AgentBuilder, AgentRequest, DpopMode};
 pub use cache::{
     Binding, BoxFuture, CacheConfig, CachedToken, FileStore, MemoryStore, RefreshingSource,
     StoreLock, StoreOutcome, StoredGrant, TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource,
@@ -34,8 +39,11 @@ pub use discovery::{
 };
 pub use dpop::{ath, normalize_htu, DpopKey, NonceCache};
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
+pub use event::{AgentEvent, EventHook};
 pub use grant::{OAuthClient, OAuthClientBuilder, TokenParams};
 pub use jose::{sign_compact, P256Signer, PublicJwk, RingSigner, Signer};
+#[cfg(feature = "middleware")]
+pub use middleware::AgentMiddleware;
 #[cfg(feature = "mtls")]
 pub use mtls::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
 pub use secret::SecretString;

@@ -26,6 +26,9 @@ use crate::error::{Error, Result};
 use crate::grant::{OAuthClient, TokenParams};
 use crate::token::TokenSet;
 
+/// Member of a stored access token naming the parameters it was obtained with.
+const PARAMS_TAG: &str = "agent_oauth_params";
+
 /// A token source that refreshes one grant's refresh token, rotation-safe (see the module docs).
 #[derive(Clone)]
 pub struct RefreshingSource {
@@ -77,7 +80,11 @@ impl RefreshingSource {
     pub async fn seed(&self, tokens: &TokenSet) -> Result<()> {
         let store = self.store.clone();
         let key = self.store_key.clone();
-        let grant = StoredGrant::new(tokens.refresh_token.clone(), Some(tokens.clone()));
+        let mut access = tokens.clone();
+        access
+            .extra
+            .insert(PARAMS_TAG.to_owned(), self.params_tag().into());
+        let grant = StoredGrant::new(tokens.refresh_token.clone(), Some(access));
         blocking(move || {
             let _lock = store.lock(&key)?;
             let current = store.load(&key)?.map(|v| v.version);
@@ -120,15 +127,11 @@ impl RefreshingSource {
                 .min(access.lifetime().unwrap_or_default() / 2)
         });
         let same = current.is_some_and(|c| c.access_token.ct_eq(&access.access_token));
-        (fresh
-            && !same
-            && access.scope
-                == self
-                    .params
-                    .scope
-                    .clone()
-                    .unwrap_or_else(|| access.scope.clone()))
-        .then(|| {
+        // One grant can serve several resources; only a token obtained with the same
+        // parameters is interchangeable.
+        let tag = self.params_tag();
+        let same_params = access.extra.get(PARAMS_TAG).and_then(|v| v.as_str()) == Some(&*tag);
+        (fresh && !same && same_params).then(|| {
             let mut t = access.clone();
             t.refresh_token = stored.refresh_token.clone();
             t
@@ -203,10 +206,24 @@ impl RefreshingSource {
         }
     }
 
+    fn params_tag(&self) -> String {
+        let p = &self.params;
+        serde_json::json!([
+            p.scope.as_ref().map(ToString::to_string),
+            p.resources,
+            p.audiences
+        ])
+        .to_string()
+    }
+
     async fn persist(&self, tokens: &TokenSet, version: Option<u64>) -> Result<()> {
         let store = self.store.clone();
         let key = self.store_key.clone();
-        let grant = StoredGrant::new(tokens.refresh_token.clone(), Some(tokens.clone()));
+        let mut access = tokens.clone();
+        access
+            .extra
+            .insert(PARAMS_TAG.to_owned(), self.params_tag().into());
+        let grant = StoredGrant::new(tokens.refresh_token.clone(), Some(access));
         blocking(move || match store.store(&key, &grant, version)? {
             StoreOutcome::Written { .. } => Ok(()),
             // A writer that did not take the lock got in between. Ours is the newest token the

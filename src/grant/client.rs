@@ -193,11 +193,12 @@ impl OAuthClient {
         Ok((url, md))
     }
 
-    /// A token request with `grant_type` and grant `params`, plus `opts`. See
-    /// [`send_token_request`](Self::send_token_request).
+    /// A token request for any grant (extension grants included): `grant_type` and its
+    /// `params`, plus `opts`. Client authentication and the DPoP proof are minted anew for every
+    /// attempt; a `use_dpop_nonce` answer is retried once, only when the nonce changed.
     ///
     /// # Errors
-    /// As [`send_token_request`](Self::send_token_request).
+    /// [`Error::OAuth`] for an error response; transport and parse errors.
     pub async fn token_request(
         &self,
         grant_type: &str,

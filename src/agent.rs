@@ -1,0 +1,1080 @@
+//! [`Agent`]: protected API calls end to end.
+//!
+//! An agent owns a transport, one authorization server and client registration, a token cache,
+//! an optional DPoP key and token store. [`Agent::get`] (and friends) picks or obtains the token
+//! for the URL's resource, attaches `Authorization` and `DPoP`, handles the resource's nonce
+//! challenge, refreshes once on `invalid_token`, and — for a URL with no known resource —
+//! follows the 401's RFC 9728 `resource_metadata` to learn which resource and authorization
+//! server it belongs to (the MCP authorization flow).
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use url::Url;
+
+use crate::cache::{
+    Binding, CacheConfig, MemoryStore, RefreshingSource, TokenCache, TokenHandle, TokenKey,
+    TokenRef, TokenSource, TokenStore,
+};
+use crate::client_auth::ClientAuth;
+use crate::discovery::{
+    challenges_from_headers, fetch_resource_metadata, resource_matches, AuthorizationServer,
+    Challenge, MetadataPolicy, ResourceMetadata,
+};
+use crate::dpop::{ath, DpopKey, NonceCache};
+use crate::error::{Error, OAuthError, OAuthErrorCode, Result};
+use crate::event::{AgentEvent, EventHook};
+use crate::grant::{DeviceAuthorization, OAuthClient, PendingAuthorization, TokenParams};
+use crate::token::{Scope, TokenSet, TokenType};
+use crate::transport::{
+    oauth_error, HttpRequest, HttpResponse, HttpTransport, RetryPolicy, TransportConfig,
+};
+
+/// Whether tokens are DPoP-bound.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum DpopMode {
+    /// Bind with a generated key when the server lists ES256 in
+    /// `dpop_signing_alg_values_supported` (default).
+    #[default]
+    Auto,
+    /// Always bind to this key.
+    Key(DpopKey),
+    /// Never use DPoP.
+    Off,
+}
+
+/// A resource the agent may send tokens to.
+#[derive(Debug, Clone)]
+pub(crate) struct ResourceInfo {
+    pub(crate) resource: Url,
+    pub(crate) scope: Option<Scope>,
+}
+
+struct AgentInner {
+    transport: HttpTransport,
+    client: OAuthClient,
+    cache: TokenCache,
+    store: Arc<dyn TokenStore>,
+    scope: Option<Scope>,
+    resources: RwLock<Vec<ResourceInfo>>,
+    metadata_policy: MetadataPolicy,
+    discover_resources: bool,
+    allow_scope_upgrade: bool,
+    events: Option<EventHook>,
+    grant_key: String,
+    has_grant: std::sync::atomic::AtomicBool,
+    binding: Binding,
+    #[cfg(feature = "mtls")]
+    identity: Option<crate::mtls::ClientIdentity>,
+}
+
+/// An OAuth-enabled HTTP client for one agent. Cheap to clone; `Send + Sync`.
+///
+/// ```no_run
+/// # async fn run() -> agent_oauth::Result<()> {
+/// use agent_oauth::{Agent, ClientAuth};
+/// let agent = Agent::builder()
+///     .issuer("https://as.example.com")
+///     .client_id("billing-agent")
+///     .client_auth(ClientAuth::client_secret("s3cret"))
+///     .scope("invoices:read")
+///     .resource("https://api.example.com/invoices")
+///     .build()
+///     .await?;
+/// let resp = agent.get("https://api.example.com/invoices/42").send().await?;
+/// println!("{}", resp.status());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<AgentInner>,
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agent")
+            .field("client", &self.inner.client)
+            .field("scope", &self.inner.scope.as_ref().map(ToString::to_string))
+            .field("binding", &self.inner.binding)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Agent`]. Setters never fail; [`build`](Self::build) reports the first problem.
+#[must_use]
+pub struct AgentBuilder {
+    issuer: Option<String>,
+    protected_resource: Option<String>,
+    client_id: Option<String>,
+    auth: ClientAuth,
+    dpop: DpopMode,
+    scope: Option<Scope>,
+    resources: Vec<String>,
+    store: Option<Arc<dyn TokenStore>>,
+    transport: TransportConfig,
+    cache: CacheConfig,
+    metadata_policy: MetadataPolicy,
+    trusted_issuers: Vec<String>,
+    discover_resources: bool,
+    allow_scope_upgrade: bool,
+    accept_bearer: bool,
+    default_expires_in: Option<Duration>,
+    events: Option<EventHook>,
+    error: Option<Error>,
+    #[cfg(feature = "mtls")]
+    identity: Option<crate::mtls::ClientIdentity>,
+    #[cfg(feature = "mtls")]
+    roots: Option<crate::mtls::TrustRoots>,
+}
+
+impl fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AgentBuilder {
+    fn default() -> Self {
+        AgentBuilder {
+            issuer: None,
+            protected_resource: None,
+            client_id: None,
+            auth: ClientAuth::None,
+            dpop: DpopMode::Auto,
+            scope: None,
+            resources: Vec::new(),
+            store: None,
+            transport: TransportConfig::default(),
+            cache: CacheConfig::default(),
+            metadata_policy: MetadataPolicy::SameOrigin,
+            trusted_issuers: Vec::new(),
+            discover_resources: true,
+            allow_scope_upgrade: false,
+            accept_bearer: false,
+            default_expires_in: Some(Duration::from_secs(300)),
+            events: None,
+            error: None,
+            #[cfg(feature = "mtls")]
+            identity: None,
+            #[cfg(feature = "mtls")]
+            roots: None,
+        }
+    }
+}
+
+impl AgentBuilder {
+    /// The authorization server's issuer identifier (RFC 8414 / OpenID discovery, checked).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Configure from a protected resource alone: its RFC 9728 metadata names the
+    /// authorization server (which must also be [trusted](Self::trust_issuer) when an issuer is
+    /// not set explicitly). The resource is added to the agent's resources.
+    pub fn protected_resource(mut self, resource: impl Into<String>) -> Self {
+        self.protected_resource = Some(resource.into());
+        self
+    }
+
+    /// Allow this issuer when it is learnt from resource metadata.
+    pub fn trust_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.trusted_issuers.push(issuer.into());
+        self
+    }
+
+    /// The registered client identifier.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// How the client authenticates (default: public client).
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Bind every token to this DPoP key.
+    pub fn dpop(mut self, key: DpopKey) -> Self {
+        self.dpop = DpopMode::Key(key);
+        self
+    }
+
+    /// Choose the DPoP mode (default [`DpopMode::Auto`]).
+    pub fn dpop_mode(mut self, mode: DpopMode) -> Self {
+        self.dpop = mode;
+        self
+    }
+
+    /// Scope requested for every token (space-separated).
+    pub fn scope(mut self, scope: impl Into<Scope>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// A resource (RFC 8707) the agent calls. Tokens are requested for it and only ever sent to
+    /// URLs it covers (same origin, path under it).
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// Durable token store (default: in memory).
+    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Transport limits and timeouts.
+    pub fn transport_config(mut self, config: TransportConfig) -> Self {
+        self.transport = config;
+        self
+    }
+
+    /// Cache refresh timing and size.
+    pub fn cache_config(mut self, config: CacheConfig) -> Self {
+        self.cache = config;
+        self
+    }
+
+    /// Which `resource_metadata` URLs from 401 challenges may be fetched (default same origin).
+    pub fn metadata_policy(mut self, policy: MetadataPolicy) -> Self {
+        self.metadata_policy = policy;
+        self
+    }
+
+    /// Follow 401 challenges on unknown URLs to RFC 9728 metadata (default on).
+    pub fn discover_resources(mut self, on: bool) -> Self {
+        self.discover_resources = on;
+        self
+    }
+
+    /// On 403 `insufficient_scope` with a `scope`, ask for that scope and retry once (default
+    /// off: the error is returned).
+    pub fn allow_scope_upgrade(mut self, on: bool) -> Self {
+        self.allow_scope_upgrade = on;
+        self
+    }
+
+    /// Accept `Bearer` tokens when DPoP was requested.
+    ///
+    /// # Security
+    /// Such tokens are not sender-constrained.
+    pub fn accept_bearer_with_dpop(mut self, on: bool) -> Self {
+        self.accept_bearer = on;
+        self
+    }
+
+    /// Lifetime assumed when the server omits `expires_in` (default 300 s).
+    pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
+        self.default_expires_in = Some(lifetime);
+        self
+    }
+
+    /// Receive audit events.
+    pub fn on_event(mut self, hook: impl Fn(&AgentEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(EventHook::new(hook));
+        self
+    }
+
+    /// Present this client certificate on every connection (RFC 8705); token requests use the
+    /// server's `mtls_endpoint_aliases`.
+    #[cfg(feature = "mtls")]
+    pub fn client_identity(mut self, identity: crate::mtls::ClientIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Extra trusted roots for private PKI.
+    #[cfg(feature = "mtls")]
+    pub fn trust_roots(mut self, roots: crate::mtls::TrustRoots) -> Self {
+        self.roots = Some(roots);
+        self
+    }
+
+    /// Allow plain-http URLs off loopback. Reached through
+    /// [`dangerous::agent_allow_insecure_http`](crate::dangerous::agent_allow_insecure_http).
+    pub(crate) fn allow_insecure_http(mut self) -> Self {
+        crate::dangerous::allow_insecure_http(&mut self.transport);
+        self
+    }
+
+    /// Discover the server and build the agent.
+    ///
+    /// # Errors
+    /// The first configuration error of a setter; [`Error::Config`] when no issuer or client
+    /// id is known; discovery errors (issuer mismatch, untrusted issuer, transport).
+    pub async fn build(self) -> Result<Agent> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let client_id = self
+            .client_id
+            .clone()
+            .ok_or_else(|| Error::config("client_id is required"))?;
+        #[cfg(feature = "mtls")]
+        let transport = match (&self.identity, &self.roots) {
+            (None, None) => HttpTransport::with_config(self.transport.clone())?,
+            (id, roots) => HttpTransport::with_tls(
+                self.transport.clone(),
+                id.as_ref(),
+                &roots.clone().unwrap_or_default(),
+            )?,
+        };
+        #[cfg(not(feature = "mtls"))]
+        let transport = HttpTransport::with_config(self.transport.clone())?;
+
+        let mut resources = Vec::new();
+        for r in &self.resources {
+            resources.push(ResourceInfo {
+                resource: parse_resource(r)?,
+                scope: None,
+            });
+        }
+
+        // From a protected resource alone: its metadata names the authorization server.
+        let mut issuer = self.issuer.clone();
+        if let Some(pr) = &self.protected_resource {
+            let url = parse_resource(pr)?;
+            let md = fetch_resource_metadata(&transport, &url, None).await?;
+            let chosen = choose_issuer(&md, issuer.as_deref(), &self.trusted_issuers)?;
+            issuer = Some(chosen);
+            resources.push(ResourceInfo {
+                resource: parse_resource(&md.resource)?,
+                scope: None,
+            });
+        }
+        let issuer = issuer.ok_or_else(|| {
+            Error::config("an issuer (or a protected resource naming one) is required")
+        })?;
+        let server = AuthorizationServer::new(&issuer, transport.clone())?;
+        let md = server.metadata().await?;
+
+        let dpop = match self.dpop {
+            DpopMode::Key(k) => Some(k),
+            DpopMode::Off => None,
+            DpopMode::Auto => md.supports_dpop_alg("ES256").then(DpopKey::generate),
+        };
+        let mut binding = match &dpop {
+            Some(k) => Binding::Dpop(k.thumbprint().to_owned()),
+            None => Binding::Bearer,
+        };
+        #[cfg(feature = "mtls")]
+        if let Some(id) = &self.identity {
+            binding = match binding {
+                Binding::Dpop(jkt) => Binding::DpopMtls {
+                    jkt,
+                    x5t: id.thumbprint().to_owned(),
+                },
+                _ => Binding::Mtls(id.thumbprint().to_owned()),
+            };
+        }
+        #[cfg(not(feature = "mtls"))]
+        let _ = &mut binding;
+
+        let mut cb = OAuthClient::builder(server, &client_id)
+            .auth(self.auth)
+            .accept_bearer_with_dpop(self.accept_bearer);
+        if let Some(d) = self.default_expires_in {
+            cb = cb.default_expires_in(d);
+        }
+        if let Some(k) = dpop {
+            cb = cb.dpop(k);
+        }
+        #[cfg(feature = "mtls")]
+        if self.identity.is_some() {
+            cb = cb.mtls_endpoints(true);
+        }
+        let client = cb.build();
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn TokenStore>);
+        let grant_key = TokenKey::new(&issuer, &client_id)
+            .with_binding(binding.clone())
+            .with_subject("grant")
+            .store_key();
+        // A grant persisted by an earlier run (refresh token) is picked up.
+        let has_grant = {
+            let (s, k) = (store.clone(), grant_key.clone());
+            tokio::task::spawn_blocking(move || s.load(&k))
+                .await
+                .map_err(|e| Error::Store(e.to_string()))??
+                .is_some_and(|v| v.value.refresh_token.is_some())
+        };
+        Ok(Agent {
+            inner: Arc::new(AgentInner {
+                transport,
+                client,
+                cache: TokenCache::new(self.cache),
+                store,
+                scope: self.scope,
+                resources: RwLock::new(resources),
+                metadata_policy: self.metadata_policy,
+                discover_resources: self.discover_resources,
+                allow_scope_upgrade: self.allow_scope_upgrade,
+                events: self.events,
+                grant_key,
+                has_grant: std::sync::atomic::AtomicBool::new(has_grant),
+                binding,
+                #[cfg(feature = "mtls")]
+                identity: self.identity,
+            }),
+        })
+    }
+}
+
+fn parse_resource(r: &str) -> Result<Url> {
+    let url = Url::parse(r)
+        .map_err(|_| Error::config(format!("resource `{r}` is not an absolute URL")))?;
+    if url.fragment().is_some() {
+        return Err(Error::config(
+            "a resource must not have a fragment (RFC 8707 §2)",
+        ));
+    }
+    Ok(url)
+}
+
+/// Pick the authorization server for a resource: the configured issuer if the metadata lists
+/// it, else the first listed one that is trusted.
+fn choose_issuer(
+    md: &ResourceMetadata,
+    configured: Option<&str>,
+    trusted: &[String],
+) -> Result<String> {
+    let listed = md.authorization_servers();
+    if let Some(iss) = configured {
+        return if listed.iter().any(|a| a == iss) {
+            Ok(iss.to_owned())
+        } else {
+            Err(Error::Discovery(format!(
+                "resource `{}` does not list the configured issuer `{iss}`",
+                crate::error::sanitize(&md.resource, 200)
+            )))
+        };
+    }
+    listed
+        .iter()
+        .find(|a| trusted.iter().any(|t| t == *a))
+        .cloned()
+        .ok_or_else(|| {
+            Error::Discovery(format!(
+                "none of the authorization servers of `{}` is trusted",
+                crate::error::sanitize(&md.resource, 200)
+            ))
+        })
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+impl Agent {
+    /// Start configuring an agent.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::default()
+    }
+
+    /// The OAuth client (grants, revocation, introspection).
+    pub fn client(&self) -> &OAuthClient {
+        &self.inner.client
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &HttpTransport {
+        &self.inner.transport
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &str {
+        self.inner.client.server().issuer()
+    }
+
+    /// The DPoP key, if tokens are DPoP-bound.
+    pub fn dpop_key(&self) -> Option<&DpopKey> {
+        self.inner.client.dpop_key()
+    }
+
+    /// The client certificate presented on every connection, if any.
+    #[cfg(feature = "mtls")]
+    pub fn client_identity(&self) -> Option<&crate::mtls::ClientIdentity> {
+        self.inner.identity.as_ref()
+    }
+
+    /// The token cache.
+    pub fn cache(&self) -> &TokenCache {
+        &self.inner.cache
+    }
+
+    /// The nonce cache shared by token and resource requests.
+    pub fn nonces(&self) -> &Arc<NonceCache> {
+        self.inner.client.nonces()
+    }
+
+    /// The resources the agent may send tokens to (configured and discovered).
+    pub fn resources(&self) -> Vec<String> {
+        self.read_resources()
+            .iter()
+            .map(|r| r.resource.to_string())
+            .collect()
+    }
+
+    fn read_resources(&self) -> std::sync::RwLockReadGuard<'_, Vec<ResourceInfo>> {
+        match self.inner.resources.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(crate) fn discovers_resources(&self) -> bool {
+        self.inner.discover_resources
+    }
+
+    /// The resource (and scope) a URL belongs to, if known.
+    pub(crate) fn resource_for(&self, url: &Url) -> Option<ResourceInfo> {
+        self.read_resources()
+            .iter()
+            .filter(|r| resource_matches(&r.resource, url))
+            // the most specific resource wins
+            .max_by_key(|r| r.resource.path().len())
+            .cloned()
+    }
+
+    fn add_resource(&self, info: ResourceInfo) {
+        let mut w = match self.inner.resources.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if !w.iter().any(|r| r.resource == info.resource) {
+            w.push(info);
+        }
+    }
+
+    pub(crate) fn params_for(&self, resource: Option<&Url>, scope: Option<&Scope>) -> TokenParams {
+        let mut p = TokenParams::new();
+        if let Some(s) = scope.or(self.inner.scope.as_ref()) {
+            p = p.scope(s.clone());
+        }
+        if let Some(r) = resource {
+            p = p.resource(r.as_str());
+        }
+        p
+    }
+
+    fn key_for(&self, params: &TokenParams) -> TokenKey {
+        let mut k = TokenKey::new(self.issuer(), self.inner.client.client_id())
+            .with_scope(params.scope.clone().unwrap_or_default())
+            .with_binding(self.inner.binding.clone());
+        for r in &params.resources {
+            k = k.with_resource(r.clone());
+        }
+        k
+    }
+
+    /// The cache handle for tokens with `params`: refreshed from the agent's grant when it has
+    /// one (after a login), else obtained with client credentials.
+    pub(crate) fn handle(&self, params: TokenParams) -> TokenHandle {
+        let key = self.key_for(&params);
+        let this = self.clone();
+        self.inner.cache.handle(&key, move || {
+            Arc::new(AgentSource {
+                agent: Arc::downgrade(&this.inner),
+                params,
+            }) as Arc<dyn TokenSource>
+        })
+    }
+
+    /// A token for `resource` (or for the agent's default scope without a resource).
+    ///
+    /// # Errors
+    /// Token endpoint and discovery errors.
+    pub async fn access_token(&self, resource: Option<&str>) -> Result<TokenRef> {
+        let r = resource.map(parse_resource).transpose()?;
+        self.handle(self.params_for(r.as_ref(), None)).get().await
+    }
+
+    /// Start a protected request.
+    pub fn request(&self, method: Method, url: impl AsRef<str>) -> AgentRequest {
+        AgentRequest {
+            agent: self.clone(),
+            method,
+            url: Url::parse(url.as_ref())
+                .map_err(|_| Error::config("request URL is not an absolute URL")),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// `GET url`.
+    pub fn get(&self, url: impl AsRef<str>) -> AgentRequest {
+        self.request(Method::GET, url)
+    }
+
+    /// `POST url`.
+    pub fn post(&self, url: impl AsRef<str>) -> AgentRequest {
+        self.request(Method::POST, url)
+    }
+
+    /// `PUT url`.
+    pub fn put(&self, url: impl AsRef<str>) -> AgentRequest {
+        self.request(Method::PUT, url)
+    }
+
+    /// `PATCH url`.
+    pub fn patch(&self, url: impl AsRef<str>) -> AgentRequest {
+        self.request(Method::PATCH, url)
+    }
+
+    /// `DELETE url`.
+    pub fn delete(&self, url: impl AsRef<str>) -> AgentRequest {
+        self.request(Method::DELETE, url)
+    }
+
+    /// Log in with the device flow (RFC 8628): `show` receives the code to display; the grant's
+    /// refresh token is stored and later tokens are refreshed from it.
+    ///
+    /// # Errors
+    /// Device flow errors; [`Error::Store`].
+    pub async fn login_device(&self, show: impl FnOnce(&DeviceAuthorization)) -> Result<TokenSet> {
+        let params = self.login_params();
+        let tokens = self.inner.client.device_flow(&params, show).await?;
+        self.adopt_grant(tokens).await
+    }
+
+    /// Start an authorization code flow (PKCE, `state`, `dpop_jkt`); open the returned URL, then
+    /// pass the callback to [`complete_authorization`](Self::complete_authorization).
+    ///
+    /// # Errors
+    /// Discovery errors.
+    pub async fn authorization_url(&self, redirect_uri: &str) -> Result<PendingAuthorization> {
+        let params = self.login_params();
+        self.inner
+            .client
+            .authorization_url(redirect_uri, &params)
+            .await
+    }
+
+    /// Parameters of a user login: the agent's scope and every known resource, so that tokens
+    /// for each resource can later be refreshed from the one grant (RFC 8707 §2.2).
+    fn login_params(&self) -> TokenParams {
+        let mut params = self.params_for(None, None);
+        for r in self.resources() {
+            params = params.resource(r);
+        }
+        params
+    }
+
+    /// Finish an authorization code flow and keep its grant.
+    ///
+    /// # Errors
+    /// Callback checks, token endpoint and store errors.
+    pub async fn complete_authorization(
+        &self,
+        pending: &PendingAuthorization,
+        callback: &Url,
+    ) -> Result<TokenSet> {
+        let tokens = self.inner.client.exchange_code(pending, callback).await?;
+        self.adopt_grant(tokens).await
+    }
+
+    /// Keep a grant obtained elsewhere (its refresh token is stored; tokens for resources are
+    /// refreshed from it from now on).
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a refresh token; [`Error::Store`].
+    pub async fn adopt_grant(&self, tokens: TokenSet) -> Result<TokenSet> {
+        if tokens.refresh_token.is_none() {
+            return Err(Error::config("the grant has no refresh token to keep"));
+        }
+        self.grant_source(self.params_for(None, None))
+            .seed(&tokens)
+            .await?;
+        self.inner
+            .has_grant
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        EventHook::emit(
+            self.inner.events.as_ref(),
+            AgentEvent::TokenAcquired {
+                client_id: self.inner.client.client_id().to_owned(),
+                resource: None,
+                scope: tokens.scope.to_string(),
+                fingerprint: tokens.access_token.fingerprint(),
+            },
+        );
+        Ok(tokens)
+    }
+
+    fn grant_source(&self, params: TokenParams) -> RefreshingSource {
+        RefreshingSource::new(
+            self.inner.client.clone(),
+            self.inner.store.clone(),
+            self.inner.grant_key.clone(),
+            params,
+        )
+    }
+
+    pub(crate) fn events(&self) -> Option<&EventHook> {
+        self.inner.events.as_ref()
+    }
+
+    /// Attach `Authorization` and `DPoP` for `token` to a request.
+    fn authorize(
+        &self,
+        req: &mut HttpRequest,
+        url: &Url,
+        token: &TokenSet,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        let method = req.method().clone();
+        self.authorize_headers(req.headers_mut(), &method, url, token, nonce)
+    }
+
+    /// Set `Authorization` and `DPoP` headers for `token` on `headers`.
+    pub(crate) fn authorize_headers(
+        &self,
+        headers: &mut HeaderMap,
+        method: &Method,
+        url: &Url,
+        token: &TokenSet,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        let scheme = match token.token_type {
+            TokenType::Dpop => "DPoP",
+            _ => "Bearer",
+        };
+        let mut auth = HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
+            .map_err(|_| Error::invalid("access token is not a valid header value"))?;
+        auth.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, auth);
+        if let (TokenType::Dpop, Some(key)) = (&token.token_type, self.dpop_key()) {
+            let now = self.inner.transport.clock().now();
+            let iat = crate::clock::unix_secs(self.inner.transport.clock_skew().to_server(now));
+            let proof = key.proof(
+                method.as_str(),
+                url,
+                iat,
+                nonce,
+                Some(&ath(token.access_token.secret())),
+            )?;
+            let v = HeaderValue::from_str(&proof)
+                .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
+            headers.insert("dpop", v);
+        }
+        Ok(())
+    }
+
+    /// Learn the resource behind a 401 (RFC 9728 §5): metadata from the challenge's
+    /// `resource_metadata` (policy-checked) or the well-known URL, checked against the URL and
+    /// the agent's issuer.
+    pub(crate) async fn discover_resource(
+        &self,
+        url: &Url,
+        challenges: &[Challenge],
+    ) -> Result<ResourceInfo> {
+        let md_url = match challenges.iter().find_map(Challenge::resource_metadata) {
+            Some(u) => Some(self.inner.metadata_policy.check(u, url)?),
+            None => None,
+        };
+        let md = fetch_resource_metadata(&self.inner.transport, url, md_url.as_ref()).await?;
+        choose_issuer(&md, Some(self.issuer()), &[])?;
+        let scope = challenges
+            .iter()
+            .find_map(Challenge::scope)
+            .map(Scope::parse)
+            .or_else(|| {
+                self.inner
+                    .scope
+                    .is_none()
+                    .then(|| md.scopes_supported.as_ref().map(|s| s.iter().collect()))
+                    .flatten()
+            });
+        let info = ResourceInfo {
+            resource: parse_resource(&md.resource)?,
+            scope,
+        };
+        tracing::info!(target: "agent_oauth", resource = %info.resource, "discovered protected resource");
+        self.add_resource(info.clone());
+        Ok(info)
+    }
+}
+
+/// The token source behind every cache entry of an agent.
+struct AgentSource {
+    agent: std::sync::Weak<AgentInner>,
+    params: TokenParams,
+}
+
+impl TokenSource for AgentSource {
+    fn fetch(
+        &self,
+        current: Option<TokenSet>,
+    ) -> crate::cache::BoxFuture<'static, Result<TokenSet>> {
+        let agent = self.agent.upgrade().map(|inner| Agent { inner });
+        let params = self.params.clone();
+        Box::pin(async move {
+            let agent = agent.ok_or_else(|| Error::config("the agent was dropped"))?;
+            let resource = params.resources.first().cloned();
+            let client_id = agent.inner.client.client_id().to_owned();
+            if agent
+                .inner
+                .has_grant
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                let t = agent.grant_source(params).refresh_now(current).await?;
+                EventHook::emit(
+                    agent.events(),
+                    AgentEvent::TokenRefreshed {
+                        client_id,
+                        resource,
+                        fingerprint: t.access_token.fingerprint(),
+                    },
+                );
+                Ok(t)
+            } else {
+                let t = agent.inner.client.client_credentials(&params).await?;
+                EventHook::emit(
+                    agent.events(),
+                    AgentEvent::TokenAcquired {
+                        client_id,
+                        resource,
+                        scope: t.scope.to_string(),
+                        fingerprint: t.access_token.fingerprint(),
+                    },
+                );
+                Ok(t)
+            }
+        })
+    }
+}
+
+/// A protected request being built. Finish with [`send`](Self::send).
+#[must_use]
+pub struct AgentRequest {
+    agent: Agent,
+    method: Method,
+    url: Result<Url>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl fmt::Debug for AgentRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentRequest")
+            .field("method", &self.method)
+            .field("url", &self.url.as_ref().map(Url::as_str).ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentRequest {
+    /// Add a header. `Authorization` and `DPoP` are set by the agent.
+    pub fn header(
+        mut self,
+        name: impl TryInto<HeaderName>,
+        value: impl TryInto<HeaderValue>,
+    ) -> Self {
+        if let (Ok(n), Ok(v)) = (name.try_into(), value.try_into()) {
+            self.headers.append(n, v);
+        } else if self.url.is_ok() {
+            self.url = Err(Error::config("invalid header"));
+        }
+        self
+    }
+
+    /// Set the body (kept in memory, so the request can be replayed for a nonce or token retry).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Set a JSON body and `Content-Type: application/json`.
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(b) => {
+                self.body = b.into();
+                self.headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+            Err(e) => self.url = Err(Error::config(format!("cannot serialize JSON body: {e}"))),
+        }
+        self
+    }
+
+    /// Make a non-idempotent request retryable by naming it (`Idempotency-Key`).
+    pub fn idempotency_key(self, key: impl AsRef<str>) -> Self {
+        let v = key.as_ref().to_owned();
+        self.header("idempotency-key", v)
+    }
+
+    fn build(&self, url: &Url) -> Result<HttpRequest> {
+        let mut b = http::Request::builder()
+            .method(self.method.clone())
+            .uri(url.as_str());
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        b.body(self.body.to_vec())
+            .map_err(|e| Error::config(format!("cannot build request: {e}")))
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        if is_idempotent(&self.method) || self.headers.contains_key("idempotency-key") {
+            RetryPolicy::Idempotent
+        } else {
+            RetryPolicy::ConnectOnly
+        }
+    }
+
+    async fn send_with(
+        &self,
+        url: &Url,
+        token: Option<&TokenSet>,
+        nonce: Option<&str>,
+    ) -> Result<HttpResponse> {
+        let agent = &self.agent;
+        agent
+            .inner
+            .transport
+            .execute(self.policy(), || {
+                let mut req = self.build(url)?;
+                if let Some(t) = token {
+                    agent.authorize(&mut req, url, t, nonce)?;
+                }
+                Ok(req)
+            })
+            .await
+    }
+
+    /// Send: token for the URL's resource, `Authorization` + `DPoP`, nonce retry, one refresh on
+    /// `invalid_token`, 401 discovery for unknown URLs.
+    ///
+    /// Non-OAuth statuses (404, 500, ...) come back as responses. A final 401, or a 403
+    /// `insufficient_scope` the agent may not upgrade, is returned as [`Error::OAuth`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the URL belongs to no known resource and none can be discovered,
+    /// token errors, transport errors, [`Error::OAuth`] as above.
+    pub async fn send(self) -> Result<HttpResponse> {
+        let url = match &self.url {
+            Ok(u) => u.clone(),
+            Err(e) => return Err(e.clone()),
+        };
+        self.agent.inner.transport.check(&url)?;
+        let agent = self.agent.clone();
+        let info = match agent.resource_for(&url) {
+            Some(info) => info,
+            None if agent.inner.discover_resources => {
+                // Ask without a token; a protected resource answers 401 with its metadata.
+                let resp = self.send_with(&url, None, None).await?;
+                if resp.status() != http::StatusCode::UNAUTHORIZED {
+                    return Ok(resp);
+                }
+                let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
+                agent.discover_resource(&url, &challenges).await?
+            }
+            None => {
+                return Err(Error::config(format!(
+                    "no configured resource covers {}; tokens are only sent to their resource",
+                    url.origin().ascii_serialization()
+                )))
+            }
+        };
+        let mut scope = info.scope.clone();
+        let mut refreshed = false;
+        let mut upgraded = false;
+        loop {
+            let handle = agent.handle(agent.params_for(Some(&info.resource), scope.as_ref()));
+            let token = handle.get().await?;
+            let token = token.token().clone();
+            let mut nonce = agent.nonces().get(&url);
+            let mut resp = self.send_with(&url, Some(&token), nonce.as_deref()).await?;
+            let fresh = agent.nonces().update_from_headers(&url, resp.headers());
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(resp);
+            }
+            let mut err = oauth_error(&resp);
+            let code = err.oauth_error().map(|o| o.error.clone());
+            // RFC 9449 §9: one retry with the resource's new nonce (401, or 400 from some).
+            if code == Some(OAuthErrorCode::UseDpopNonce)
+                && token.token_type == TokenType::Dpop
+                && fresh.is_some()
+                && fresh != nonce
+            {
+                nonce = fresh;
+                resp = self.send_with(&url, Some(&token), nonce.as_deref()).await?;
+                agent.nonces().update_from_headers(&url, resp.headers());
+                if resp.status().is_success() {
+                    return Ok(resp);
+                }
+                err = oauth_error(&resp);
+            }
+            let status = resp.status();
+            let code = err.oauth_error().map(|o| o.error.clone());
+            let rejected = |agent: &Agent, code: &str| {
+                EventHook::emit(
+                    agent.events(),
+                    AgentEvent::TokenRejected {
+                        origin: url.origin().ascii_serialization(),
+                        error: code.to_owned(),
+                        fingerprint: token.access_token.fingerprint(),
+                    },
+                );
+            };
+            if status == http::StatusCode::UNAUTHORIZED {
+                rejected(&agent, code.as_ref().map_or("unauthorized", |c| c.as_str()));
+                if !refreshed {
+                    refreshed = true;
+                    handle.invalidate();
+                    continue;
+                }
+                return Err(ensure_oauth(
+                    err,
+                    status.as_u16(),
+                    OAuthErrorCode::InvalidToken,
+                ));
+            }
+            if status == http::StatusCode::FORBIDDEN
+                && code == Some(OAuthErrorCode::InsufficientScope)
+            {
+                rejected(&agent, "insufficient_scope");
+                let wanted = err
+                    .oauth_error()
+                    .and_then(|o| o.challenges.iter().find_map(Challenge::scope))
+                    .map(Scope::parse);
+                if let (Some(w), true, false) = (wanted, agent.inner.allow_scope_upgrade, upgraded)
+                {
+                    upgraded = true;
+                    let base = scope
+                        .clone()
+                        .or_else(|| agent.inner.scope.clone())
+                        .unwrap_or_default();
+                    scope = Some(base.union(&w));
+                    continue;
+                }
+                return Err(err);
+            }
+            return Ok(resp);
+        }
+    }
+}
+
+fn ensure_oauth(err: Error, status: u16, default: OAuthErrorCode) -> Error {
+    match err {
+        Error::OAuth(_) => err,
+        _ => OAuthError::new(default, status).into(),
+    }
+}

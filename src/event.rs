@@ -1,0 +1,91 @@
+//! Audit events: what the agent did with tokens, with fingerprints, never tokens.
+//!
+//! Every event is also emitted as a `tracing` event with target `agent_oauth`. Register a hook
+//! with [`AgentBuilder::on_event`](crate::AgentBuilder::on_event) to ship them to an audit log.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Something that happened to a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// A new token was obtained (any grant but refresh and exchange).
+    TokenAcquired {
+        /// Client identifier.
+        client_id: String,
+        /// Resource the token is for, if any.
+        resource: Option<String>,
+        /// Granted scope.
+        scope: String,
+        /// Fingerprint of the access token.
+        fingerprint: String,
+    },
+    /// A token was refreshed.
+    TokenRefreshed {
+        /// Client identifier.
+        client_id: String,
+        /// Resource the token is for, if any.
+        resource: Option<String>,
+        /// Fingerprint of the new access token.
+        fingerprint: String,
+    },
+    /// A token was exchanged for a narrower one (RFC 8693), e.g. for a child agent.
+    TokenExchanged {
+        /// The parent's client identifier.
+        parent_client_id: String,
+        /// Who the child token is for (its actor or client label).
+        child: String,
+        /// Granted scope.
+        scope: String,
+        /// Resources / audiences of the child token.
+        resources: Vec<String>,
+        /// Lifetime in seconds, if known.
+        lifetime_secs: Option<u64>,
+        /// Fingerprint of the parent token that was exchanged.
+        parent_fingerprint: String,
+        /// Fingerprint of the issued child token.
+        child_fingerprint: String,
+        /// Thumbprint of the key the child token is bound to, if any.
+        child_jkt: Option<String>,
+    },
+    /// A token was revoked (RFC 7009).
+    TokenRevoked {
+        /// Fingerprint of the revoked token.
+        fingerprint: String,
+    },
+    /// A resource rejected a token (401 `invalid_token` / 403 `insufficient_scope`).
+    TokenRejected {
+        /// The resource's origin.
+        origin: String,
+        /// The error code.
+        error: String,
+        /// Fingerprint of the rejected token.
+        fingerprint: String,
+    },
+}
+
+/// A hook receiving [`AgentEvent`]s.
+#[derive(Clone)]
+pub struct EventHook(Arc<dyn Fn(&AgentEvent) + Send + Sync>);
+
+impl EventHook {
+    /// Wrap a function.
+    pub fn new(f: impl Fn(&AgentEvent) + Send + Sync + 'static) -> Self {
+        EventHook(Arc::new(f))
+    }
+
+    /// Emit to tracing and to the hook.
+    pub(crate) fn emit(hook: Option<&EventHook>, event: AgentEvent) {
+        tracing::info!(target: "agent_oauth", event = ?event, "token event");
+        if let Some(h) = hook {
+            (h.0)(&event);
+        }
+    }
+}
+
+impl fmt::Debug for EventHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventHook")
+    }
+}
