@@ -537,6 +537,7 @@ impl Agent {
         }
     }
 
+    #[cfg(feature = "middleware")]
     pub(crate) fn discovers_resources(&self) -> bool {
         self.inner.discover_resources
     }
@@ -697,9 +698,7 @@ impl Agent {
         if tokens.refresh_token.is_none() {
             return Err(Error::config("the grant has no refresh token to keep"));
         }
-        self.grant_source(self.params_for(None, None))
-            .seed(&tokens)
-            .await?;
+        self.grant_source(self.login_params()).seed(&tokens).await?;
         self.inner
             .has_grant
             .store(true, std::sync::atomic::Ordering::SeqCst);

@@ -232,6 +232,18 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// The keys that hold a value, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .entries()
+            .iter()
+            .filter(|(_, e)| e.value.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // Every update below is a single assignment: a panic cannot leave an entry half-written.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)

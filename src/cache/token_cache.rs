@@ -255,7 +255,17 @@ impl TokenHandle {
     /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,
     /// handing the source the dropped token so it can use its refresh token.
     pub fn invalidate(&self) {
-        self.entry.current.store(None);
+        // Keep the token, marked expired, so the next fetch knows which one was rejected and
+        // does not take it back from a store.
+        let now = Instant::now();
+        let dead = self.entry.current.load_full().map(|c| {
+            Arc::new(CachedToken {
+                token: c.token.clone(),
+                refresh_at: Some(now),
+                expires_at: Some(now),
+            })
+        });
+        self.entry.current.store(dead);
     }
 
     /// Force a new token now, replacing the current one, and wait for it.

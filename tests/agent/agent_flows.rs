@@ -250,14 +250,32 @@ async fn agent_device_login_then_refreshes_from_the_grant() {
         .await
         .expect("device login");
     assert!(tokens.refresh_token.is_some());
-    let before = server.stats().grants.refresh_token;
     let resp = agent.get(server.resource_url()).send().await.expect("call");
     assert_eq!(resp.status(), 200);
     assert_eq!(json(&resp)["sub"], "agent-user");
-    let after = server.stats();
-    assert_eq!(
-        after.grants.refresh_token,
-        before + 1,
-        "resource token from the grant: {after:?}"
-    );
+    // The login asked for the agent's resource, so its token is used as is.
+    let used = agent
+        .access_token(Some(&server.resource_url()))
+        .await
+        .expect("token")
+        .token()
+        .access_token
+        .fingerprint();
+    assert_eq!(used, tokens.access_token.fingerprint());
+    assert_eq!(server.stats().grants.client_credentials, 0);
+    // A rejected token is replaced by refreshing the grant, not by client credentials.
+    let before = server.stats().grants.refresh_token;
+    agent
+        .client()
+        .revoke(tokens.access_token.secret(), Some("access_token"))
+        .await
+        .expect("revoke the access token only");
+    let resp = agent.get(server.resource_url()).send().await.expect("call");
+    assert_eq!(resp.status(), 200);
+    let fresh = agent
+        .access_token(Some(&server.resource_url()))
+        .await
+        .expect("token");
+    assert_ne!(fresh.token().access_token.fingerprint(), used);
+    assert_eq!(server.stats().grants.refresh_token, before + 1);
 }
