@@ -100,7 +100,7 @@ async fn transport_retries_503_honouring_retry_after_seconds() {
 #[tokio::test]
 async fn transport_retries_429_honouring_retry_after_http_date() {
     let s = Scripted::start().await;
-    let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+    let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
     s.push(Reply::status(429).header("retry-after", &at));
     s.push(Reply::status(200).body("ok"));
     let t = transport(fast_config());
@@ -111,7 +111,7 @@ async fn transport_retries_429_honouring_retry_after_http_date() {
     assert_eq!(resp.status(), 200);
     let reqs = s.requests();
     assert_eq!(reqs.len(), 2);
-    // HTTP-dates have one-second resolution: "now + 2 s" is at least one second away.
+    // HTTP-dates have one-second resolution: "now + 3 s" is at least two seconds away.
     let gap = reqs[1].at.duration_since(reqs[0].at);
     assert!(gap >= Duration::from_millis(900), "retried after {gap:?}");
 }
