@@ -1,0 +1,7 @@
+//! Integration tests, one module per feature. Shared helpers live in `support`.
+
+mod support;
+
+mod discovery;
+mod interop_discovery;
+mod transport;
