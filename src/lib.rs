@@ -73,4 +73,18 @@ pub mod __fuzz {
     pub fn challenge(data: &[u8]) {
         crate::discovery::fuzz_challenge(data)
     }
+
+    /// Parses arbitrary bytes as a token endpoint response body (JSON content type, 200 and
+    /// 400), which must give a token set or a typed error.
+    pub fn token_response(data: &[u8]) {
+        crate::grant::fuzz_token_response(data)
+    }
+
+    /// Parses arbitrary bytes as authorization server and protected resource metadata.
+    pub fn metadata(data: &[u8]) {
+        let _ = crate::ServerMetadata::from_json(data, "https://as.example");
+        if let Ok(url) = url::Url::parse("https://api.example/v1/x") {
+            let _ = crate::ResourceMetadata::from_json(data, &url);
+        }
+    }
 }

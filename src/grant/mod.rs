@@ -36,3 +36,27 @@ pub use token_exchange::{
     TokenExchangeRequest, ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TOKEN_TYPE, REFRESH_TOKEN_TYPE,
     TOKEN_EXCHANGE,
 };
+
+/// Fuzz hook: parse `data` as a token response body with a 200 and a 400 status.
+pub(crate) fn fuzz_token_response(data: &[u8]) {
+    for status in [200u16, 400] {
+        let Ok(resp) = http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(bytes::Bytes::copy_from_slice(data))
+        else {
+            return;
+        };
+        let _ = response::parse_token_response(
+            &resp,
+            &response::ParseOptions {
+                requested_scope: None,
+                default_expires_in: None,
+                now: std::time::SystemTime::now(),
+                dpop_sent: status == 200,
+                accept_bearer: false,
+                exchange: false,
+            },
+        );
+    }
+}
