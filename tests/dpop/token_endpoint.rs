@@ -339,3 +339,43 @@ async fn dpop_token_proof_iat_follows_server_clock() {
     }
     assert!((c.server().transport().clock_skew().offset_ms() - 120_000).abs() <= 2_000);
 }
+
+#[tokio::test]
+async fn dpop_token_assertion_follows_server_clock() {
+    // Same server, 120 s ahead, with private_key_jwt. The proof's iat is corrected; the client
+    // assertion minted in the same attempt must be too, or a server enforcing `exp`
+    // (RFC 7523 §3) sees it expired: its 60 s lifetime ends 60 s before the server's now.
+    let ahead = Duration::from_secs(120);
+    let s = Scripted::start(move |i, r| {
+        let server_now = crate::now() + 120;
+        let date = SystemTime::now() + ahead;
+        let exp = jwt_payload(r.param("client_assertion").unwrap())["exp"]
+            .as_i64()
+            .unwrap();
+        if i > 0 && exp <= server_now {
+            return Reply::error(401, "invalid_client").with_date(date);
+        }
+        Reply::token("at").with_date(date)
+    })
+    .await;
+    let assertion_key = DpopKey::generate();
+    let auth = ClientAuth::private_key_jwt(
+        agent_oauth::AssertionKey::from_jwk(assertion_key.to_jwk().unwrap().expose_secret())
+            .unwrap(),
+    );
+    let key = DpopKey::generate();
+    let c = s.builder(&key).auth(auth).build();
+    c.client_credentials(&TokenParams::new()).await.unwrap();
+    let second = c.client_credentials(&TokenParams::new()).await;
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!((reqs[1].iat_drift() - 120).abs() <= 5);
+    let a = jwt_payload(reqs[1].param("client_assertion").unwrap());
+    let drift = a["iat"].as_i64().unwrap() - reqs[1].received_at;
+    assert!(
+        (drift - 120).abs() <= 5,
+        "assertion iat {drift} s from local now, proof iat {} s: not in the server's clock",
+        reqs[1].iat_drift()
+    );
+    second.unwrap();
+}
