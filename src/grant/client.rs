@@ -273,7 +273,10 @@ impl OAuthClient {
             let transport = self.transport();
             let resp = transport
                 .execute(call.policy, || {
-                    let now = transport.clock().now();
+                    // The server's time, as far as its `Date` headers tell: both the client
+                    // assertion (`iat`/`exp`, RFC 7523 §3) and the proof (`iat`) are judged
+                    // by its clock.
+                    let now = transport.clock_skew().to_server(transport.clock().now());
                     let mut f = form.clone();
                     if call.authenticate {
                         auth.apply(
@@ -284,7 +287,7 @@ impl OAuthClient {
                         )?;
                     }
                     if let Some(key) = dpop {
-                        let iat = crate::clock::unix_secs(transport.clock_skew().to_server(now));
+                        let iat = crate::clock::unix_secs(now);
                         let proof = key.proof("POST", &url, iat, used_nonce.as_deref(), None)?;
                         let value = http::HeaderValue::from_str(&proof).map_err(|_| {
                             Error::Crypto("DPoP proof is not a header value".into())
