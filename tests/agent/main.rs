@@ -3,5 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent_flows;
+mod interop_agent;
 #[cfg(feature = "middleware")]
 mod middleware;
+mod resource_nonce;
