@@ -2,7 +2,6 @@
 //! DPoP-bound token with nonces required at the AS and at the resource, and the call.
 
 #[path = "../it/support/oidc_provider.rs"]
-#[allow(dead_code)]
 mod oidc_provider;
 
 use agent_oauth::{Agent, ClientAuth};
