@@ -167,7 +167,7 @@ impl Dpop {
 }
 
 #[tokio::test]
-async fn discovery_and_issuer_override() {
+async fn interop_harness_discovery_and_issuer_override() {
     let Some(p) = OidcProvider::start(json!({ "clients": clients() })).await else {
         return;
     };
@@ -221,7 +221,7 @@ async fn discovery_and_issuer_override() {
 }
 
 #[tokio::test]
-async fn client_credentials_code_refresh_device() {
+async fn interop_harness_client_credentials_code_refresh_device() {
     let cfg = json!({
         "clients": clients(),
         "resource_indicators": ["https://rs.example.com/"],
@@ -475,7 +475,7 @@ fn urlencode(s: &str) -> String {
 }
 
 #[tokio::test]
-async fn token_exchange_and_resource_server() {
+async fn interop_harness_token_exchange_and_resource_server() {
     let cfg = json!({
         "clients": clients(),
         "resource_server": true,
@@ -670,7 +670,7 @@ async fn token_exchange_and_resource_server() {
 }
 
 #[tokio::test]
-async fn dpop_nonces_at_as_and_rs() {
+async fn interop_harness_dpop_nonces_at_as_and_rs() {
     let cfg = json!({
         "clients": clients(),
         "dpop_nonce": true,
@@ -816,7 +816,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
 }
 
 #[tokio::test]
-async fn mtls_client_auth_and_bound_tokens() {
+async fn interop_harness_mtls_client_auth_and_bound_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
