@@ -255,7 +255,19 @@ impl TokenHandle {
     /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,
     /// handing the source the dropped token so it can use its refresh token.
     pub fn invalidate(&self) {
-        self.entry.current.store(None);
+        // Keep the token, marked expired: `peek` no longer serves it, and the next fetch hands
+        // it to the source as `current` (whose refresh token it may need, and which a
+        // `RefreshingSource` must recognise so as not to return the stored copy of it).
+        let now = Instant::now();
+        self.entry.current.rcu(|cur| {
+            cur.as_ref().map(|c| {
+                Arc::new(CachedToken {
+                    token: c.token.clone(),
+                    refresh_at: Some(now),
+                    expires_at: Some(now),
+                })
+            })
+        });
     }
 
     /// Force a new token now, replacing the current one, and wait for it.

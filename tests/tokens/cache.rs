@@ -172,7 +172,6 @@ async fn cache_keys_separate_scope_and_resource() {
 }
 
 #[tokio::test]
-#[ignore = "bug: invalidate drops the token instead of handing it to the source"]
 async fn cache_invalidate_hands_the_dropped_token_to_the_source() {
     // `TokenHandle::invalidate` promises the source gets the dropped token (so it can use its
     // refresh token).

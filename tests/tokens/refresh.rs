@@ -243,7 +243,6 @@ async fn refresh_token_left_by_another_writer_is_used_without_a_request() {
 }
 
 #[tokio::test]
-#[ignore = "bug: invalidate drops the token, so the source hands back the stored copy"]
 async fn refresh_invalidate_gets_a_new_token_not_the_stored_copy() {
     // After a resource rejects the token, `invalidate` + `get` must produce a different token,
     // even though the store keeps a copy of the rejected one.
@@ -283,16 +282,23 @@ async fn fifty_forced_refreshes(store: Arc<dyn TokenStore>) {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    // ...and 50 more each through its own source (own in-memory state) on the same store.
+    // ...and 50 more straight through the source (no cache), each holding the same token and
+    // asking for another: without the store's lock they would all spend the same refresh token.
+    let held = handle.get().await.unwrap().token().clone();
+    let before = server.stats().grants.refresh_token;
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let s = source.clone();
-            tokio::spawn(async move { s.refresh_now(None).await.map(|t| secret_of(&t)) })
+            let (s, held) = (source.clone(), held.clone());
+            tokio::spawn(async move { s.refresh_now(Some(held)).await.map(|t| secret_of(&t)) })
         })
         .collect();
+    let mut got = std::collections::HashSet::new();
     for t in tasks {
-        t.await.unwrap().unwrap();
+        got.insert(t.await.unwrap().unwrap());
     }
+    assert!(!got.contains(&secret_of(&held)));
+    assert_eq!(got.len(), 1, "one refresh, the other 49 reuse its result");
+    assert_eq!(server.stats().grants.refresh_token, before + 1);
     let stats = server.stats();
     assert_eq!(stats.revoked_grants, 0, "{stats:?}");
     assert!(stats.grants.refresh_token >= 2, "{stats:?}");
