@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::key::TokenKey;
 use crate::error::{Error, Result};
-use crate::token::TokenSet;
+use crate::token::{RefreshToken, TokenSet};
 
 /// A boxed future, as [`TokenSource::fetch`] returns (only on the slow path).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -315,6 +315,7 @@ impl Entry {
         let entry = self.clone();
         tokio::spawn(async move {
             let current = entry.current.load_full().map(|c| c.token.clone());
+            let sent = current.as_ref().and_then(|c| c.refresh_token.clone());
             let result = entry.source.fetch(current).await;
             let shared = match result {
                 Ok(token) => {
@@ -324,6 +325,9 @@ impl Entry {
                 }
                 Err(e) => {
                     tracing::debug!(target: "agent_oauth", error = %e, "token fetch failed");
+                    if let (Error::ReauthorizationRequired(_), Some(dead)) = (&e, &sent) {
+                        entry.forget_refresh_token(dead);
+                    }
                     entry.back_off();
                     Err(e)
                 }
@@ -340,6 +344,29 @@ impl Entry {
             let _ = tx.send(Some(shared));
         });
         rx
+    }
+
+    /// The grant of `dead` is gone: keep serving the access token while it lasts, but drop the
+    /// refresh token so that no later fetch presents it again. A token inserted meanwhile (with
+    /// another refresh token) is left alone.
+    fn forget_refresh_token(&self, dead: &RefreshToken) {
+        self.current.rcu(|cur| match cur {
+            Some(c)
+                if c.token
+                    .refresh_token
+                    .as_ref()
+                    .is_some_and(|r| r.ct_eq(dead)) =>
+            {
+                let mut token = c.token.clone();
+                token.refresh_token = None;
+                Some(Arc::new(CachedToken {
+                    token,
+                    refresh_at: c.refresh_at,
+                    expires_at: c.expires_at,
+                }))
+            }
+            other => other.clone(),
+        });
     }
 
     /// After a failed refresh-ahead, keep serving the still-valid token and try again later

@@ -147,7 +147,6 @@ async fn refresh_invalid_grant_requires_reauthorization_and_removes_the_grant() 
 }
 
 #[tokio::test]
-#[ignore = "bug: the cache keeps the dead refresh token and hands it to the source again"]
 async fn refresh_after_invalid_grant_does_not_resend_the_dead_token() {
     // The cache still holds the last token (with the dead refresh token) after the failure.
     // A later refresh through the cache must not present it again.
