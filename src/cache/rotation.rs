@@ -29,6 +29,10 @@ use crate::token::TokenSet;
 /// Member of a stored access token naming the parameters it was obtained with.
 const PARAMS_TAG: &str = "agent_oauth_params";
 
+/// How coarse a store's `updated_at` may be ([`FileStore`](super::FileStore) keeps whole
+/// seconds).
+const STORE_TIME_RESOLUTION: Duration = Duration::from_secs(1);
+
 /// A token source that refreshes one grant's refresh token, rotation-safe (see the module docs).
 #[derive(Clone)]
 pub struct RefreshingSource {
@@ -160,7 +164,10 @@ impl RefreshingSource {
             .and_then(|c| c.refresh_token.clone().map(|r| (r, c.issued_at)));
         let rt = match (from_store, from_memory) {
             (Some((s, st)), Some((m, mt))) => {
-                if mt > st {
+                // Persistent stores keep `updated_at` in whole seconds: a write made just after
+                // our token was issued can carry an earlier time. Every token this source hands
+                // out was stored first, so in a tie the store is the newer one.
+                if mt >= st + STORE_TIME_RESOLUTION {
                     m
                 } else {
                     s

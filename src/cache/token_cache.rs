@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::key::TokenKey;
 use crate::error::{Error, Result};
-use crate::token::TokenSet;
+use crate::token::{RefreshToken, TokenSet};
 
 /// A boxed future, as [`TokenSource::fetch`] returns (only on the slow path).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -255,17 +255,19 @@ impl TokenHandle {
     /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,
     /// handing the source the dropped token so it can use its refresh token.
     pub fn invalidate(&self) {
-        // Keep the token, marked expired, so the next fetch knows which one was rejected and
-        // does not take it back from a store.
+        // Keep the token, marked expired: `peek` no longer serves it, and the next fetch hands
+        // it to the source as `current` (whose refresh token it may need, and which a
+        // `RefreshingSource` must recognise so as not to return the stored copy of it).
         let now = Instant::now();
-        let dead = self.entry.current.load_full().map(|c| {
-            Arc::new(CachedToken {
-                token: c.token.clone(),
-                refresh_at: Some(now),
-                expires_at: Some(now),
+        self.entry.current.rcu(|cur| {
+            cur.as_ref().map(|c| {
+                Arc::new(CachedToken {
+                    token: c.token.clone(),
+                    refresh_at: Some(now),
+                    expires_at: Some(now),
+                })
             })
         });
-        self.entry.current.store(dead);
     }
 
     /// Force a new token now, replacing the current one, and wait for it.
@@ -313,6 +315,7 @@ impl Entry {
         let entry = self.clone();
         tokio::spawn(async move {
             let current = entry.current.load_full().map(|c| c.token.clone());
+            let sent = current.as_ref().and_then(|c| c.refresh_token.clone());
             let result = entry.source.fetch(current).await;
             let shared = match result {
                 Ok(token) => {
@@ -322,6 +325,9 @@ impl Entry {
                 }
                 Err(e) => {
                     tracing::debug!(target: "agent_oauth", error = %e, "token fetch failed");
+                    if let (Error::ReauthorizationRequired(_), Some(dead)) = (&e, &sent) {
+                        entry.forget_refresh_token(dead);
+                    }
                     entry.back_off();
                     Err(e)
                 }
@@ -338,6 +344,29 @@ impl Entry {
             let _ = tx.send(Some(shared));
         });
         rx
+    }
+
+    /// The grant of `dead` is gone: keep serving the access token while it lasts, but drop the
+    /// refresh token so that no later fetch presents it again. A token inserted meanwhile (with
+    /// another refresh token) is left alone.
+    fn forget_refresh_token(&self, dead: &RefreshToken) {
+        self.current.rcu(|cur| match cur {
+            Some(c)
+                if c.token
+                    .refresh_token
+                    .as_ref()
+                    .is_some_and(|r| r.ct_eq(dead)) =>
+            {
+                let mut token = c.token.clone();
+                token.refresh_token = None;
+                Some(Arc::new(CachedToken {
+                    token,
+                    refresh_at: c.refresh_at,
+                    expires_at: c.expires_at,
+                }))
+            }
+            other => other.clone(),
+        });
     }
 
     /// After a failed refresh-ahead, keep serving the still-valid token and try again later
