@@ -134,7 +134,20 @@ impl RefreshingSource {
         // One grant can serve several resources; only a token obtained with the same
         // parameters is interchangeable.
         let tag = self.params_tag();
-        let same_params = access.extra.get(PARAMS_TAG).and_then(|v| v.as_str()) == Some(&*tag);
+        let same_params = match access.extra.get(PARAMS_TAG).and_then(|v| v.as_str()) {
+            Some(stored_tag) => stored_tag == tag,
+            // Written by something that does not tag (another tool, an older version): accept
+            // it for the same scope when no resource or audience narrows what we need.
+            None => {
+                self.params.resources.is_empty()
+                    && self.params.audiences.is_empty()
+                    && self
+                        .params
+                        .scope
+                        .as_ref()
+                        .is_none_or(|s| *s == access.scope)
+            }
+        };
         (fresh && !same && same_params).then(|| {
             let mut t = access.clone();
             t.refresh_token = stored.refresh_token.clone();
