@@ -714,6 +714,47 @@ impl Agent {
         Ok(tokens)
     }
 
+    /// End the user grant: revoke its refresh token (RFC 7009), remove it from the store, and
+    /// drop every cached token. Later calls fall back to client credentials (or fail for a
+    /// public client) until the next login.
+    ///
+    /// # Errors
+    /// Revocation and store errors. The local state is cleared even when revocation fails.
+    pub async fn logout(&self) -> Result<()> {
+        let (store, key) = (self.inner.store.clone(), self.inner.grant_key.clone());
+        let stored = tokio::task::spawn_blocking(move || -> Result<_> {
+            let _lock = store.lock(&key)?;
+            let current = store.load(&key)?;
+            store.remove(&key, None)?;
+            Ok(current)
+        })
+        .await
+        .map_err(|e| Error::Store(e.to_string()))??;
+        self.inner
+            .has_grant
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.inner.cache.retain(|_| false);
+        match stored.and_then(|v| v.value.refresh_token) {
+            Some(rt) => {
+                let result = self
+                    .inner
+                    .client
+                    .revoke(rt.secret(), Some("refresh_token"))
+                    .await;
+                if result.is_ok() {
+                    EventHook::emit(
+                        self.inner.events.as_ref(),
+                        AgentEvent::TokenRevoked {
+                            fingerprint: rt.fingerprint(),
+                        },
+                    );
+                }
+                result
+            }
+            None => Ok(()),
+        }
+    }
+
     fn grant_source(&self, params: TokenParams) -> RefreshingSource {
         RefreshingSource::new(
             self.inner.client.clone(),

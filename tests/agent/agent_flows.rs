@@ -279,3 +279,40 @@ async fn agent_device_login_then_refreshes_from_the_grant() {
     assert_ne!(fresh.token().access_token.fingerprint(), used);
     assert_eq!(server.stats().grants.refresh_token, before + 1);
 }
+
+#[tokio::test]
+async fn agent_logout_revokes_the_grant() {
+    let server = TestServer::start_with(
+        TestServerConfig::default().with_device_interval(std::time::Duration::from_secs(1)),
+    )
+    .await;
+    let seen: Arc<Mutex<Vec<AgentEvent>>> = Arc::default();
+    let s = seen.clone();
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("public-agent")
+        .scope("read offline_access")
+        .resource(server.resource_url())
+        .on_event(move |e| s.lock().unwrap().push(e.clone()))
+        .build()
+        .await
+        .expect("agent");
+    let srv = &server;
+    let tokens = agent
+        .login_device(|auth| assert!(srv.approve_device(&auth.user_code)))
+        .await
+        .expect("login");
+    let rt = tokens.refresh_token.clone().expect("refresh token");
+    agent.logout().await.expect("logout");
+    let events = seen.lock().unwrap().clone();
+    assert!(events.iter().any(|e| matches!(e,
+        AgentEvent::TokenRevoked { fingerprint } if *fingerprint == rt.fingerprint())));
+    // The refresh token is dead at the server, and the agent no longer holds a grant.
+    let err = agent
+        .client()
+        .refresh(&rt, &agent_oauth::TokenParams::new())
+        .await
+        .expect_err("revoked");
+    assert!(matches!(err, Error::ReauthorizationRequired(_)), "{err:?}");
+    assert!(agent.get(server.resource_url()).send().await.is_err());
+}
