@@ -65,6 +65,19 @@ use crate::secret::SecretString;
 use crate::token::{AccessToken, Scope, TokenSet, TokenType};
 use crate::transport::{oauth_error, HttpRequest, HttpResponse, RetryPolicy};
 
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    fn send<T: Send>(_: &T) {}
+    check::<ChildAgent>();
+    fn futures(b: DelegationBuilder, r: ChildRequest, c: &ChildAgent) {
+        send(&b.spawn());
+        send(&r.send());
+        send(&c.token());
+        send(&c.revoke());
+    }
+}
+
 /// Request parameters a caller may not set with [`DelegationBuilder::param`]: they are the
 /// exchange itself, or what the local narrowing checks.
 const RESERVED_PARAMS: &[&str] = &[
@@ -764,7 +777,7 @@ impl ChildAgent {
     }
 
     /// When the child's latest token expires (at most the requested lifetime, never after the
-    /// parent token it was exchanged from).
+    /// parent token it was exchanged from); `None` once the delegation is revoked.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.inner
             .exchanger

@@ -527,12 +527,45 @@ async fn delegation_bearer_parent_gives_bearer_child() {
     assert!(child.dpop_key().is_none());
     let token = child.token().await.unwrap();
     assert_eq!(token.token_type, TokenType::Bearer);
-    let resp = child
-        .post(server.resource_url())
-        .body("x")
-        .send()
+    // Child requests can run on other tasks.
+    let url = server.resource_url();
+    let resp = tokio::spawn(async move { child.post(url).body("x").send().await })
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(json(&resp)["scope"], "write");
+}
+
+#[tokio::test]
+async fn delegation_renews_through_a_refreshed_parent() {
+    let server =
+        TestServer::start_with(config().with_access_token_ttl(Duration::from_secs(2))).await;
+    let parent = parent(&server).await;
+    let url = server.resource_url();
+    let parent_first = parent.access_token(Some(&url)).await.unwrap();
+    let parent_first = parent_first.token().clone();
+    // No lifetime asked: the child's token ends with the parent's.
+    let child = parent.delegate().scope("read").spawn().await.unwrap();
+    assert!(child.expires_at().unwrap() <= parent_first.expires_at.unwrap());
+    let child_first = child.token().await.unwrap().access_token.fingerprint();
+
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let resp = child
+        .get(&url)
+        .send()
+        .await
+        .expect("renewed through the parent");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(&resp)["scope"], "read");
+    let parent_now = parent.access_token(Some(&url)).await.unwrap();
+    assert_ne!(
+        parent_now.token().access_token.fingerprint(),
+        parent_first.access_token.fingerprint(),
+        "the parent got a new token"
+    );
+    assert_ne!(
+        child.token().await.unwrap().access_token.fingerprint(),
+        child_first
+    );
 }
