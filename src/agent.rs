@@ -432,7 +432,7 @@ impl AgentBuilder {
     }
 }
 
-fn parse_resource(r: &str) -> Result<Url> {
+pub(crate) fn parse_resource(r: &str) -> Result<Url> {
     let url = Url::parse(r)
         .map_err(|_| Error::config(format!("resource `{r}` is not an absolute URL")))?;
     if url.fragment().is_some() {
@@ -473,7 +473,7 @@ fn choose_issuer(
         })
 }
 
-fn is_idempotent(m: &Method) -> bool {
+pub(crate) fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -789,29 +789,15 @@ impl Agent {
         token: &TokenSet,
         nonce: Option<&str>,
     ) -> Result<()> {
-        let scheme = match token.token_type {
-            TokenType::Dpop => "DPoP",
-            _ => "Bearer",
-        };
-        let mut auth = HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
-            .map_err(|_| Error::invalid("access token is not a valid header value"))?;
-        auth.set_sensitive(true);
-        headers.insert(http::header::AUTHORIZATION, auth);
-        if let (TokenType::Dpop, Some(key)) = (&token.token_type, self.dpop_key()) {
-            let now = self.inner.transport.clock().now();
-            let iat = crate::clock::unix_secs(self.inner.transport.clock_skew().to_server(now));
-            let proof = key.proof(
-                method.as_str(),
-                url,
-                iat,
-                nonce,
-                Some(&ath(token.access_token.secret())),
-            )?;
-            let v = HeaderValue::from_str(&proof)
-                .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
-            headers.insert("dpop", v);
-        }
-        Ok(())
+        authorize_headers_with(
+            &self.inner.transport,
+            self.dpop_key(),
+            headers,
+            method,
+            url,
+            token,
+            nonce,
+        )
     }
 
     /// Learn the resource behind a 401 (RFC 9728 §5): metadata from the challenge's
@@ -1112,7 +1098,43 @@ impl AgentRequest {
     }
 }
 
-fn ensure_oauth(err: Error, status: u16, default: OAuthErrorCode) -> Error {
+/// Set `Authorization` and, for a DPoP token, a `DPoP` proof signed with `key` (the agent's,
+/// or a child agent's) on `headers`.
+pub(crate) fn authorize_headers_with(
+    transport: &HttpTransport,
+    key: Option<&DpopKey>,
+    headers: &mut HeaderMap,
+    method: &Method,
+    url: &Url,
+    token: &TokenSet,
+    nonce: Option<&str>,
+) -> Result<()> {
+    let scheme = match token.token_type {
+        TokenType::Dpop => "DPoP",
+        _ => "Bearer",
+    };
+    let mut auth = HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
+        .map_err(|_| Error::invalid("access token is not a valid header value"))?;
+    auth.set_sensitive(true);
+    headers.insert(http::header::AUTHORIZATION, auth);
+    if let (TokenType::Dpop, Some(key)) = (&token.token_type, key) {
+        let now = transport.clock().now();
+        let iat = crate::clock::unix_secs(transport.clock_skew().to_server(now));
+        let proof = key.proof(
+            method.as_str(),
+            url,
+            iat,
+            nonce,
+            Some(&ath(token.access_token.secret())),
+        )?;
+        let v = HeaderValue::from_str(&proof)
+            .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
+        headers.insert("dpop", v);
+    }
+    Ok(())
+}
+
+pub(crate) fn ensure_oauth(err: Error, status: u16, default: OAuthErrorCode) -> Error {
     match err {
         Error::OAuth(_) => err,
         _ => OAuthError::new(default, status).into(),

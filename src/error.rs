@@ -98,6 +98,12 @@ pub enum Error {
     /// The token store failed.
     #[error("token store error: {0}")]
     Store(String),
+
+    /// A delegation to a child agent was refused before any request was sent (it would widen
+    /// the parent's scope, resources or audiences), or a child's credential cannot be renewed
+    /// (the parent no longer holds a valid token, or the delegation was revoked).
+    #[error("delegation refused: {0}")]
+    Delegation(String),
 }
 
 fn body_suffix(body: &str) -> String {

@@ -19,6 +19,7 @@ mod token;
 mod transport;
 
 pub mod dangerous;
+pub mod delegation;
 pub mod grant;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -31,6 +32,10 @@ pub use cache::{
 };
 pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
 pub use clock::{Clock, ClockSkew, SystemClock};
+pub use delegation::{
+    delegation_chain, ChildAgent, ChildRequest, DelegationBuilder, DelegationChain,
+    UnverifiedClaims,
+};
 pub use discovery::{
     challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
     resource_metadata_from_challenges, resource_metadata_url, AuthorizationServer, Challenge,
