@@ -1,6 +1,6 @@
 //! The whole story in one process, against the embedded authorization server and API:
 //! discovery from a 401, a DPoP-bound token with nonce retries, an API call, a user login,
-//! refresh ahead of expiry with rotation, and a narrowed child agent.
+//! refresh ahead of expiry with rotation, and a narrowed child agent (token exchange).
 //!
 //! Run: `cargo run --example quickstart --features testkit`
 
@@ -172,6 +172,55 @@ async fn main() -> Result<(), Failure> {
         second != first && refreshes == 1,
         "exactly one background refresh",
     )?;
+
+    // 6. A narrowed child agent: token exchange (RFC 8693) for a sub-task, bound to the
+    //    child's own DPoP key, shorter-lived, and never wider than the parent.
+    let child = agent
+        .delegate()
+        .scope("read")
+        .resource(server.resource_url())
+        .lifetime(Duration::from_secs(60))
+        .actor_label("report-writer")
+        .spawn()
+        .await?;
+    let resp = child
+        .get(format!("{}/reports", server.resource_url()))
+        .send()
+        .await?;
+    let body: serde_json::Value = serde_json::from_slice(resp.body())?;
+    let child_jkt = child
+        .dpop_key()
+        .map(|k| k.thumbprint().to_owned())
+        .unwrap_or_default();
+    println!(
+        "6. child agent: GET /api/reports -> {} (jkt={})",
+        resp.status(),
+        body["jkt"]
+    );
+    if let Some(chain) = child.chain() {
+        println!(
+            "   child token: sub={} scope=\"{}\" bound to the child's key: {}",
+            chain.sub.as_deref().unwrap_or("-"),
+            chain.scope,
+            chain.jkt.as_deref() == Some(child_jkt.as_str())
+        );
+    }
+    check(resp.status() == 200, "child call succeeds")?;
+    check(
+        body["jkt"] == child_jkt.as_str() && child_jkt != jkt,
+        "child token bound to the child's key",
+    )?;
+    let widened = agent.delegate().scope("read admin").spawn().await;
+    println!(
+        "   widening to \"read admin\" refused locally: {}",
+        widened
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    check(widened.is_err(), "widening refused")?;
+    child.finish().await?;
 
     println!("done: every step succeeded");
     Ok(())

@@ -725,7 +725,7 @@ impl Agent {
         let stored = tokio::task::spawn_blocking(move || -> Result<_> {
             let _lock = store.lock(&key)?;
             let current = store.load(&key)?;
-            store.remove(&key, None)?;
+            let _ = store.remove(&key, None)?;
             Ok(current)
         })
         .await
