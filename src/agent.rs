@@ -609,11 +609,7 @@ impl Agent {
     pub fn request(&self, method: Method, url: impl AsRef<str>) -> AgentRequest {
         AgentRequest {
             agent: self.clone(),
-            method,
-            url: Url::parse(url.as_ref())
-                .map_err(|_| Error::config("request URL is not an absolute URL")),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
+            parts: RequestParts::new(method, url.as_ref()),
         }
     }
 
@@ -884,21 +880,96 @@ impl TokenSource for AgentSource {
     }
 }
 
+/// Method, URL, headers and an in-memory body: what a protected request is made of before a
+/// token is attached. Shared by [`AgentRequest`] and the child agents' requests.
+pub(crate) struct RequestParts {
+    pub(crate) method: Method,
+    pub(crate) url: Result<Url>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl RequestParts {
+    pub(crate) fn new(method: Method, url: &str) -> Self {
+        RequestParts {
+            method,
+            url: Url::parse(url).map_err(|_| Error::config("request URL is not an absolute URL")),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Keep the first error (builders report it at `send`).
+    fn fail(&mut self, e: Error) {
+        if self.url.is_ok() {
+            self.url = Err(e);
+        }
+    }
+
+    pub(crate) fn header(
+        &mut self,
+        name: impl TryInto<HeaderName>,
+        value: impl TryInto<HeaderValue>,
+    ) {
+        match (name.try_into(), value.try_into()) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            _ => self.fail(Error::config("invalid header")),
+        }
+    }
+
+    pub(crate) fn json<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(b) => {
+                self.body = b.into();
+                self.headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+            Err(e) => self.fail(Error::config(format!("cannot serialize JSON body: {e}"))),
+        }
+    }
+
+    /// The URL, or the first builder error.
+    pub(crate) fn url(&self) -> Result<Url> {
+        self.url.clone()
+    }
+
+    pub(crate) fn build(&self, url: &Url) -> Result<HttpRequest> {
+        let mut b = http::Request::builder()
+            .method(self.method.clone())
+            .uri(url.as_str());
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        b.body(self.body.to_vec())
+            .map_err(|e| Error::config(format!("cannot build request: {e}")))
+    }
+
+    /// Idempotent methods, and others named by an `Idempotency-Key`, may be retried.
+    pub(crate) fn policy(&self) -> RetryPolicy {
+        if is_idempotent(&self.method) || self.headers.contains_key("idempotency-key") {
+            RetryPolicy::Idempotent
+        } else {
+            RetryPolicy::ConnectOnly
+        }
+    }
+}
+
 /// A protected request being built. Finish with [`send`](Self::send).
 #[must_use]
 pub struct AgentRequest {
     agent: Agent,
-    method: Method,
-    url: Result<Url>,
-    headers: HeaderMap,
-    body: Bytes,
+    parts: RequestParts,
 }
 
 impl fmt::Debug for AgentRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentRequest")
-            .field("method", &self.method)
-            .field("url", &self.url.as_ref().map(Url::as_str).ok())
+            .field("method", &self.parts.method)
+            .field("url", &self.parts.url.as_ref().map(Url::as_str).ok())
             .finish_non_exhaustive()
     }
 }
@@ -910,32 +981,19 @@ impl AgentRequest {
         name: impl TryInto<HeaderName>,
         value: impl TryInto<HeaderValue>,
     ) -> Self {
-        if let (Ok(n), Ok(v)) = (name.try_into(), value.try_into()) {
-            self.headers.append(n, v);
-        } else if self.url.is_ok() {
-            self.url = Err(Error::config("invalid header"));
-        }
+        self.parts.header(name, value);
         self
     }
 
     /// Set the body (kept in memory, so the request can be replayed for a nonce or token retry).
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
+        self.parts.body = body.into();
         self
     }
 
     /// Set a JSON body and `Content-Type: application/json`.
     pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(b) => {
-                self.body = b.into();
-                self.headers.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-            }
-            Err(e) => self.url = Err(Error::config(format!("cannot serialize JSON body: {e}"))),
-        }
+        self.parts.json(value);
         self
     }
 
@@ -943,25 +1001,6 @@ impl AgentRequest {
     pub fn idempotency_key(self, key: impl AsRef<str>) -> Self {
         let v = key.as_ref().to_owned();
         self.header("idempotency-key", v)
-    }
-
-    fn build(&self, url: &Url) -> Result<HttpRequest> {
-        let mut b = http::Request::builder()
-            .method(self.method.clone())
-            .uri(url.as_str());
-        for (k, v) in &self.headers {
-            b = b.header(k, v);
-        }
-        b.body(self.body.to_vec())
-            .map_err(|e| Error::config(format!("cannot build request: {e}")))
-    }
-
-    fn policy(&self) -> RetryPolicy {
-        if is_idempotent(&self.method) || self.headers.contains_key("idempotency-key") {
-            RetryPolicy::Idempotent
-        } else {
-            RetryPolicy::ConnectOnly
-        }
     }
 
     async fn send_with(
@@ -974,8 +1013,8 @@ impl AgentRequest {
         agent
             .inner
             .transport
-            .execute(self.policy(), || {
-                let mut req = self.build(url)?;
+            .execute(self.parts.policy(), || {
+                let mut req = self.parts.build(url)?;
                 if let Some(t) = token {
                     agent.authorize(&mut req, url, t, nonce)?;
                 }
@@ -994,10 +1033,7 @@ impl AgentRequest {
     /// [`Error::Config`] when the URL belongs to no known resource and none can be discovered,
     /// token errors, transport errors, [`Error::OAuth`] as above.
     pub async fn send(self) -> Result<HttpResponse> {
-        let url = match &self.url {
-            Ok(u) => u.clone(),
-            Err(e) => return Err(e.clone()),
-        };
+        let url = self.parts.url()?;
         self.agent.inner.transport.check(&url)?;
         let agent = self.agent.clone();
         let info = match agent.resource_for(&url) {

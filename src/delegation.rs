@@ -50,11 +50,11 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::agent::{authorize_headers_with, ensure_oauth, is_idempotent, parse_resource, Agent};
+use crate::agent::{authorize_headers_with, ensure_oauth, parse_resource, Agent, RequestParts};
 use crate::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
 use crate::discovery::resource_matches;
 use crate::dpop::DpopKey;
@@ -63,7 +63,7 @@ use crate::event::{AgentEvent, EventHook};
 use crate::grant::{TokenExchangeRequest, TokenParams, ACCESS_TOKEN_TYPE};
 use crate::secret::SecretString;
 use crate::token::{AccessToken, Scope, TokenSet, TokenType};
-use crate::transport::{oauth_error, HttpRequest, HttpResponse, RetryPolicy};
+use crate::transport::{oauth_error, HttpResponse};
 
 #[allow(dead_code)]
 fn _assert_send_sync() {
@@ -836,11 +836,7 @@ impl ChildAgent {
     pub fn request(&self, method: Method, url: impl AsRef<str>) -> ChildRequest {
         ChildRequest {
             child: self.clone(),
-            method,
-            url: Url::parse(url.as_ref())
-                .map_err(|_| Error::config("request URL is not an absolute URL")),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
+            parts: RequestParts::new(method, url.as_ref()),
         }
     }
 
@@ -874,18 +870,15 @@ impl ChildAgent {
 #[must_use]
 pub struct ChildRequest {
     child: ChildAgent,
-    method: Method,
-    url: Result<Url>,
-    headers: HeaderMap,
-    body: Bytes,
+    parts: RequestParts,
 }
 
 impl fmt::Debug for ChildRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildRequest")
             .field("child", &self.child.label())
-            .field("method", &self.method)
-            .field("url", &self.url.as_ref().map(Url::as_str).ok())
+            .field("method", &self.parts.method)
+            .field("url", &self.parts.url.as_ref().map(Url::as_str).ok())
             .finish_non_exhaustive()
     }
 }
@@ -897,32 +890,19 @@ impl ChildRequest {
         name: impl TryInto<HeaderName>,
         value: impl TryInto<HeaderValue>,
     ) -> Self {
-        if let (Ok(n), Ok(v)) = (name.try_into(), value.try_into()) {
-            self.headers.append(n, v);
-        } else if self.url.is_ok() {
-            self.url = Err(Error::config("invalid header"));
-        }
+        self.parts.header(name, value);
         self
     }
 
     /// Set the body (kept in memory for a nonce or token retry).
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
+        self.parts.body = body.into();
         self
     }
 
     /// Set a JSON body and `Content-Type: application/json`.
     pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(b) => {
-                self.body = b.into();
-                self.headers.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-            }
-            Err(e) => self.url = Err(Error::config(format!("cannot serialize JSON body: {e}"))),
-        }
+        self.parts.json(value);
         self
     }
 
@@ -930,17 +910,6 @@ impl ChildRequest {
     pub fn idempotency_key(self, key: impl AsRef<str>) -> Self {
         let v = key.as_ref().to_owned();
         self.header("idempotency-key", v)
-    }
-
-    fn build(&self, url: &Url) -> Result<HttpRequest> {
-        let mut b = http::Request::builder()
-            .method(self.method.clone())
-            .uri(url.as_str());
-        for (k, v) in &self.headers {
-            b = b.header(k, v);
-        }
-        b.body(self.body.to_vec())
-            .map_err(|e| Error::config(format!("cannot build request: {e}")))
     }
 
     async fn send_with(
@@ -951,15 +920,9 @@ impl ChildRequest {
     ) -> Result<HttpResponse> {
         let ex = &self.child.inner.exchanger;
         let transport = ex.root.transport();
-        let policy = if is_idempotent(&self.method) || self.headers.contains_key("idempotency-key")
-        {
-            RetryPolicy::Idempotent
-        } else {
-            RetryPolicy::ConnectOnly
-        };
         transport
-            .execute(policy, || {
-                let mut req = self.build(url)?;
+            .execute(self.parts.policy(), || {
+                let mut req = self.parts.build(url)?;
                 let method = req.method().clone();
                 authorize_headers_with(
                     transport,
@@ -983,10 +946,7 @@ impl ChildRequest {
     /// ([`Error::Delegation`] when the token cannot be renewed); transport errors;
     /// [`Error::OAuth`] for a final 401 or a 403 `insufficient_scope`.
     pub async fn send(self) -> Result<HttpResponse> {
-        let url = match &self.url {
-            Ok(u) => u.clone(),
-            Err(e) => return Err(e.clone()),
-        };
+        let url = self.parts.url()?;
         let ex = self.child.inner.exchanger.clone();
         ex.root.transport().check(&url)?;
         if !self.child.covers(&url) {

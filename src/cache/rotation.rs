@@ -84,11 +84,7 @@ impl RefreshingSource {
     pub async fn seed(&self, tokens: &TokenSet) -> Result<()> {
         let store = self.store.clone();
         let key = self.store_key.clone();
-        let mut access = tokens.clone();
-        access
-            .extra
-            .insert(PARAMS_TAG.to_owned(), self.params_tag().into());
-        let grant = StoredGrant::new(tokens.refresh_token.clone(), Some(access));
+        let grant = self.stored_grant(tokens);
         blocking(move || {
             let _lock = store.lock(&key)?;
             let current = store.load(&key)?.map(|v| v.version);
@@ -236,14 +232,20 @@ impl RefreshingSource {
         .to_string()
     }
 
-    async fn persist(&self, tokens: &TokenSet, version: Option<u64>) -> Result<()> {
-        let store = self.store.clone();
-        let key = self.store_key.clone();
+    /// What is stored for `tokens`: the refresh token, and the access token tagged with the
+    /// parameters it was obtained with.
+    fn stored_grant(&self, tokens: &TokenSet) -> StoredGrant {
         let mut access = tokens.clone();
         access
             .extra
             .insert(PARAMS_TAG.to_owned(), self.params_tag().into());
-        let grant = StoredGrant::new(tokens.refresh_token.clone(), Some(access));
+        StoredGrant::new(tokens.refresh_token.clone(), Some(access))
+    }
+
+    async fn persist(&self, tokens: &TokenSet, version: Option<u64>) -> Result<()> {
+        let store = self.store.clone();
+        let key = self.store_key.clone();
+        let grant = self.stored_grant(tokens);
         blocking(move || match store.store(&key, &grant, version)? {
             StoreOutcome::Written { .. } => Ok(()),
             // A writer that did not take the lock got in between. Ours is the newest token the
