@@ -70,6 +70,8 @@ struct AgentInner {
     binding: Binding,
     #[cfg(feature = "mtls")]
     identity: Option<crate::mtls::ClientIdentity>,
+    #[cfg(feature = "mtls")]
+    roots: Option<crate::mtls::TrustRoots>,
 }
 
 /// An OAuth-enabled HTTP client for one agent. Cheap to clone; `Send + Sync`.
@@ -427,6 +429,8 @@ impl AgentBuilder {
                 binding,
                 #[cfg(feature = "mtls")]
                 identity: self.identity,
+                #[cfg(feature = "mtls")]
+                roots: self.roots,
             }),
         })
     }
@@ -510,6 +514,70 @@ impl Agent {
     #[cfg(feature = "mtls")]
     pub fn client_identity(&self) -> Option<&crate::mtls::ClientIdentity> {
         self.inner.identity.as_ref()
+    }
+
+    /// The same agent presenting a new client certificate (rotation, RFC 8705).
+    ///
+    /// A new connection pool is built for the new identity, and the new agent starts with an
+    /// empty token cache: tokens bound to the old certificate (`cnf.x5t#S256`) are never sent
+    /// over the new one. Its cache and grant are keyed by the new thumbprint, so a user grant
+    /// bound to the old certificate is not carried over. Drop the old agent to drop its tokens.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the TLS configuration cannot be built; discovery errors.
+    #[cfg(feature = "mtls")]
+    pub async fn with_client_identity(
+        &self,
+        identity: crate::mtls::ClientIdentity,
+    ) -> Result<Agent> {
+        let old = &self.inner;
+        let transport = HttpTransport::with_tls(
+            old.transport.config().clone(),
+            Some(&identity),
+            &old.roots.clone().unwrap_or_default(),
+        )?;
+        let md = old.client.server().metadata().await?;
+        let server = AuthorizationServer::from_metadata((*md).clone(), transport.clone())?;
+        let client = old.client.with_server(server);
+        let x5t = identity.thumbprint().to_owned();
+        let binding = match &old.binding {
+            Binding::Dpop(jkt) | Binding::DpopMtls { jkt, .. } => Binding::DpopMtls {
+                jkt: jkt.clone(),
+                x5t,
+            },
+            _ => Binding::Mtls(x5t),
+        };
+        let grant_key = TokenKey::new(self.issuer(), client.client_id())
+            .with_binding(binding.clone())
+            .with_subject("grant")
+            .store_key();
+        let has_grant = {
+            let (s, k) = (old.store.clone(), grant_key.clone());
+            tokio::task::spawn_blocking(move || s.load(&k))
+                .await
+                .map_err(|e| Error::Store(e.to_string()))??
+                .is_some_and(|v| v.value.refresh_token.is_some())
+        };
+        let resources = self.read_resources().clone();
+        Ok(Agent {
+            inner: Arc::new(AgentInner {
+                transport,
+                client,
+                cache: TokenCache::new(old.cache.config().clone()),
+                store: old.store.clone(),
+                scope: old.scope.clone(),
+                resources: RwLock::new(resources),
+                metadata_policy: old.metadata_policy.clone(),
+                discover_resources: old.discover_resources,
+                allow_scope_upgrade: old.allow_scope_upgrade,
+                events: old.events.clone(),
+                grant_key,
+                has_grant: std::sync::atomic::AtomicBool::new(has_grant),
+                binding,
+                identity: Some(identity),
+                roots: old.roots.clone(),
+            }),
+        })
     }
 
     /// The token cache.

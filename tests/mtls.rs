@@ -691,3 +691,58 @@ async fn mtls_interop_self_signed_tls_client_auth_bound_token() {
         Some("invalid_client")
     );
 }
+
+#[tokio::test]
+async fn mtls_interop_agent_calls_over_its_certificate_and_rotates() {
+    let pki = Pki::new("Test CA");
+    let clients = json!([{
+        "client_id": "mtls-pki",
+        "token_endpoint_auth_method": "tls_client_auth",
+        "tls_client_auth_subject_dn": "CN=agent,O=Example",
+        "tls_client_certificate_bound_access_tokens": true,
+        "grant_types": ["client_credentials"],
+        "redirect_uris": [],
+        "response_types": []
+    }]);
+    let Some(it) = start_provider(&pki, clients).await else {
+        return;
+    };
+    let first = pki.client_identity("agent");
+    let agent = agent_oauth::Agent::builder()
+        .issuer(&it.provider.issuer)
+        .client_id("mtls-pki")
+        .client_auth(ClientAuth::tls_client_auth())
+        .client_identity(first.clone())
+        .trust_roots(pki.roots())
+        .resource(&it.api)
+        .dpop_mode(agent_oauth::DpopMode::Off)
+        .build()
+        .await
+        .unwrap();
+    let url = format!("{}/whoami", it.api);
+    let resp = agent.get(&url).send().await.unwrap();
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(resp.status(), 200, "{body}");
+    assert_eq!(body["cnf"]["x5t#S256"], first.thumbprint());
+
+    // Certificate rotation: same subject, new key. The rotated agent presents the new
+    // certificate and gets a token bound to it; the old token is not reused.
+    let second = pki.client_identity("agent");
+    assert_ne!(first.thumbprint(), second.thumbprint());
+    let rotated = agent.with_client_identity(second.clone()).await.unwrap();
+    let resp = rotated.get(&url).send().await.unwrap();
+    let body: Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(resp.status(), 200, "{body}");
+    assert_eq!(body["cnf"]["x5t#S256"], second.thumbprint());
+    let old = agent.access_token(Some(&it.api)).await.unwrap();
+    let new = rotated.access_token(Some(&it.api)).await.unwrap();
+    assert_ne!(
+        old.token().access_token.fingerprint(),
+        new.token().access_token.fingerprint()
+    );
+    println!(
+        "agent rotation: {} -> {}",
+        first.thumbprint(),
+        second.thumbprint()
+    );
+}

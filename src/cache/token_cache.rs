@@ -440,6 +440,11 @@ impl TokenCache {
         }
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.inner.map.load().len()

@@ -149,6 +149,25 @@ impl OAuthClient {
         }
     }
 
+    /// The same registration reached through another server handle (a transport with another
+    /// client certificate). The nonce cache is shared.
+    #[cfg(feature = "mtls")]
+    pub(crate) fn with_server(&self, server: AuthorizationServer) -> OAuthClient {
+        let i = &self.inner;
+        OAuthClient {
+            inner: Arc::new(ClientInner {
+                server,
+                client_id: i.client_id.clone(),
+                auth: i.auth.clone(),
+                dpop: i.dpop.clone(),
+                nonces: i.nonces.clone(),
+                default_expires_in: i.default_expires_in,
+                accept_bearer: i.accept_bearer,
+                mtls: i.mtls,
+            }),
+        }
+    }
+
     /// The client identifier.
     pub fn client_id(&self) -> &str {
         &self.inner.client_id
