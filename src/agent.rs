@@ -1101,6 +1101,17 @@ impl AgentRequest {
     /// [`Error::Config`] when the URL belongs to no known resource and none can be discovered,
     /// token errors, transport errors, [`Error::OAuth`] as above.
     pub async fn send(self) -> Result<HttpResponse> {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            target: "agent_oauth",
+            "agent.send",
+            method = %self.parts.method,
+            origin = %self.parts.url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default(),
+        );
+        self.send_inner().instrument(span).await
+    }
+
+    async fn send_inner(self) -> Result<HttpResponse> {
         let url = self.parts.url()?;
         self.agent.inner.transport.check(&url)?;
         let agent = self.agent.clone();

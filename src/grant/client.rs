@@ -281,6 +281,17 @@ impl OAuthClient {
 
     /// POST a form to an AS endpoint with authentication, DPoP and the nonce retry.
     pub(crate) async fn call(&self, call: EndpointCall<'_>) -> Result<HttpResponse> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!(
+            target: "agent_oauth",
+            "oauth.endpoint",
+            endpoint = ?call.endpoint,
+            client_id = %self.inner.client_id,
+        );
+        self.call_inner(call).instrument(span).await
+    }
+
+    async fn call_inner(&self, call: EndpointCall<'_>) -> Result<HttpResponse> {
         let (url, md) = self.endpoint_url(call.endpoint).await?;
         let auth = self.inner.auth.resolve(&md)?;
         let dpop = call.dpop_override.or(self.inner.dpop.as_ref());

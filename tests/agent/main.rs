@@ -4,6 +4,7 @@
 
 mod agent_flows;
 mod interop_agent;
+mod logs;
 #[cfg(feature = "middleware")]
 mod middleware;
 mod resource_nonce;
