@@ -1140,77 +1140,111 @@ impl AgentRequest {
             let handle = agent.handle(agent.params_for(Some(&info.resource), scope.as_ref()));
             let token = handle.get().await?;
             let token = token.token().clone();
-            let mut nonce = agent.nonces().get(&url);
-            let mut resp = self.send_with(&url, Some(&token), nonce.as_deref()).await?;
-            let fresh = agent.nonces().update_from_headers(&url, resp.headers());
-            let status = resp.status();
-            if status.is_success() {
-                return Ok(resp);
-            }
-            let mut err = oauth_error(&resp);
-            let code = err.oauth_error().map(|o| o.error.clone());
-            // RFC 9449 §9: one retry with the resource's new nonce (401, or 400 from some).
-            if code == Some(OAuthErrorCode::UseDpopNonce)
-                && token.token_type == TokenType::Dpop
-                && fresh.is_some()
-                && fresh != nonce
-            {
-                nonce = fresh;
-                resp = self.send_with(&url, Some(&token), nonce.as_deref()).await?;
-                agent.nonces().update_from_headers(&url, resp.headers());
-                if resp.status().is_success() {
-                    return Ok(resp);
-                }
-                err = oauth_error(&resp);
-            }
-            let status = resp.status();
-            let code = err.oauth_error().map(|o| o.error.clone());
-            let rejected = |agent: &Agent, code: &str| {
-                EventHook::emit(
-                    agent.events(),
-                    AgentEvent::TokenRejected {
-                        origin: url.origin().ascii_serialization(),
-                        error: code.to_owned(),
-                        fingerprint: token.access_token.fingerprint(),
-                    },
-                );
-            };
-            if status == http::StatusCode::UNAUTHORIZED {
-                rejected(&agent, code.as_ref().map_or("unauthorized", |c| c.as_str()));
-                if !refreshed {
+            let (this, url, token) = (&self, &url, &token);
+            let outcome = attempt(
+                agent.nonces(),
+                agent.events(),
+                url,
+                token,
+                |nonce| async move { this.send_with(url, Some(token), nonce.as_deref()).await },
+            )
+            .await?;
+            match outcome {
+                Outcome::Done(resp) => return Ok(resp),
+                Outcome::Unauthorized(_) if !refreshed => {
                     refreshed = true;
                     handle.invalidate();
-                    continue;
                 }
-                return Err(ensure_oauth(
-                    err,
-                    status.as_u16(),
-                    OAuthErrorCode::InvalidToken,
-                ));
-            }
-            if status == http::StatusCode::FORBIDDEN
-                && code == Some(OAuthErrorCode::InsufficientScope)
-            {
-                rejected(&agent, "insufficient_scope");
-                let wanted = err
-                    .oauth_error()
-                    .and_then(|o| o.challenges.iter().find_map(Challenge::scope))
-                    .map(Scope::parse);
-                if let (Some(w), true, false) = (wanted, agent.inner.allow_scope_upgrade, upgraded)
-                {
-                    upgraded = true;
-                    let base = scope
-                        .clone()
-                        .or_else(|| agent.inner.scope.clone())
-                        .unwrap_or_default();
-                    scope = Some(base.union(&w));
-                    continue;
+                Outcome::Unauthorized(err) => return Err(err),
+                Outcome::InsufficientScope(err) => {
+                    let wanted = err
+                        .oauth_error()
+                        .and_then(|o| o.challenges.iter().find_map(Challenge::scope))
+                        .map(Scope::parse);
+                    match wanted {
+                        Some(w) if agent.inner.allow_scope_upgrade && !upgraded => {
+                            upgraded = true;
+                            let base = scope
+                                .clone()
+                                .or_else(|| agent.inner.scope.clone())
+                                .unwrap_or_default();
+                            scope = Some(base.union(&w));
+                        }
+                        _ => return Err(err),
+                    }
                 }
-                return Err(err);
             }
-            return Ok(resp);
         }
     }
+}
+
+/// How one authorized attempt at a resource ended.
+pub(crate) enum Outcome {
+    /// A response that is not an OAuth rejection (success or any other status).
+    Done(HttpResponse),
+    /// 401: the token was rejected (after the nonce retry, if any).
+    Unauthorized(Error),
+    /// 403 `insufficient_scope`.
+    InsufficientScope(Error),
+}
+
+/// Send with `token`, retrying once with the resource's new DPoP nonce (RFC 9449 §9: a 401, or
+/// a 400 from some resources, only when the nonce changed), remembering nonces from every
+/// response, and classifying the result. Rejections are reported as audit events.
+pub(crate) async fn attempt<F, Fut>(
+    nonces: &NonceCache,
+    events: Option<&EventHook>,
+    url: &Url,
+    token: &TokenSet,
+    send: F,
+) -> Result<Outcome>
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse>>,
+{
+    let nonce = nonces.get(url);
+    let mut resp = send(nonce.clone()).await?;
+    let fresh = nonces.update_from_headers(url, resp.headers());
+    if resp.status().is_success() {
+        return Ok(Outcome::Done(resp));
+    }
+    let mut err = oauth_error(&resp);
+    let wants_nonce = err
+        .oauth_error()
+        .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce);
+    if wants_nonce && token.token_type == TokenType::Dpop && fresh.is_some() && fresh != nonce {
+        resp = send(fresh).await?;
+        nonces.update_from_headers(url, resp.headers());
+        if resp.status().is_success() {
+            return Ok(Outcome::Done(resp));
+        }
+        err = oauth_error(&resp);
+    }
+    let status = resp.status();
+    let code = err.oauth_error().map(|o| o.error.clone());
+    let rejected = |code: &str| {
+        EventHook::emit(
+            events,
+            AgentEvent::TokenRejected {
+                origin: url.origin().ascii_serialization(),
+                error: code.to_owned(),
+                fingerprint: token.access_token.fingerprint(),
+            },
+        );
+    };
+    if status == http::StatusCode::UNAUTHORIZED {
+        rejected(code.as_ref().map_or("unauthorized", |c| c.as_str()));
+        return Ok(Outcome::Unauthorized(ensure_oauth(
+            err,
+            status.as_u16(),
+            OAuthErrorCode::InvalidToken,
+        )));
+    }
+    if status == http::StatusCode::FORBIDDEN && code == Some(OAuthErrorCode::InsufficientScope) {
+        rejected("insufficient_scope");
+        return Ok(Outcome::InsufficientScope(err));
+    }
+    Ok(Outcome::Done(resp))
 }
 
 /// Set `Authorization` and, for a DPoP token, a `DPoP` proof signed with `key` (the agent's,

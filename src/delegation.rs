@@ -54,16 +54,16 @@ use http::{HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::agent::{authorize_headers_with, ensure_oauth, parse_resource, Agent, RequestParts};
+use crate::agent::{attempt, authorize_headers_with, parse_resource, Agent, Outcome, RequestParts};
 use crate::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
 use crate::discovery::resource_matches;
 use crate::dpop::DpopKey;
-use crate::error::{Error, OAuthErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::{TokenExchangeRequest, TokenParams, ACCESS_TOKEN_TYPE};
 use crate::secret::SecretString;
 use crate::token::{AccessToken, Scope, TokenSet, TokenType};
-use crate::transport::{oauth_error, HttpResponse};
+use crate::transport::HttpResponse;
 
 #[allow(dead_code)]
 fn _assert_send_sync() {
@@ -955,63 +955,27 @@ impl ChildRequest {
                 url.origin().ascii_serialization()
             )));
         }
-        let nonces = ex.root.nonces().clone();
         let mut renewed = false;
         loop {
             let token = self.child.token().await?;
-            let mut nonce = nonces.get(&url);
-            let mut resp = self.send_with(&url, &token, nonce.as_deref()).await?;
-            let fresh = nonces.update_from_headers(&url, resp.headers());
-            if resp.status().is_success() {
-                return Ok(resp);
-            }
-            let mut err = oauth_error(&resp);
-            let code = err.oauth_error().map(|o| o.error.clone());
-            if code == Some(OAuthErrorCode::UseDpopNonce)
-                && token.token_type == TokenType::Dpop
-                && fresh.is_some()
-                && fresh != nonce
-            {
-                nonce = fresh;
-                resp = self.send_with(&url, &token, nonce.as_deref()).await?;
-                nonces.update_from_headers(&url, resp.headers());
-                if resp.status().is_success() {
-                    return Ok(resp);
-                }
-                err = oauth_error(&resp);
-            }
-            let status = resp.status();
-            let code = err.oauth_error().map(|o| o.error.clone());
-            let rejected = |code: &str| {
-                EventHook::emit(
-                    ex.root.events(),
-                    AgentEvent::TokenRejected {
-                        origin: url.origin().ascii_serialization(),
-                        error: code.to_owned(),
-                        fingerprint: token.access_token.fingerprint(),
-                    },
-                );
-            };
-            if status == http::StatusCode::UNAUTHORIZED {
-                rejected(code.as_ref().map_or("unauthorized", |c| c.as_str()));
-                if !renewed {
+            let (this, url, token) = (&self, &url, &token);
+            let outcome = attempt(
+                ex.root.nonces(),
+                ex.root.events(),
+                url,
+                token,
+                |nonce| async move { this.send_with(url, token, nonce.as_deref()).await },
+            )
+            .await?;
+            match outcome {
+                Outcome::Done(resp) => return Ok(resp),
+                Outcome::Unauthorized(_) if !renewed => {
                     renewed = true;
                     self.child.inner.handle.invalidate();
-                    continue;
                 }
-                return Err(ensure_oauth(
-                    err,
-                    status.as_u16(),
-                    OAuthErrorCode::InvalidToken,
-                ));
+                // A child never asks for more than its narrowing.
+                Outcome::Unauthorized(err) | Outcome::InsufficientScope(err) => return Err(err),
             }
-            if status == http::StatusCode::FORBIDDEN
-                && code == Some(OAuthErrorCode::InsufficientScope)
-            {
-                rejected("insufficient_scope");
-                return Err(err);
-            }
-            return Ok(resp);
         }
     }
 }
