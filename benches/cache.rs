@@ -36,6 +36,14 @@ fn hot_handle() -> TokenHandle {
 }
 
 fn hit(c: &mut Criterion) {
+    // For scale: the precise monotonic clock, and the coarse one a hit reads once.
+    c.bench_function("cache/instant_now", |b| {
+        b.iter(|| black_box(Instant::now()))
+    });
+    c.bench_function("cache/coarse_now", |b| {
+        b.iter(|| black_box(coarsetime::Instant::now()))
+    });
+
     let h = hot_handle();
     c.bench_function("cache/hit_1_thread", |b| {
         b.iter(|| {
