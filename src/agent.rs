@@ -1267,8 +1267,7 @@ pub(crate) fn authorize_headers_with(
     auth.set_sensitive(true);
     headers.insert(http::header::AUTHORIZATION, auth);
     if let (TokenType::Dpop, Some(key)) = (&token.token_type, key) {
-        let now = transport.clock().now();
-        let iat = crate::clock::unix_secs(transport.clock_skew().to_server(now));
+        let iat = crate::clock::unix_secs(transport.server_time(url));
         let proof = key.proof(
             method.as_str(),
             url,

@@ -306,7 +306,7 @@ impl OAuthClient {
                     // The server's time, as far as its `Date` headers tell: both the client
                     // assertion (`iat`/`exp`, RFC 7523 §3) and the proof (`iat`) are judged
                     // by its clock.
-                    let now = transport.clock_skew().to_server(transport.clock().now());
+                    let now = transport.server_time(&url);
                     let mut f = form.clone();
                     if call.authenticate {
                         auth.apply(

@@ -78,6 +78,8 @@ struct Inner {
     client: reqwest::Client,
     config: TransportConfig,
     skew: ClockSkew,
+    /// One estimate per origin: an authorization server and a resource can disagree.
+    origin_skews: arc_swap::ArcSwap<std::collections::HashMap<String, Arc<ClockSkew>>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -161,6 +163,7 @@ impl HttpTransport {
                 client,
                 config,
                 skew: ClockSkew::new(),
+                origin_skews: arc_swap::ArcSwap::from_pointee(std::collections::HashMap::new()),
                 clock,
             }),
         })
@@ -171,9 +174,49 @@ impl HttpTransport {
         &self.inner.config
     }
 
-    /// The estimated server clock offset, learnt from `Date` headers.
+    /// The estimated clock offset of the server seen last, learnt from `Date` headers.
     pub fn clock_skew(&self) -> &ClockSkew {
         &self.inner.skew
+    }
+
+    /// The estimated clock offset of `url`'s origin, if a response from it carried `Date`.
+    pub fn clock_skew_for(&self, url: &Url) -> Option<Arc<ClockSkew>> {
+        self.inner
+            .origin_skews
+            .load()
+            .get(&url.origin().ascii_serialization())
+            .cloned()
+    }
+
+    /// Now, as `url`'s server reads its clock: corrected by that origin's offset when known,
+    /// else by the offset of the server seen last (most agents talk to servers that agree).
+    pub fn server_time(&self, url: &Url) -> std::time::SystemTime {
+        let now = self.inner.clock.now();
+        match self.clock_skew_for(url) {
+            Some(s) => s.to_server(now),
+            None => self.inner.skew.to_server(now),
+        }
+    }
+
+    fn observe_date(&self, url: &Url, date: &str) {
+        let now = self.inner.clock.now();
+        self.inner.skew.observe_header(date, now);
+        let origin = url.origin().ascii_serialization();
+        if let Some(s) = self.inner.origin_skews.load().get(&origin) {
+            s.observe_header(date, now);
+            return;
+        }
+        let skew = Arc::new(ClockSkew::new());
+        skew.observe_header(date, now);
+        self.inner.origin_skews.rcu(|map| {
+            let mut next = (**map).clone();
+            // Bounded: a client talks to few origins; forget them all if it talks to many.
+            if next.len() >= 256 {
+                next.clear();
+            }
+            next.entry(origin.clone()).or_insert_with(|| skew.clone());
+            next
+        });
     }
 
     /// The injected clock.
@@ -272,7 +315,7 @@ impl HttpTransport {
             .get(http::header::DATE)
             .and_then(|v| v.to_str().ok())
         {
-            self.inner.skew.observe_header(date, self.inner.clock.now());
+            self.observe_date(&url, date);
         }
         read_capped(resp, self.inner.config.max_body_bytes).await
     }

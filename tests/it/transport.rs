@@ -555,6 +555,38 @@ async fn transport_date_header_recorded_into_clock_skew() {
 }
 
 #[tokio::test]
+async fn transport_clock_skew_is_kept_per_origin() {
+    let ahead = Scripted::start().await;
+    let behind = Scripted::start().await;
+    let now = SystemTime::now();
+    let plus = httpdate::fmt_http_date(now + Duration::from_secs(120));
+    let minus = httpdate::fmt_http_date(now - Duration::from_secs(300));
+    ahead.route("/d", Reply::status(200).header("date", &plus));
+    behind.route("/d", Reply::status(200).header("date", &minus));
+    let t = transport(fast_config());
+    let (ua, ub) = (ahead.url("/d"), behind.url("/d"));
+    for u in [&ua, &ub] {
+        guard(t.execute(RetryPolicy::Never, || get(u)))
+            .await
+            .expect("response");
+    }
+    let offset = |u: &str| {
+        let url = url::Url::parse(u).expect("url");
+        let server = t.server_time(&url);
+        match server.duration_since(SystemTime::now()) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        }
+    };
+    // Each origin's proofs and assertions are stamped with its own clock.
+    assert!((115..=121).contains(&offset(&ua)), "{}", offset(&ua));
+    assert!((-301..=-295).contains(&offset(&ub)), "{}", offset(&ub));
+    // An origin never seen falls back to the offset seen last.
+    let unseen = offset("http://127.0.0.1:9/");
+    assert!((-301..=-295).contains(&unseen), "{unseen}");
+}
+
+#[tokio::test]
 async fn transport_unparsable_date_header_ignored() {
     let s = Scripted::start().await;
     s.route("/d", Reply::status(200).header("date", "yesterday-ish"));
