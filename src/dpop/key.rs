@@ -246,6 +246,34 @@ impl DpopKey {
             ath,
         )
     }
+
+    /// A proof for a request sent by your own HTTP stack: `iat` from the system clock, `ath`
+    /// computed from `access_token` when the request goes to a resource (pass `None` for token
+    /// endpoint requests), and the server's latest nonce if you have one.
+    ///
+    /// Send it as the `DPoP` header, with `Authorization: DPoP <token>` for resources.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) for an invalid method; signer errors.
+    ///
+    /// ```
+    /// let key = agent_oauth::DpopKey::generate();
+    /// let url = url::Url::parse("https://api.example.com/items?page=2").unwrap();
+    /// let token = agent_oauth::AccessToken::new("an-access-token");
+    /// let proof = key.proof_for_request("GET", &url, Some(&token), None).unwrap();
+    /// assert_eq!(proof.split('.').count(), 3);
+    /// ```
+    pub fn proof_for_request(
+        &self,
+        method: &str,
+        url: &url::Url,
+        access_token: Option<&crate::token::AccessToken>,
+        nonce: Option<&str>,
+    ) -> Result<String> {
+        let iat = crate::clock::unix_secs(std::time::SystemTime::now());
+        let ath = access_token.map(|t| super::proof::ath(t.secret()));
+        self.proof(method, url, iat, nonce, ath.as_deref())
+    }
 }
 
 impl fmt::Debug for DpopKey {
@@ -438,6 +466,26 @@ mod tests {
                 .decode(body)
                 .unwrap()
         }
+    }
+
+    #[test]
+    fn dpop_proof_for_request_sets_iat_ath_and_nonce() {
+        let key = DpopKey::generate();
+        let token = crate::token::AccessToken::new("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU");
+        let u = url("https://resource.example.org/protectedresource?x=1#f");
+        let proof = key
+            .proof_for_request("GET", &u, Some(&token), Some("n-1"))
+            .unwrap();
+        verify_with_p256(&proof, &key);
+        let (_, c, _) = decode(&proof);
+        // RFC 9449 §7.1 example ath for this token.
+        assert_eq!(c["ath"], "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+        assert_eq!(c["htu"], "https://resource.example.org/protectedresource");
+        assert_eq!(c["nonce"], "n-1");
+        let now = crate::clock::unix_secs(std::time::SystemTime::now());
+        assert!((c["iat"].as_i64().unwrap() - now).abs() <= 2);
+        let (_, c, _) = decode(&key.proof_for_request("POST", &u, None, None).unwrap());
+        assert!(c.get("ath").is_none() && c.get("nonce").is_none());
     }
 
     #[test]
