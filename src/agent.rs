@@ -1081,13 +1081,20 @@ impl AgentRequest {
         agent
             .inner
             .transport
-            .execute(self.parts.policy(), || {
-                let mut req = self.parts.build(url)?;
-                if let Some(t) = token {
-                    agent.authorize(&mut req, url, t, nonce)?;
-                }
-                Ok(req)
-            })
+            .execute_observed(
+                self.parts.policy(),
+                || {
+                    let mut req = self.parts.build(url)?;
+                    if let Some(t) = token {
+                        agent.authorize(&mut req, url, t, nonce)?;
+                    }
+                    Ok(req)
+                },
+                // Nonces on responses the transport retries (a 503) are remembered too.
+                |u, h| {
+                    agent.nonces().update_from_headers(u, h);
+                },
+            )
             .await
     }
 

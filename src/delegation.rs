@@ -921,20 +921,26 @@ impl ChildRequest {
         let ex = &self.child.inner.exchanger;
         let transport = ex.root.transport();
         transport
-            .execute(self.parts.policy(), || {
-                let mut req = self.parts.build(url)?;
-                let method = req.method().clone();
-                authorize_headers_with(
-                    transport,
-                    ex.key.as_ref(),
-                    req.headers_mut(),
-                    &method,
-                    url,
-                    token,
-                    nonce,
-                )?;
-                Ok(req)
-            })
+            .execute_observed(
+                self.parts.policy(),
+                || {
+                    let mut req = self.parts.build(url)?;
+                    let method = req.method().clone();
+                    authorize_headers_with(
+                        transport,
+                        ex.key.as_ref(),
+                        req.headers_mut(),
+                        &method,
+                        url,
+                        token,
+                        nonce,
+                    )?;
+                    Ok(req)
+                },
+                |u, h| {
+                    ex.root.nonces().update_from_headers(u, h);
+                },
+            )
             .await
     }
 

@@ -297,37 +297,48 @@ impl OAuthClient {
         let dpop = call.dpop_override.or(self.inner.dpop.as_ref());
         let mut form = FormRequest::new(url.clone());
         form.params = call.params;
-        let mut nonce = self.inner.nonces.get(&url);
         for attempt in 0..2 {
-            let used_nonce = nonce.clone();
+            // The nonce each attempt uses is the newest known for the endpoint: responses of
+            // attempts the transport retried (a 503 with `DPoP-Nonce`) update it too.
+            let mut used_nonce: Option<String> = None;
             let transport = self.transport();
+            let nonces = &self.inner.nonces;
             let resp = transport
-                .execute(call.policy, || {
-                    // The server's time, as far as its `Date` headers tell: both the client
-                    // assertion (`iat`/`exp`, RFC 7523 §3) and the proof (`iat`) are judged
-                    // by its clock.
-                    let now = transport.server_time(&url);
-                    let mut f = form.clone();
-                    if call.authenticate {
-                        auth.apply(
-                            &self.inner.client_id,
-                            self.inner.server.issuer(),
-                            &mut f,
-                            now,
-                        )?;
-                    }
-                    if let Some(key) = dpop {
-                        let iat = crate::clock::unix_secs(now);
-                        let proof = key.proof("POST", &url, iat, used_nonce.as_deref(), None)?;
-                        let value = http::HeaderValue::from_str(&proof).map_err(|_| {
-                            Error::Crypto("DPoP proof is not a header value".into())
-                        })?;
-                        f.headers.insert("dpop", value);
-                    }
-                    f.to_http()
-                })
+                .execute_observed(
+                    call.policy,
+                    || {
+                        let attempt_nonce = nonces.get(&url);
+                        // The server's time, as far as its `Date` headers tell: both the client
+                        // assertion (`iat`/`exp`, RFC 7523 §3) and the proof (`iat`) are judged
+                        // by its clock.
+                        let now = transport.server_time(&url);
+                        let mut f = form.clone();
+                        if call.authenticate {
+                            auth.apply(
+                                &self.inner.client_id,
+                                self.inner.server.issuer(),
+                                &mut f,
+                                now,
+                            )?;
+                        }
+                        if let Some(key) = dpop {
+                            let iat = crate::clock::unix_secs(now);
+                            let proof =
+                                key.proof("POST", &url, iat, attempt_nonce.as_deref(), None)?;
+                            let value = http::HeaderValue::from_str(&proof).map_err(|_| {
+                                Error::Crypto("DPoP proof is not a header value".into())
+                            })?;
+                            f.headers.insert("dpop", value);
+                        }
+                        used_nonce = attempt_nonce;
+                        f.to_http()
+                    },
+                    |u, h| {
+                        nonces.update_from_headers(u, h);
+                    },
+                )
                 .await?;
-            let fresh = self.inner.nonces.update_from_headers(&url, resp.headers());
+            let fresh = nonces.update_from_headers(&url, resp.headers());
             if attempt == 0 && dpop.is_some() && !resp.status().is_success() {
                 let err = oauth_error(&resp);
                 let wants_nonce = err
@@ -337,7 +348,6 @@ impl OAuthClient {
                     match fresh {
                         Some(n) if Some(&n) != used_nonce.as_ref() => {
                             tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
-                            nonce = Some(n);
                             continue;
                         }
                         _ => return Err(err),

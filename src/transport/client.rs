@@ -238,20 +238,45 @@ impl HttpTransport {
     /// # Errors
     /// [`Error::InsecureUrl`], [`Error::Transport`], [`Error::Timeout`], [`Error::BodyTooLarge`],
     /// or whatever `make` returns.
-    pub async fn execute<F>(&self, policy: RetryPolicy, mut make: F) -> Result<HttpResponse>
+    pub async fn execute<F>(&self, policy: RetryPolicy, make: F) -> Result<HttpResponse>
     where
         F: FnMut() -> Result<HttpRequest> + Send,
     {
+        self.execute_observed(policy, make, |_, _| {}).await
+    }
+
+    /// As [`execute`](Self::execute), and `observe` sees the URL and headers of every response,
+    /// including those of attempts that were retried (a `DPoP-Nonce` on a 503 still counts).
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_observed<F, O>(
+        &self,
+        policy: RetryPolicy,
+        mut make: F,
+        observe: O,
+    ) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+        O: Fn(&Url, &http::HeaderMap) + Send + Sync,
+    {
         let deadline = self.inner.config.deadline;
-        match tokio::time::timeout(deadline, self.execute_inner(policy, &mut make)).await {
+        match tokio::time::timeout(deadline, self.execute_inner(policy, &mut make, &observe)).await
+        {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(deadline)),
         }
     }
 
-    async fn execute_inner<F>(&self, policy: RetryPolicy, make: &mut F) -> Result<HttpResponse>
+    async fn execute_inner<F, O>(
+        &self,
+        policy: RetryPolicy,
+        make: &mut F,
+        observe: &O,
+    ) -> Result<HttpResponse>
     where
         F: FnMut() -> Result<HttpRequest> + Send,
+        O: Fn(&Url, &http::HeaderMap) + Send + Sync,
     {
         let cfg = &self.inner.config;
         let mut backoff = backon::ExponentialBuilder::default()
@@ -261,7 +286,11 @@ impl HttpTransport {
             .build();
         loop {
             let request = make()?;
+            let target = Url::parse(&request.uri().to_string()).ok();
             let outcome = self.send_once(request).await;
+            if let (Ok(resp), Some(u)) = (&outcome, &target) {
+                observe(u, resp.headers());
+            }
             let decision = match &outcome {
                 Ok(resp) => {
                     let retry_after = resp

@@ -29,7 +29,10 @@ async fn agent_logs_carry_fingerprints_never_secrets() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not thread-scoped: the cache fetches in spawned tasks, and a scoped subscriber
+    // races with callsite interest registered by tests running beside this one. Only this test
+    // in the binary installs a subscriber.
+    tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
 
     let server = TestServer::start_with(
         TestServerConfig::default()

@@ -176,6 +176,25 @@ async fn dpop_nonce_from_other_error_is_cached() {
 }
 
 #[tokio::test]
+async fn dpop_nonce_on_a_retried_503_is_used_by_the_next_attempt() {
+    // The transport retries the 503 by itself; the nonce it carried must not be lost.
+    let s = Scripted::start(|i, _| match i {
+        0 => Reply::error(503, "temporarily_unavailable").with_nonce("n-503"),
+        _ => Reply::token("at"),
+    })
+    .await;
+    let key = DpopKey::generate();
+    s.client(&key)
+        .client_credentials(&TokenParams::new())
+        .await
+        .unwrap();
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 2, "one transport retry");
+    assert_eq!(reqs[0].nonce(), None);
+    assert_eq!(reqs[1].nonce(), Some("n-503"));
+}
+
+#[tokio::test]
 async fn dpop_nonce_retry_has_fresh_proof_and_assertion() {
     let s = Scripted::start(|i, _| match i {
         0 => Reply::use_nonce("n-0"),
