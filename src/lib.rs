@@ -52,7 +52,7 @@ pub use middleware::AgentMiddleware;
 #[cfg(feature = "mtls")]
 pub use mtls::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
 pub use secret::SecretString;
-pub use token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
+pub use token::{AccessToken, Confirmation, RefreshToken, Scope, TokenSet, TokenType};
 pub use transport::{
     FormRequest, HttpRequest, HttpResponse, HttpTransport, RetryPolicy, TransportConfig,
 };

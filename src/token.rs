@@ -186,6 +186,20 @@ impl<S: AsRef<str>> FromIterator<S> for Scope {
     }
 }
 
+/// What a token is bound to (the `cnf` claim, RFC 7800): a DPoP key thumbprint (RFC 9449 §6)
+/// and/or a client certificate thumbprint (RFC 8705 §3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Confirmation {
+    /// `jkt`: RFC 7638 thumbprint of the DPoP key.
+    pub jkt: Option<String>,
+    /// `x5t#S256`: SHA-256 thumbprint of the client certificate.
+    pub x5t_s256: Option<String>,
+    /// Read from the (unverified) JWT access token, rather than inferred from the key or
+    /// certificate the request was made with.
+    pub from_token: bool,
+}
+
 /// What a token endpoint returned (RFC 6749 §5.1), with absolute times.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -208,6 +222,9 @@ pub struct TokenSet {
     pub id_token: Option<SecretString>,
     /// Other response members, as sent.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// What the token is bound to: the `cnf` of a JWT access token when visible, else the DPoP
+    /// key / client certificate the request was made with; `None` for a bearer token.
+    pub cnf: Option<Confirmation>,
 }
 
 impl TokenSet {
@@ -223,7 +240,27 @@ impl TokenSet {
             issued_token_type: None,
             id_token: None,
             extra: serde_json::Map::new(),
+            cnf: None,
         }
+    }
+
+    /// The `cnf` claim of a JWT access token, decoded WITHOUT verifying the signature (the
+    /// token is the resource's to verify; this is for bookkeeping). `None` for opaque tokens.
+    pub fn unverified_cnf(&self) -> Option<Confirmation> {
+        use base64::Engine as _;
+        let mut parts = self.access_token.secret().split('.');
+        let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let cnf = claims.get("cnf")?;
+        let get = |k: &str| cnf.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Some(Confirmation {
+            jkt: get("jkt"),
+            x5t_s256: get("x5t#S256"),
+            from_token: true,
+        })
     }
 
     /// The token's lifetime as issued, if known.
@@ -278,6 +315,38 @@ mod tests {
         assert!(Scope::parse("a").is_subset(&a));
         assert!(!Scope::parse("a c").is_subset(&a));
         assert_eq!(Scope::from_iter(["x y", "z"]).to_string(), "x y z");
+    }
+
+    #[test]
+    fn token_unverified_cnf_from_jwt() {
+        use base64::Engine as _;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"ES256"}"#),
+            b64(
+                r#"{"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I","x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}"#
+            )
+        );
+        let t = TokenSet::new(AccessToken::new(jwt), TokenType::Dpop, SystemTime::now());
+        let cnf = t.unverified_cnf().expect("cnf");
+        assert_eq!(
+            cnf.jkt.as_deref(),
+            Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+        );
+        assert_eq!(
+            cnf.x5t_s256.as_deref(),
+            Some("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2")
+        );
+        assert!(cnf.from_token);
+        for opaque in ["opaque", "a.b", "a.%%%.c", &format!("x.{}.y", b64("[]"))] {
+            let t = TokenSet::new(
+                AccessToken::new(opaque),
+                TokenType::Bearer,
+                SystemTime::now(),
+            );
+            assert_eq!(t.unverified_cnf(), None, "{opaque}");
+        }
     }
 
     #[test]

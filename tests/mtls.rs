@@ -565,6 +565,10 @@ async fn check_bound_token(
         identity.thumbprint()
     );
     assert_eq!(cnf.as_deref(), Some(identity.thumbprint()));
+    // The token set records the binding.
+    let recorded = token.cnf.as_ref().expect("cnf recorded");
+    assert_eq!(recorded.x5t_s256.as_deref(), Some(identity.thumbprint()));
+    assert!(recorded.from_token);
 
     let at = token.access_token.secret();
     let url = format!("{}/whoami", it.api);

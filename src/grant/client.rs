@@ -13,7 +13,7 @@ use crate::client_auth::ClientAuth;
 use crate::discovery::{AuthorizationServer, Endpoint, ServerMetadata};
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, OAuthErrorCode, Result};
-use crate::token::TokenSet;
+use crate::token::{Confirmation, TokenSet, TokenType};
 use crate::transport::{oauth_error, FormRequest, HttpResponse, HttpTransport, RetryPolicy};
 
 /// A client registered at an authorization server: identity, authentication, optional DPoP key.
@@ -271,6 +271,25 @@ impl OAuthClient {
                 exchange,
             },
         );
+        let mut parsed = parsed;
+        if let Ok(t) = &mut parsed {
+            t.cnf = t.unverified_cnf().or_else(|| {
+                let key = dpop_override.or(self.inner.dpop.as_ref());
+                let jkt = key
+                    .filter(|_| t.token_type == TokenType::Dpop)
+                    .map(|k| k.thumbprint().to_owned());
+                let x5t = self
+                    .transport()
+                    .client_certificate_thumbprint()
+                    .filter(|_| self.inner.mtls)
+                    .map(str::to_owned);
+                (jkt.is_some() || x5t.is_some()).then_some(Confirmation {
+                    jkt,
+                    x5t_s256: x5t,
+                    from_token: false,
+                })
+            });
+        }
         if let Ok(t) = &parsed {
             tracing::debug!(target: "agent_oauth", client_id = %self.inner.client_id,
                 token = %t.access_token.fingerprint(), token_type = %t.token_type,

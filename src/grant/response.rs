@@ -118,6 +118,7 @@ pub(crate) fn parse_token_response(
         issued_token_type,
         id_token: id_token.map(SecretString::new),
         extra: map,
+        cnf: None,
     })
 }
 

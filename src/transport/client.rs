@@ -78,6 +78,8 @@ struct Inner {
     client: reqwest::Client,
     config: TransportConfig,
     skew: ClockSkew,
+    /// `x5t#S256` of the client certificate this transport presents, if any.
+    client_x5t: Option<String>,
     /// One estimate per origin: an authorization server and a resource can disagree.
     origin_skews: arc_swap::ArcSwap<std::collections::HashMap<String, Arc<ClockSkew>>>,
     clock: Arc<dyn Clock>,
@@ -130,9 +132,10 @@ impl HttpTransport {
         identity: Option<&crate::mtls::ClientIdentity>,
         roots: &crate::mtls::TrustRoots,
     ) -> Result<Self> {
+        let x5t = identity.map(|i| i.thumbprint().to_owned());
         let identity = identity.map(|i| i.to_reqwest_identity()).transpose()?;
         let (extra_roots, builtin_roots) = roots.to_reqwest()?;
-        Self::build(config, Arc::new(SystemClock), move |mut b| {
+        let mut transport = Self::build(config, Arc::new(SystemClock), move |mut b| {
             for root in extra_roots {
                 b = b.add_root_certificate(root);
             }
@@ -141,7 +144,11 @@ impl HttpTransport {
                 Some(id) => b.identity(id),
                 None => b,
             }
-        })
+        })?;
+        if let Some(inner) = Arc::get_mut(&mut transport.inner) {
+            inner.client_x5t = x5t;
+        }
+        Ok(transport)
     }
 
     /// Build with a clock and a hook to adjust the reqwest builder (client identities, roots).
@@ -163,6 +170,7 @@ impl HttpTransport {
                 client,
                 config,
                 skew: ClockSkew::new(),
+                client_x5t: None,
                 origin_skews: arc_swap::ArcSwap::from_pointee(std::collections::HashMap::new()),
                 clock,
             }),
@@ -217,6 +225,11 @@ impl HttpTransport {
             next.entry(origin.clone()).or_insert_with(|| skew.clone());
             next
         });
+    }
+
+    /// `x5t#S256` of the client certificate this transport presents, if any.
+    pub fn client_certificate_thumbprint(&self) -> Option<&str> {
+        self.inner.client_x5t.as_deref()
     }
 
     /// The injected clock.

@@ -42,6 +42,9 @@ fn api_params(server: &TestServer) -> TokenParams {
 fn assert_bound(t: &TokenSet, key: &DpopKey) {
     assert_eq!(t.token_type, TokenType::Dpop);
     assert_eq!(cnf_jkt(t.access_token.secret()), key.thumbprint());
+    // The token set records the binding too.
+    let recorded = t.cnf.as_ref().expect("cnf recorded");
+    assert_eq!(recorded.jkt.as_deref(), Some(key.thumbprint()));
 }
 
 /// Follow the test server's auto-approving authorization endpoint to the redirect.
