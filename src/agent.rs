@@ -770,7 +770,7 @@ impl Agent {
             self.inner.events.as_ref(),
             AgentEvent::TokenAcquired {
                 client_id: self.inner.client.client_id().to_owned(),
-                resource: None,
+                resource: self.resources().first().cloned(),
                 scope: tokens.scope.to_string(),
                 fingerprint: tokens.access_token.fingerprint(),
             },
@@ -921,15 +921,20 @@ impl TokenSource for AgentSource {
                 .has_grant
                 .load(std::sync::atomic::Ordering::SeqCst)
             {
-                let t = agent.grant_source(params).refresh_now(current).await?;
-                EventHook::emit(
-                    agent.events(),
-                    AgentEvent::TokenRefreshed {
-                        client_id,
-                        resource,
-                        fingerprint: t.access_token.fingerprint(),
-                    },
-                );
+                let (t, refreshed) = agent
+                    .grant_source(params)
+                    .refresh_reporting(current)
+                    .await?;
+                if refreshed {
+                    EventHook::emit(
+                        agent.events(),
+                        AgentEvent::TokenRefreshed {
+                            client_id,
+                            resource,
+                            fingerprint: t.access_token.fingerprint(),
+                        },
+                    );
+                }
                 Ok(t)
             } else {
                 let t = agent.inner.client.client_credentials(&params).await?;

@@ -103,6 +103,15 @@ impl RefreshingSource {
     /// # Errors
     /// [`Error::ReauthorizationRequired`] when the grant is gone; store and server errors.
     pub async fn refresh_now(&self, current: Option<TokenSet>) -> Result<TokenSet> {
+        self.refresh_reporting(current).await.map(|(t, _)| t)
+    }
+
+    /// As [`refresh_now`](Self::refresh_now), also telling whether a refresh request was made
+    /// (`false` when a token another writer stored was used).
+    pub(crate) async fn refresh_reporting(
+        &self,
+        current: Option<TokenSet>,
+    ) -> Result<(TokenSet, bool)> {
         let store = self.store.clone();
         let key = self.store_key.clone();
         let lock = blocking(move || store.lock(&key)).await?;
@@ -151,13 +160,13 @@ impl RefreshingSource {
         })
     }
 
-    async fn refresh_locked(&self, current: Option<TokenSet>) -> Result<TokenSet> {
+    async fn refresh_locked(&self, current: Option<TokenSet>) -> Result<(TokenSet, bool)> {
         let stored = self.load().await?;
         if let Some(v) = &stored {
             if let Some(t) = self.usable_stored(&v.value, current.as_ref()) {
                 tracing::debug!(target: "agent_oauth", token = %t.access_token.fingerprint(),
                     "using a token another writer refreshed");
-                return Ok(t);
+                return Ok((t, false));
             }
         }
         // The newest refresh token we know: the store's, unless our in-memory one is newer (a
@@ -197,19 +206,19 @@ impl RefreshingSource {
                 tracing::info!(target: "agent_oauth", token = %tokens.access_token.fingerprint(),
                     rotated = tokens.refresh_token.as_ref().is_some_and(|n| !n.ct_eq(&rt)),
                     "refreshed");
-                Ok(tokens)
+                Ok((tokens, true))
             }
             Err(Error::ReauthorizationRequired(why)) => {
                 // Another writer may have rotated between our read and the server's answer.
                 let again = self.load().await?;
                 if let Some(v) = again.filter(|v| Some(v.version) != version) {
                     if let Some(t) = self.usable_stored(&v.value, current.as_ref()) {
-                        return Ok(t);
+                        return Ok((t, false));
                     }
                     if let Some(newer) = v.value.refresh_token.clone().filter(|n| !n.ct_eq(&rt)) {
                         let tokens = self.client.refresh(&newer, &self.params).await?;
                         self.persist(&tokens, Some(v.version)).await?;
-                        return Ok(tokens);
+                        return Ok((tokens, true));
                     }
                 }
                 let store = self.store.clone();
