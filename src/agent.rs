@@ -953,6 +953,43 @@ impl TokenSource for AgentSource {
     }
 }
 
+/// The public builder methods of a request type holding `parts: RequestParts`.
+macro_rules! request_builder_methods {
+    ($ty:ty) => {
+        impl $ty {
+            /// Add a header. `Authorization` and `DPoP` are set when the request is sent.
+            pub fn header(
+                mut self,
+                name: impl TryInto<http::HeaderName>,
+                value: impl TryInto<http::HeaderValue>,
+            ) -> Self {
+                self.parts.header(name, value);
+                self
+            }
+
+            /// Set the body (kept in memory, so the request can be replayed for a nonce or
+            /// token retry).
+            pub fn body(mut self, body: impl Into<bytes::Bytes>) -> Self {
+                self.parts.body = body.into();
+                self
+            }
+
+            /// Set a JSON body and `Content-Type: application/json`.
+            pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
+                self.parts.json(value);
+                self
+            }
+
+            /// Make a non-idempotent request retryable by naming it (`Idempotency-Key`).
+            pub fn idempotency_key(self, key: impl AsRef<str>) -> Self {
+                let v = key.as_ref().to_owned();
+                self.header("idempotency-key", v)
+            }
+        }
+    };
+}
+pub(crate) use request_builder_methods;
+
 /// Method, URL, headers and an in-memory body: what a protected request is made of before a
 /// token is attached. Shared by [`AgentRequest`] and the child agents' requests.
 pub(crate) struct RequestParts {
@@ -1047,35 +1084,9 @@ impl fmt::Debug for AgentRequest {
     }
 }
 
+request_builder_methods!(AgentRequest);
+
 impl AgentRequest {
-    /// Add a header. `Authorization` and `DPoP` are set by the agent.
-    pub fn header(
-        mut self,
-        name: impl TryInto<HeaderName>,
-        value: impl TryInto<HeaderValue>,
-    ) -> Self {
-        self.parts.header(name, value);
-        self
-    }
-
-    /// Set the body (kept in memory, so the request can be replayed for a nonce or token retry).
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.parts.body = body.into();
-        self
-    }
-
-    /// Set a JSON body and `Content-Type: application/json`.
-    pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
-        self.parts.json(value);
-        self
-    }
-
-    /// Make a non-idempotent request retryable by naming it (`Idempotency-Key`).
-    pub fn idempotency_key(self, key: impl AsRef<str>) -> Self {
-        let v = key.as_ref().to_owned();
-        self.header("idempotency-key", v)
-    }
-
     async fn send_with(
         &self,
         url: &Url,

@@ -49,12 +49,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method};
+use http::Method;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::agent::{attempt, authorize_headers_with, parse_resource, Agent, Outcome, RequestParts};
+use crate::agent::{
+    attempt, authorize_headers_with, parse_resource, request_builder_methods, Agent, Outcome,
+    RequestParts,
+};
 use crate::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
 use crate::discovery::resource_matches;
 use crate::dpop::DpopKey;
@@ -883,35 +885,9 @@ impl fmt::Debug for ChildRequest {
     }
 }
 
+request_builder_methods!(ChildRequest);
+
 impl ChildRequest {
-    /// Add a header. `Authorization` and `DPoP` are set by the child.
-    pub fn header(
-        mut self,
-        name: impl TryInto<HeaderName>,
-        value: impl TryInto<HeaderValue>,
-    ) -> Self {
-        self.parts.header(name, value);
-        self
-    }
-
-    /// Set the body (kept in memory for a nonce or token retry).
-    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.parts.body = body.into();
-        self
-    }
-
-    /// Set a JSON body and `Content-Type: application/json`.
-    pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
-        self.parts.json(value);
-        self
-    }
-
-    /// Make a non-idempotent request retryable by naming it (`Idempotency-Key`).
-    pub fn idempotency_key(self, key: impl AsRef<str>) -> Self {
-        let v = key.as_ref().to_owned();
-        self.header("idempotency-key", v)
-    }
-
     async fn send_with(
         &self,
         url: &Url,
