@@ -24,7 +24,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Time allowed between spawning the server and its `READY` line.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running oidc-provider authorization server, killed on drop.
 #[derive(Debug)]
@@ -113,6 +113,59 @@ pub fn ensure_npm_dependencies() -> Result<(), String> {
     .clone()
 }
 
+/// Spawns `node server.mjs <config>` with piped stdio; returns the child, its stdin (kept open:
+/// the server exits when it closes), the collected stderr, and the stdout lines.
+fn spawn_node(
+    config_path: &Path,
+) -> (
+    Child,
+    Option<ChildStdin>,
+    Arc<Mutex<String>>,
+    mpsc::Receiver<String>,
+) {
+    let dir = interop_dir();
+    let mut child = Command::new("node")
+        .arg(dir.join("server.mjs"))
+        .arg(config_path)
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node server.mjs");
+
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().expect("child stdout");
+    let stderr_pipe = child.stderr.take().expect("child stderr");
+
+    let stderr = Arc::new(Mutex::new(String::new()));
+    {
+        let stderr = Arc::clone(&stderr);
+        let echo = std::env::var_os("OIDC_PROVIDER_LOG").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[oidc-provider] {line}");
+                }
+                if let Ok(mut s) = stderr.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+    }
+
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // After READY nobody listens; keep draining the pipe anyway.
+            let _ = tx.send(line);
+        }
+    });
+
+    (child, stdin, stderr, rx)
+}
+
 impl OidcProvider {
     /// Starts a server configured by `config` (see `server.mjs` for the
     /// schema). Returns `None` when Node.js is missing and `CI` is unset;
@@ -151,46 +204,7 @@ impl OidcProvider {
         )
         .expect("write oidc-provider config");
 
-        let dir = interop_dir();
-        let mut child = Command::new("node")
-            .arg(dir.join("server.mjs"))
-            .arg(&config_path)
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn node server.mjs");
-
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("child stdout");
-        let stderr_pipe = child.stderr.take().expect("child stderr");
-
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let stderr = Arc::clone(&stderr);
-            let echo = std::env::var_os("OIDC_PROVIDER_LOG").is_some();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                    if echo {
-                        eprintln!("[oidc-provider] {line}");
-                    }
-                    if let Ok(mut s) = stderr.lock() {
-                        s.push_str(&line);
-                        s.push('\n');
-                    }
-                }
-            });
-        }
-
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // After READY nobody listens; keep draining the pipe anyway.
-                let _ = tx.send(line);
-            }
-        });
-
+        let (child, stdin, stderr, mut rx) = spawn_node(&config_path);
         let mut provider = OidcProvider {
             issuer: String::new(),
             resource: None,
@@ -201,7 +215,8 @@ impl OidcProvider {
             ca_pem,
         };
 
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut deadline = Instant::now() + READY_TIMEOUT;
+        let mut respawns = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -212,6 +227,24 @@ impl OidcProvider {
                     } else if let Some(url) = line.strip_prefix("RESOURCE ") {
                         provider.resource = Some(url.trim().to_owned());
                     }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if respawns < 2 => {
+                    // A start-up that stalls (rare, on a loaded machine; it normally takes under a
+                    // second) is retried, twice at most.
+                    eprintln!(
+                        "oidc_provider: no READY within {READY_TIMEOUT:?}, restarting; stderr:\n{}",
+                        provider.stderr_log()
+                    );
+                    let _ = provider.child.kill();
+                    let _ = provider.child.wait();
+                    let (child, stdin, stderr, next_rx) = spawn_node(&config_path);
+                    provider.child = child;
+                    provider.stdin = stdin;
+                    provider.stderr = stderr;
+                    provider.resource = None;
+                    rx = next_rx;
+                    respawns += 1;
+                    deadline = Instant::now() + READY_TIMEOUT;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     panic!(
