@@ -2,13 +2,18 @@
 //!
 //! `dpop/proof_*` must stay within 1.10x of `dpop/raw_sign_*`: a proof is one signature plus
 //! string building. The raw signature signs a message as long as a real proof's signing input.
+//! `dpop/request_headers_ring` is the whole per-request cost: cache hit, `ath`, clock, proof.
 
 // `criterion_group!` generates an undocumented function.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use agent_oauth::{ath, DpopKey};
+use agent_oauth::{
+    ath, AccessToken, CacheConfig, DpopKey, TokenCache, TokenKey, TokenSet, TokenSource, TokenType,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
@@ -47,6 +52,32 @@ fn dpop(c: &mut Criterion) {
     bench_key(c, &ring, "ring");
     bench_key(c, &p256, "p256");
     c.bench_function("dpop/ath", |b| b.iter(|| ath(black_box(TOKEN))));
+
+    // What a protected request costs before it is sent: a cache hit for the token, then the
+    // proof with the current time, the token's `ath` and the resource's nonce.
+    let cache = TokenCache::new(CacheConfig::default());
+    let handle = cache.handle(&TokenKey::new("https://as.example", "agent"), || {
+        Arc::new(|_: Option<TokenSet>| async {
+            Err::<TokenSet, _>(agent_oauth::Error::Config("not used".into()))
+        }) as Arc<dyn TokenSource>
+    });
+    let now = SystemTime::now();
+    let mut token = TokenSet::new(AccessToken::new(TOKEN), TokenType::Dpop, now);
+    token.expires_at = Some(now + Duration::from_secs(3600));
+    handle.insert(token);
+    let url = url::Url::parse("https://resource.example.org/protectedresource").expect("URL");
+    c.bench_function("dpop/request_headers_ring", |b| {
+        b.iter(|| {
+            let t = handle.peek().expect("hit");
+            ring.proof_for_request(
+                black_box("GET"),
+                black_box(&url),
+                Some(&t.token().access_token),
+                black_box(Some(NONCE)),
+            )
+            .expect("proof")
+        })
+    });
 }
 
 criterion_group!(benches, dpop);
