@@ -681,31 +681,6 @@ impl Agent {
         }
     }
 
-    /// `GET url`.
-    pub fn get(&self, url: impl AsRef<str>) -> AgentRequest {
-        self.request(Method::GET, url)
-    }
-
-    /// `POST url`.
-    pub fn post(&self, url: impl AsRef<str>) -> AgentRequest {
-        self.request(Method::POST, url)
-    }
-
-    /// `PUT url`.
-    pub fn put(&self, url: impl AsRef<str>) -> AgentRequest {
-        self.request(Method::PUT, url)
-    }
-
-    /// `PATCH url`.
-    pub fn patch(&self, url: impl AsRef<str>) -> AgentRequest {
-        self.request(Method::PATCH, url)
-    }
-
-    /// `DELETE url`.
-    pub fn delete(&self, url: impl AsRef<str>) -> AgentRequest {
-        self.request(Method::DELETE, url)
-    }
-
     /// Log in with the device flow (RFC 8628): `show` receives the code to display; the grant's
     /// refresh token is stored and later tokens are refreshed from it.
     ///
@@ -989,6 +964,42 @@ macro_rules! request_builder_methods {
     };
 }
 pub(crate) use request_builder_methods;
+
+/// `get`, `post`, `put`, `patch` and `delete` for a type with a
+/// `request(Method, url) -> $req` method.
+macro_rules! method_shortcuts {
+    ($ty:ty, $req:ty) => {
+        impl $ty {
+            /// `GET url`.
+            pub fn get(&self, url: impl AsRef<str>) -> $req {
+                self.request(http::Method::GET, url)
+            }
+
+            /// `POST url`.
+            pub fn post(&self, url: impl AsRef<str>) -> $req {
+                self.request(http::Method::POST, url)
+            }
+
+            /// `PUT url`.
+            pub fn put(&self, url: impl AsRef<str>) -> $req {
+                self.request(http::Method::PUT, url)
+            }
+
+            /// `PATCH url`.
+            pub fn patch(&self, url: impl AsRef<str>) -> $req {
+                self.request(http::Method::PATCH, url)
+            }
+
+            /// `DELETE url`.
+            pub fn delete(&self, url: impl AsRef<str>) -> $req {
+                self.request(http::Method::DELETE, url)
+            }
+        }
+    };
+}
+pub(crate) use method_shortcuts;
+
+method_shortcuts!(Agent, AgentRequest);
 
 /// Method, URL, headers and an in-memory body: what a protected request is made of before a
 /// token is attached. Shared by [`AgentRequest`] and the child agents' requests.

@@ -54,8 +54,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::agent::{
-    attempt, authorize_headers_with, parse_resource, request_builder_methods, Agent, Outcome,
-    RequestParts,
+    attempt, authorize_headers_with, method_shortcuts, parse_resource, request_builder_methods,
+    Agent, Outcome, RequestParts,
 };
 use crate::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
 use crate::discovery::resource_matches;
@@ -841,31 +841,6 @@ impl ChildAgent {
             parts: RequestParts::new(method, url.as_ref()),
         }
     }
-
-    /// `GET url`.
-    pub fn get(&self, url: impl AsRef<str>) -> ChildRequest {
-        self.request(Method::GET, url)
-    }
-
-    /// `POST url`.
-    pub fn post(&self, url: impl AsRef<str>) -> ChildRequest {
-        self.request(Method::POST, url)
-    }
-
-    /// `PUT url`.
-    pub fn put(&self, url: impl AsRef<str>) -> ChildRequest {
-        self.request(Method::PUT, url)
-    }
-
-    /// `PATCH url`.
-    pub fn patch(&self, url: impl AsRef<str>) -> ChildRequest {
-        self.request(Method::PATCH, url)
-    }
-
-    /// `DELETE url`.
-    pub fn delete(&self, url: impl AsRef<str>) -> ChildRequest {
-        self.request(Method::DELETE, url)
-    }
 }
 
 /// A protected request of a [`ChildAgent`]. Finish with [`send`](Self::send).
@@ -885,6 +860,7 @@ impl fmt::Debug for ChildRequest {
     }
 }
 
+method_shortcuts!(ChildAgent, ChildRequest);
 request_builder_methods!(ChildRequest);
 
 impl ChildRequest {
