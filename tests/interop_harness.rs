@@ -2,7 +2,7 @@
 //! interop tests will live in `tests/it`).
 #![allow(clippy::unwrap_used)]
 
-#[path = "it/support/oidc_provider.rs"]
+#[path = "support/oidc_provider.rs"]
 mod oidc_provider;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

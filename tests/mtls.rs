@@ -4,7 +4,7 @@
 #![cfg(feature = "mtls")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "it/support/oidc_provider.rs"]
+#[path = "support/oidc_provider.rs"]
 mod oidc_provider;
 
 use std::net::{IpAddr, Ipv4Addr};

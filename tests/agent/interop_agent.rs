@@ -1,7 +1,7 @@
 //! The Agent against node oidc-provider: discovery from the resource's 401 (RFC 9728), a
 //! DPoP-bound token with nonces required at the AS and at the resource, and the call.
 
-#[path = "../it/support/oidc_provider.rs"]
+#[path = "../support/oidc_provider.rs"]
 mod oidc_provider;
 
 use agent_oauth::{Agent, ClientAuth};

@@ -2,7 +2,7 @@
 //! (`testkit_flows`) and against node oidc-provider (`interop`, skipped without Node.js).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../it/support/oidc_provider.rs"]
+#[path = "../support/oidc_provider.rs"]
 mod oidc_provider;
 
 mod interop;

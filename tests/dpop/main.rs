@@ -16,7 +16,7 @@
     unreachable_pub
 )]
 
-#[path = "../it/support/oidc_provider.rs"]
+#[path = "../support/oidc_provider.rs"]
 mod oidc_provider;
 
 mod interop_dpop;

@@ -1,5 +1,6 @@
 //! Integration tests, one module per feature. Shared helpers live in `support`.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 mod discovery;

@@ -2,7 +2,7 @@
 //!
 //! Most tests run against the embedded test server ([`agent_oauth::testkit::TestServer`]);
 //! `interop_tokens` and part of `multiprocess` run against node `oidc-provider` 9 (skipped
-//! when Node.js is missing, see `tests/it/support/oidc_provider.rs`).
+//! when Node.js is missing, see `tests/support/oidc_provider.rs`).
 //!
 //! Modules and test name prefixes:
 //!
@@ -13,7 +13,7 @@
 //! - `multiprocess` (`refresh_multiprocess_*`): two OS processes refreshing one grant.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
-#[path = "../it/support/oidc_provider.rs"]
+#[path = "../support/oidc_provider.rs"]
 mod oidc_provider;
 
 mod cache;
