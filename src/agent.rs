@@ -334,6 +334,9 @@ impl AgentBuilder {
         };
         #[cfg(not(feature = "mtls"))]
         let transport = HttpTransport::with_config(self.transport.clone())?;
+        if let Some(hook) = &self.events {
+            transport.set_event_hook(hook.clone());
+        }
 
         let mut resources = Vec::new();
         for r in &self.resources {
@@ -536,6 +539,9 @@ impl Agent {
             Some(&identity),
             &old.roots.clone().unwrap_or_default(),
         )?;
+        if let Some(hook) = &old.events {
+            transport.set_event_hook(hook.clone());
+        }
         let md = old.client.server().metadata().await?;
         let server = AuthorizationServer::from_metadata((*md).clone(), transport.clone())?;
         let client = old.client.with_server(server);

@@ -32,11 +32,26 @@ pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     }
 }
 
+/// Server time minus local time, in milliseconds (saturating).
+pub(crate) fn offset_ms(server_date: SystemTime, local: SystemTime) -> i64 {
+    match server_date.duration_since(local) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Is an offset within [`ClockSkew::MAX_OFFSET`]?
+pub(crate) fn within_bound(offset_ms: i64) -> bool {
+    offset_ms.unsigned_abs() <= ClockSkew::MAX_OFFSET.as_millis() as u64
+}
+
 /// The estimated offset of a server's clock from ours, learnt from `Date` headers.
 ///
 /// `Date` has one-second resolution, so offsets under two seconds are treated as zero; larger
 /// ones are smoothed (the newest sample wins only when it moves the estimate by more than two
-/// seconds) so one odd response cannot swing it.
+/// seconds) so one odd response cannot swing it. An offset larger than
+/// [`MAX_OFFSET`](Self::MAX_OFFSET) is not a clock that is off but a broken or hostile server, and
+/// is ignored.
 #[derive(Debug, Default)]
 pub struct ClockSkew {
     offset_ms: AtomicI64,
@@ -44,17 +59,32 @@ pub struct ClockSkew {
 }
 
 impl ClockSkew {
+    /// The largest offset believed (one day either way); a `Date` further off is ignored.
+    pub const MAX_OFFSET: Duration = Duration::from_secs(24 * 3600);
+
     /// A fresh estimate (offset zero).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Record a server `Date` observed at local time `local`.
+    /// Record a server `Date` observed at local time `local`. Ignored when it is more than
+    /// [`MAX_OFFSET`](Self::MAX_OFFSET) away from `local`.
     pub fn observe(&self, server_date: SystemTime, local: SystemTime) {
-        let offset_ms = match server_date.duration_since(local) {
-            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-        };
+        self.observe_offset_ms(offset_ms(server_date, local));
+    }
+
+    /// Record a raw `Date` header value (RFC 9110 §5.6.7); ignored when unparsable.
+    pub fn observe_header(&self, value: &str, local: SystemTime) {
+        if let Ok(t) = httpdate::parse_http_date(value) {
+            self.observe(t, local);
+        }
+    }
+
+    /// Record an offset (server minus local, in milliseconds); ignored beyond the bound.
+    pub(crate) fn observe_offset_ms(&self, offset_ms: i64) {
+        if !within_bound(offset_ms) {
+            return;
+        }
         // Date truncates to the second; a response also takes time. Below 2 s it is noise.
         let offset_ms = if offset_ms.abs() < 2_000 {
             0
@@ -64,13 +94,6 @@ impl ClockSkew {
         let prev = self.offset_ms.load(Ordering::Relaxed);
         if !self.seen.swap(true, Ordering::Relaxed) || (prev - offset_ms).abs() > 2_000 {
             self.offset_ms.store(offset_ms, Ordering::Relaxed);
-        }
-    }
-
-    /// Record a raw `Date` header value (RFC 9110 §5.6.7); ignored when unparsable.
-    pub fn observe_header(&self, value: &str, local: SystemTime) {
-        if let Ok(t) = httpdate::parse_http_date(value) {
-            self.observe(t, local);
         }
     }
 
@@ -123,5 +146,20 @@ mod tests {
         assert_eq!(s.offset_ms(), 600_000);
         s.observe_header("garbage", local);
         assert_eq!(s.offset_ms(), 600_000);
+    }
+
+    #[test]
+    fn hardening_11_clock_skew_ignores_offsets_beyond_a_day() {
+        let s = ClockSkew::new();
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        s.observe(now + Duration::from_secs(3600), now);
+        assert_eq!(s.offset_ms(), 3_600_000);
+        s.observe_header("Fri, 31 Dec 9999 23:59:59 GMT", now);
+        s.observe(now - Duration::from_secs(24 * 3600 + 1), now);
+        assert_eq!(s.offset_ms(), 3_600_000);
+        // The bound itself is still believed.
+        s.observe(now - ClockSkew::MAX_OFFSET, now);
+        assert_eq!(s.offset_ms(), -86_400_000);
+        assert!(!within_bound(i64::MIN) && !within_bound(i64::MAX));
     }
 }

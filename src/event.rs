@@ -63,6 +63,15 @@ pub enum AgentEvent {
         /// Fingerprint of the rejected token.
         fingerprint: String,
     },
+    /// A server's `Date` header was further from our clock than
+    /// [`ClockSkew::MAX_OFFSET`](crate::ClockSkew::MAX_OFFSET) and was ignored: proofs and
+    /// assertions for that origin keep using the offset known before (or none).
+    ClockOffsetIgnored {
+        /// The origin that sent the `Date`.
+        origin: String,
+        /// The offset it implied: server time minus local time, in whole seconds.
+        offset_secs: i64,
+    },
 }
 
 /// A hook receiving [`AgentEvent`]s.

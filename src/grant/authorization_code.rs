@@ -178,11 +178,22 @@ impl OAuthClient {
 
 /// A one-shot HTTP listener on 127.0.0.1 that receives the authorization redirect
 /// (RFC 8252 §7.3), for agents started from a terminal.
+///
+/// Connections are served concurrently, each with a read timeout and a cap on what is read of
+/// the request head (8 KiB), so an idle or slow connection (a browser's preconnect, any local process) cannot hold
+/// up the browser's real redirect.
 #[derive(Debug)]
 pub struct LoopbackRedirect {
     listener: tokio::net::TcpListener,
     redirect_uri: String,
+    read_timeout: std::time::Duration,
 }
+
+/// Largest request head read from one connection.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// Connections served at once; more wait in the listen backlog until one finishes.
+const MAX_CONNECTIONS: usize = 32;
 
 impl LoopbackRedirect {
     /// Bind an ephemeral port on 127.0.0.1; the redirect URI is `http://127.0.0.1:<port>/callback`.
@@ -200,7 +211,17 @@ impl LoopbackRedirect {
         Ok(LoopbackRedirect {
             listener,
             redirect_uri: format!("http://127.0.0.1:{port}/callback"),
+            read_timeout: std::time::Duration::from_secs(30),
         })
+    }
+
+    /// How long one connection may take to send its request head and receive the answer
+    /// (default 30 s); a connection that takes longer is closed. Other connections are served
+    /// meanwhile, so this bounds resources, not the wait for the redirect.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     /// The `redirect_uri` to register and send.
@@ -209,57 +230,91 @@ impl LoopbackRedirect {
     }
 
     /// Wait for the browser's redirect and return its full URL. Requests to other paths get a
-    /// 404 and are ignored; the request line is capped at 8 KiB.
+    /// 404 and are ignored; at most 8 KiB of a request head is read, and a request line longer
+    /// than that gets a 431. Connections are served
+    /// concurrently, each closed after the [read timeout](Self::read_timeout).
     ///
     /// # Errors
     /// [`Error::Transport`] when accepting fails.
     pub async fn wait(self) -> Result<Url> {
+        let mut connections = tokio::task::JoinSet::new();
         loop {
-            let (mut sock, _) = self.listener.accept().await.map_err(|e| Error::Transport {
-                kind: crate::error::TransportErrorKind::Other,
-                source: Some(std::sync::Arc::new(e)),
-            })?;
-            let mut buf = vec![0u8; 8192];
-            let mut len = 0;
-            while len < buf.len() {
-                match sock.read(&mut buf[len..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => len += n,
+            tokio::select! {
+                accepted = self.listener.accept(), if connections.len() < MAX_CONNECTIONS => {
+                    let (sock, _) = accepted.map_err(|e| Error::Transport {
+                        kind: crate::error::TransportErrorKind::Other,
+                        source: Some(std::sync::Arc::new(e)),
+                    })?;
+                    let redirect_uri = self.redirect_uri.clone();
+                    let limit = self.read_timeout;
+                    connections.spawn(async move {
+                        tokio::time::timeout(limit, serve_redirect(sock, &redirect_uri))
+                            .await
+                            .ok()
+                            .flatten()
+                    });
                 }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let target = head
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix("GET "))
-                .and_then(|l| l.split(' ').next())
-                .unwrap_or("");
-            let url = Url::parse(&self.redirect_uri)
-                .ok()
-                .and_then(|base| base.join(target).ok());
-            match url {
-                Some(u) if u.path() == "/callback" => {
-                    let body = "Authorization received. You may close this window.";
-                    let _ = sock
-                        .write_all(
-                            format!(
-                                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                                body.len()
-                            )
-                            .as_bytes(),
-                        )
-                        .await;
-                    return Ok(u);
-                }
-                _ => {
-                    let _ = sock
-                        .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
+                Some(done) = connections.join_next(), if !connections.is_empty() => {
+                    // The other connections are aborted when `connections` drops.
+                    if let Ok(Some(url)) = done {
+                        return Ok(url);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Serve one connection: read the request head (capped), answer, and return the callback URL
+/// if this was the redirect.
+async fn serve_redirect(mut sock: tokio::net::TcpStream, redirect_uri: &str) -> Option<Url> {
+    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
+    let mut len = 0;
+    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    // A full buffer is served if at least the request line fits (cookies can make a browser's
+    // head long); a request line longer than the cap is refused.
+    if len == buf.len() && !buf.windows(2).any(|w| w == b"\r\n") {
+        let _ = sock
+            .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
+        return None;
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let target = head
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("GET "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or("");
+    let url = Url::parse(redirect_uri)
+        .ok()
+        .and_then(|base| base.join(target).ok());
+    match url {
+        Some(u) if u.path() == "/callback" => {
+            let body = "Authorization received. You may close this window.";
+            let _ = sock
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            Some(u)
+        }
+        _ => {
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            None
         }
     }
 }

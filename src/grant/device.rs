@@ -24,9 +24,11 @@ pub struct DeviceAuthorization {
     pub device_code: SecretString,
     /// The code the user enters.
     pub user_code: String,
-    /// Where the user enters it.
+    /// Where the user enters it: an absolute `https` URL (`http` only on loopback) without
+    /// control characters, checked before it is handed out.
     pub verification_uri: String,
-    /// A URI that includes the user code, if offered.
+    /// A URI that includes the user code, if offered; checked like
+    /// [`verification_uri`](Self::verification_uri).
     pub verification_uri_complete: Option<String>,
     /// Lifetime of the codes.
     pub expires_in: Duration,
@@ -58,11 +60,56 @@ struct Raw {
     interval: Option<u64>,
 }
 
+/// Check a URL from the device authorization response before it reaches a person: absolute,
+/// `https` (or `http` on a loopback host), no user information (`https://trusted@evil/`), and no
+/// control or bidirectional-formatting characters anywhere in the raw text (the URL parser would
+/// silently drop tabs and line breaks, so the raw string is checked first).
+fn check_display_uri(field: &str, value: &str) -> Result<()> {
+    let refuse = |reason: &str| {
+        let shown: String = crate::error::sanitize(value, 200)
+            .chars()
+            .filter(|c| !is_bidi_control(*c))
+            .collect();
+        Err(Error::invalid(format!(
+            "device authorization response `{field}` {reason}: `{shown}`"
+        )))
+    };
+    if value.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return refuse("contains control or bidirectional-formatting characters");
+    }
+    let Ok(url) = url::Url::parse(value) else {
+        return refuse("is not an absolute URL");
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => {}
+        "http" if crate::transport::is_loopback(&url) => {}
+        "http" => return refuse("uses plain http off loopback"),
+        _ => return refuse("is not an https URL"),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("has user information");
+    }
+    Ok(())
+}
+
+/// Unicode bidirectional formatting characters (which can make a URL display as another).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 impl OAuthClient {
     /// Ask for a device code (RFC 8628 §3.1).
     ///
     /// # Errors
-    /// [`Error::Discovery`] when the server has no device endpoint; OAuth and parse errors.
+    /// [`Error::Discovery`] when the server has no device endpoint; OAuth and parse errors;
+    /// [`Error::InvalidResponse`] when `verification_uri` or `verification_uri_complete` is not
+    /// an absolute `https` URL (`http` only on loopback), has user information, or contains
+    /// control or bidirectional-formatting characters.
+    ///
+    /// # Security
+    /// The URLs are meant to be shown to a person or opened in a browser: a hostile server could
+    /// otherwise send terminal escape sequences, line breaks that forge log lines, or a
+    /// `javascript:` URL.
     pub async fn device_authorization(&self, params: &TokenParams) -> Result<DeviceAuthorization> {
         let mut form = Vec::new();
         params.apply_to(&mut form);
@@ -76,6 +123,10 @@ impl OAuthClient {
             })
             .await?;
         let raw: Raw = json_body(&resp, "device authorization response")?;
+        check_display_uri("verification_uri", &raw.verification_uri)?;
+        if let Some(complete) = &raw.verification_uri_complete {
+            check_display_uri("verification_uri_complete", complete)?;
+        }
         Ok(DeviceAuthorization {
             device_code: SecretString::new(raw.device_code),
             user_code: crate::error::sanitize(&raw.user_code, 64),
@@ -139,5 +190,44 @@ impl OAuthClient {
         let auth = self.device_authorization(params).await?;
         show(&auth);
         self.poll_device_token(&auth).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardening_07_display_uri_checks() {
+        let ok = [
+            "https://as.example/device",
+            "https://as.example/device?user_code=AB-CD",
+            "https://xn--bcher-kva.example/d",
+            "http://127.0.0.1:9/device",
+            "http://[::1]/device",
+            "http://localhost/device",
+        ];
+        for u in ok {
+            assert!(check_display_uri("verification_uri", u).is_ok(), "{u}");
+        }
+        let bad = [
+            "https://as.example/\u{1b}[2J",
+            "https://as.example/\u{7}",
+            "https://as.example/\r\nx",
+            "https://as.example/\u{85}",
+            "https://as.example/\u{2067}x",
+            "javascript:alert(1)",
+            "JAVASCRIPT:alert(1)",
+            "file:///etc/passwd",
+            "http://as.example/",
+            "//as.example/device",
+            "",
+            "https://user:pw@as.example/",
+        ];
+        for u in bad {
+            let err = check_display_uri("verification_uri", u).expect_err(u);
+            assert!(matches!(err, Error::InvalidResponse(_)), "{err:?}");
+            assert!(!err.to_string().chars().any(char::is_control), "{err}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use super::retry::{parse_retry_after, Decision, RetryPolicy};
 use super::{HttpRequest, HttpResponse};
 use crate::clock::{Clock, ClockSkew, SystemClock};
 use crate::error::{Error, Result, TransportErrorKind};
+use crate::event::{AgentEvent, EventHook};
 
 /// Limits and timeouts of an [`HttpTransport`].
 #[derive(Debug, Clone)]
@@ -83,6 +84,8 @@ struct Inner {
     /// One estimate per origin: an authorization server and a resource can disagree.
     origin_skews: arc_swap::ArcSwap<std::collections::HashMap<String, Arc<ClockSkew>>>,
     clock: Arc<dyn Clock>,
+    /// Where transport-level events (an ignored clock offset) go, once an agent sets it.
+    events: std::sync::OnceLock<EventHook>,
 }
 
 impl HttpTransport {
@@ -173,6 +176,7 @@ impl HttpTransport {
                 client_x5t: None,
                 origin_skews: arc_swap::ArcSwap::from_pointee(std::collections::HashMap::new()),
                 clock,
+                events: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -182,7 +186,9 @@ impl HttpTransport {
         &self.inner.config
     }
 
-    /// The estimated clock offset of the server seen last, learnt from `Date` headers.
+    /// The estimated clock offset of the server seen last, learnt from `Date` headers (for
+    /// diagnosis: requests use the offset of their own origin, see
+    /// [`server_time`](Self::server_time)).
     pub fn clock_skew(&self) -> &ClockSkew {
         &self.inner.skew
     }
@@ -197,25 +203,53 @@ impl HttpTransport {
     }
 
     /// Now, as `url`'s server reads its clock: corrected by that origin's offset when known,
-    /// else by the offset of the server seen last (most agents talk to servers that agree).
+    /// else our own clock. Another origin's offset is never used: one server's `Date` must not
+    /// set the times of proofs and assertions sent to another.
     pub fn server_time(&self, url: &Url) -> std::time::SystemTime {
         let now = self.inner.clock.now();
         match self.clock_skew_for(url) {
             Some(s) => s.to_server(now),
-            None => self.inner.skew.to_server(now),
+            None => now,
         }
     }
 
+    /// Send transport events (an ignored clock offset) to `hook` as well as to `tracing`.
+    /// The first hook set stays.
+    pub(crate) fn set_event_hook(&self, hook: EventHook) {
+        let _ = self.inner.events.set(hook);
+    }
+
     fn observe_date(&self, url: &Url, date: &str) {
+        let Ok(server_date) = httpdate::parse_http_date(date) else {
+            return;
+        };
         let now = self.inner.clock.now();
-        self.inner.skew.observe_header(date, now);
+        let offset_ms = crate::clock::offset_ms(server_date, now);
         let origin = url.origin().ascii_serialization();
+        if !crate::clock::within_bound(offset_ms) {
+            let offset_secs = offset_ms / 1000;
+            tracing::warn!(
+                target: "agent_oauth",
+                %origin,
+                offset_secs,
+                "ignoring a Date header further than a day from the local clock"
+            );
+            EventHook::emit(
+                self.inner.events.get(),
+                AgentEvent::ClockOffsetIgnored {
+                    origin,
+                    offset_secs,
+                },
+            );
+            return;
+        }
+        self.inner.skew.observe_offset_ms(offset_ms);
         if let Some(s) = self.inner.origin_skews.load().get(&origin) {
-            s.observe_header(date, now);
+            s.observe_offset_ms(offset_ms);
             return;
         }
         let skew = Arc::new(ClockSkew::new());
-        skew.observe_header(date, now);
+        skew.observe_offset_ms(offset_ms);
         self.inner.origin_skews.rcu(|map| {
             let mut next = (**map).clone();
             // Bounded: a client talks to few origins; forget them all if it talks to many.

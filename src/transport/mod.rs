@@ -20,6 +20,7 @@ mod form;
 mod response;
 mod retry;
 
+pub(crate) use client::is_loopback;
 pub use client::{HttpTransport, TransportConfig};
 pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error, reject_status};
