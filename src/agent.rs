@@ -66,6 +66,8 @@ struct AgentInner {
     allow_scope_upgrade: bool,
     events: Option<EventHook>,
     grant_key: String,
+    /// Tokens of the grant the store has not taken yet, and its dead refresh tokens.
+    grant_memory: Arc<crate::cache::GrantMemory>,
     has_grant: std::sync::atomic::AtomicBool,
     binding: Binding,
     #[cfg(feature = "mtls")]
@@ -425,6 +427,7 @@ impl AgentBuilder {
                 allow_scope_upgrade: self.allow_scope_upgrade,
                 events: self.events,
                 grant_key,
+                grant_memory: Arc::default(),
                 has_grant: std::sync::atomic::AtomicBool::new(has_grant),
                 binding,
                 #[cfg(feature = "mtls")]
@@ -572,6 +575,7 @@ impl Agent {
                 allow_scope_upgrade: old.allow_scope_upgrade,
                 events: old.events.clone(),
                 grant_key,
+                grant_memory: Arc::default(),
                 has_grant: std::sync::atomic::AtomicBool::new(has_grant),
                 binding,
                 identity: Some(identity),
@@ -671,6 +675,42 @@ impl Agent {
     pub async fn access_token(&self, resource: Option<&str>) -> Result<TokenRef> {
         let r = resource.map(parse_resource).transpose()?;
         self.handle(self.params_for(r.as_ref(), None)).get().await
+    }
+
+    /// Drop the cached tokens for `resource` (`None`: the agent's tokens without a resource),
+    /// of every scope, after the API rejected one: the next call obtains a new token, refreshing
+    /// the grant when there is one. Returns whether a cached token was dropped. An unknown
+    /// resource changes nothing (no cache entry is created).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `resource` is not an absolute URL.
+    pub fn invalidate_token(&self, resource: Option<&str>) -> Result<bool> {
+        let r = resource.map(parse_resource).transpose()?;
+        let base = self
+            .key_for(&self.params_for(r.as_ref(), None))
+            .with_scope(Scope::empty());
+        let handles = self
+            .inner
+            .cache
+            .handles_matching(|k| k.clone().with_scope(Scope::empty()) == base);
+        let mut dropped = false;
+        for h in &handles {
+            dropped |= h.peek().is_some();
+            h.invalidate();
+        }
+        Ok(dropped)
+    }
+
+    /// Obtain a new token for `resource` now (refreshing the grant when there is one), replace
+    /// the cached one with it and return it.
+    ///
+    /// # Errors
+    /// Token endpoint and store errors.
+    pub async fn force_refresh(&self, resource: Option<&str>) -> Result<TokenRef> {
+        let r = resource.map(parse_resource).transpose()?;
+        self.handle(self.params_for(r.as_ref(), None))
+            .refresh()
+            .await
     }
 
     /// Start a protected request.
@@ -773,7 +813,10 @@ impl Agent {
             .has_grant
             .store(false, std::sync::atomic::Ordering::SeqCst);
         self.inner.cache.retain(|_| false);
-        match stored.and_then(|v| v.value.refresh_token) {
+        // A refresh token the store never took is the newest: that is the one to revoke.
+        let unstored = self.inner.grant_memory.pending_refresh_token();
+        self.inner.grant_memory.clear();
+        match unstored.or_else(|| stored.and_then(|v| v.value.refresh_token)) {
             Some(rt) => {
                 let result = self
                     .inner
@@ -801,6 +844,7 @@ impl Agent {
             self.inner.grant_key.clone(),
             params,
         )
+        .with_memory(self.inner.grant_memory.clone(), self.inner.events.clone())
     }
 
     pub(crate) fn events(&self) -> Option<&EventHook> {
