@@ -8,7 +8,7 @@
 //!    is used and nothing is sent;
 //! 3. sends the newest refresh token it knows;
 //! 4. writes the returned refresh token (or keeps the old one when none came back) to the store
-//!    *before* handing out the new access token;
+//!    *before* handing out the new access token (when the store fails, see below);
 //! 5. on `invalid_grant`, re-reads the store: a rotation by another writer is used; otherwise the
 //!    grant is removed and [`Error::ReauthorizationRequired`] returned — never a retry loop.
 //!
@@ -273,7 +273,7 @@ impl RefreshingSource {
         let result = blocking(move || {
             let _lock = store.lock(&key)?;
             let current = store.load(&key)?.map(|v| v.version);
-            Ok(store.store(&key, &grant, current)?)
+            store.store(&key, &grant, current)
         })
         .await;
         match result {

@@ -6,7 +6,6 @@
 //! - 04: a delegated lifetime of `Duration::MAX` does not panic;
 //! - 18: a rejected token can be dropped, and a refresh forced, through the `Agent`.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,8 +37,8 @@ enum Op {
 #[derive(Debug)]
 struct FlakyStore {
     inner: Arc<dyn TokenStore>,
-    failures: Mutex<Vec<(Op, usize)>>,
-    calls: Mutex<VecDeque<Op>>,
+    /// Per operation: calls to let through first, then calls to fail.
+    failures: Mutex<Vec<(Op, usize, usize)>>,
     keys: Mutex<Vec<String>>,
 }
 
@@ -54,16 +53,20 @@ impl FlakyStore {
         FlakyStore {
             inner,
             failures: Mutex::default(),
-            calls: Mutex::default(),
             keys: Mutex::default(),
         }
     }
 
     fn fail(&self, op: Op, n: usize) {
+        self.fail_after(op, 0, n);
+    }
+
+    /// Let `skip` calls of `op` through, then fail `n`.
+    fn fail_after(&self, op: Op, skip: usize, n: usize) {
         let mut f = self.failures.lock().unwrap();
-        f.retain(|(o, _)| *o != op);
+        f.retain(|(o, _, _)| *o != op);
         if n > 0 {
-            f.push((op, n));
+            f.push((op, skip, n));
         }
     }
 
@@ -72,7 +75,6 @@ impl FlakyStore {
     }
 
     fn check(&self, op: Op, key: &str) -> Result<()> {
-        self.calls.lock().unwrap().push_back(op);
         {
             let mut keys = self.keys.lock().unwrap();
             if !keys.iter().any(|k| k == key) {
@@ -80,8 +82,10 @@ impl FlakyStore {
             }
         }
         let mut f = self.failures.lock().unwrap();
-        if let Some((_, n)) = f.iter_mut().find(|(o, _)| *o == op) {
-            if *n > 0 {
+        if let Some((_, skip, n)) = f.iter_mut().find(|(o, _, _)| *o == op) {
+            if *skip > 0 {
+                *skip -= 1;
+            } else if *n > 0 {
                 if *n != usize::MAX {
                     *n -= 1;
                 }
@@ -436,36 +440,12 @@ async fn hardening_01_failed_re_read_after_invalid_grant_does_not_resend_the_dea
     server.revoke_all();
 
     // Lock, load-before and refresh succeed; the re-read after invalid_grant fails.
-    let calls_before = store.calls.lock().unwrap().len();
-    {
-        // Fail the second load from now on (the re-read): the first one is the load-before.
-        let store = store.clone();
-        let hook = tokio::spawn(async move {
-            loop {
-                let loads = store
-                    .calls
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .skip(calls_before)
-                    .filter(|o| **o == Op::Load)
-                    .count();
-                if loads >= 1 {
-                    store.fail(Op::Load, 1);
-                    return;
-                }
-                tokio::task::yield_now().await;
-            }
-        });
-        server.set_latency(Duration::from_millis(200));
-        let e = guard(agent.access_token(None)).await.unwrap_err();
-        hook.await.unwrap();
-        assert!(
-            matches!(&e, Error::Store(m) if m.contains("rejected")),
-            "{e:?}"
-        );
-    }
-    server.set_latency(Duration::ZERO);
+    store.fail_after(Op::Load, 1, 1);
+    let e = guard(agent.access_token(None)).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Store(m) if m.contains("rejected")),
+        "{e:?}"
+    );
     let sent = server.stats().token_requests;
     let e = guard(agent.force_refresh(None)).await.unwrap_err();
     assert!(matches!(e, Error::ReauthorizationRequired(_)), "{e:?}");
