@@ -695,7 +695,7 @@ impl Agent {
             .handles_matching(|k| k.clone().with_scope(Scope::empty()) == base);
         let mut dropped = false;
         for h in &handles {
-            dropped |= h.peek().is_some();
+            dropped |= h.holds_usable_token();
             h.invalidate();
         }
         Ok(dropped)
@@ -800,6 +800,10 @@ impl Agent {
     /// # Errors
     /// Revocation and store errors. The local state is cleared even when revocation fails.
     pub async fn logout(&self) -> Result<()> {
+        // A refresh token the store never took is the newest: that is the one to revoke. Forget
+        // it first, so that no background write puts the grant back after the removal.
+        let unstored = self.inner.grant_memory.pending_refresh_token();
+        self.inner.grant_memory.clear();
         let (store, key) = (self.inner.store.clone(), self.inner.grant_key.clone());
         let stored = tokio::task::spawn_blocking(move || -> Result<_> {
             let _lock = store.lock(&key)?;
@@ -813,9 +817,6 @@ impl Agent {
             .has_grant
             .store(false, std::sync::atomic::Ordering::SeqCst);
         self.inner.cache.retain(|_| false);
-        // A refresh token the store never took is the newest: that is the one to revoke.
-        let unstored = self.inner.grant_memory.pending_refresh_token();
-        self.inner.grant_memory.clear();
         match unstored.or_else(|| stored.and_then(|v| v.value.refresh_token)) {
             Some(rt) => {
                 let result = self

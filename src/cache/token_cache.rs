@@ -357,6 +357,16 @@ impl TokenHandle {
             .store(Some(Arc::new(CachedToken::new(token, &self.entry.config))));
     }
 
+    /// Whether the entry holds a token that is not expired (no side effect: unlike
+    /// [`peek`](Self::peek), never starts a refresh).
+    pub(crate) fn holds_usable_token(&self) -> bool {
+        self.entry
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.state(mono_now()) != Freshness::Expired)
+    }
+
     /// How many fetches this entry has started.
     pub fn fetch_count(&self) -> u64 {
         self.entry.fetches.load(Ordering::Relaxed)

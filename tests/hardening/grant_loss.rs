@@ -390,6 +390,43 @@ async fn hardening_01_seed_write_failure_keeps_the_adopted_grant() {
 }
 
 #[tokio::test]
+async fn hardening_01_logout_revokes_the_refresh_token_the_store_never_took() {
+    let server = TestServer::start().await;
+    let store = Arc::new(FlakyStore::default());
+    let (agent, mut events) = agent_on(&server, store.clone()).await;
+    let rt0 = server.issue_refresh_token("agent", "read offline_access");
+    agent
+        .adopt_grant(grant_with_refresh_token(&rt0))
+        .await
+        .unwrap();
+    let key = store.only_key();
+    store.fail(Op::Store, usize::MAX);
+    let t1 = guard(agent.access_token(None))
+        .await
+        .unwrap()
+        .token()
+        .clone();
+    let rt1 = t1.refresh_token.clone().unwrap();
+    assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
+    guard(agent.logout()).await.expect("logout");
+    // The in-memory RT1 (the live one) was revoked, not the store's stale RT0.
+    let revoked: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            AgentEvent::TokenRevoked { fingerprint } => Some(fingerprint),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revoked, vec![rt1.fingerprint()]);
+    assert_eq!(
+        server.stats().revoked_grants,
+        1,
+        "the grant is gone at the server"
+    );
+    assert_eq!(store.stored_rt(&key), None);
+}
+
+#[tokio::test]
 async fn hardening_01_rejected_token_is_not_presented_again_when_its_removal_fails() {
     let server = TestServer::start().await;
     let store = Arc::new(FlakyStore::default());
