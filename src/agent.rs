@@ -66,6 +66,8 @@ struct AgentInner {
     allow_scope_upgrade: bool,
     events: Option<EventHook>,
     grant_key: String,
+    /// Tokens of the grant the store has not taken yet, and its dead refresh tokens.
+    grant_memory: Arc<crate::cache::GrantMemory>,
     has_grant: std::sync::atomic::AtomicBool,
     binding: Binding,
     #[cfg(feature = "mtls")]
@@ -428,6 +430,7 @@ impl AgentBuilder {
                 allow_scope_upgrade: self.allow_scope_upgrade,
                 events: self.events,
                 grant_key,
+                grant_memory: Arc::default(),
                 has_grant: std::sync::atomic::AtomicBool::new(has_grant),
                 binding,
                 #[cfg(feature = "mtls")]
@@ -578,6 +581,7 @@ impl Agent {
                 allow_scope_upgrade: old.allow_scope_upgrade,
                 events: old.events.clone(),
                 grant_key,
+                grant_memory: Arc::default(),
                 has_grant: std::sync::atomic::AtomicBool::new(has_grant),
                 binding,
                 identity: Some(identity),
@@ -679,6 +683,42 @@ impl Agent {
         self.handle(self.params_for(r.as_ref(), None)).get().await
     }
 
+    /// Drop the cached tokens for `resource` (`None`: the agent's tokens without a resource),
+    /// of every scope, after the API rejected one: the next call obtains a new token, refreshing
+    /// the grant when there is one. Returns whether a cached token was dropped. An unknown
+    /// resource changes nothing (no cache entry is created).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `resource` is not an absolute URL.
+    pub fn invalidate_token(&self, resource: Option<&str>) -> Result<bool> {
+        let r = resource.map(parse_resource).transpose()?;
+        let base = self
+            .key_for(&self.params_for(r.as_ref(), None))
+            .with_scope(Scope::empty());
+        let handles = self
+            .inner
+            .cache
+            .handles_matching(|k| k.clone().with_scope(Scope::empty()) == base);
+        let mut dropped = false;
+        for h in &handles {
+            dropped |= h.holds_usable_token();
+            h.invalidate();
+        }
+        Ok(dropped)
+    }
+
+    /// Obtain a new token for `resource` now (refreshing the grant when there is one), replace
+    /// the cached one with it and return it.
+    ///
+    /// # Errors
+    /// Token endpoint and store errors.
+    pub async fn force_refresh(&self, resource: Option<&str>) -> Result<TokenRef> {
+        let r = resource.map(parse_resource).transpose()?;
+        self.handle(self.params_for(r.as_ref(), None))
+            .refresh()
+            .await
+    }
+
     /// Start a protected request.
     pub fn request(&self, method: Method, url: impl AsRef<str>) -> AgentRequest {
         AgentRequest {
@@ -766,6 +806,10 @@ impl Agent {
     /// # Errors
     /// Revocation and store errors. The local state is cleared even when revocation fails.
     pub async fn logout(&self) -> Result<()> {
+        // A refresh token the store never took is the newest: that is the one to revoke. Forget
+        // it first, so that no background write puts the grant back after the removal.
+        let unstored = self.inner.grant_memory.pending_refresh_token();
+        self.inner.grant_memory.clear();
         let (store, key) = (self.inner.store.clone(), self.inner.grant_key.clone());
         let stored = tokio::task::spawn_blocking(move || -> Result<_> {
             let _lock = store.lock(&key)?;
@@ -779,7 +823,7 @@ impl Agent {
             .has_grant
             .store(false, std::sync::atomic::Ordering::SeqCst);
         self.inner.cache.retain(|_| false);
-        match stored.and_then(|v| v.value.refresh_token) {
+        match unstored.or_else(|| stored.and_then(|v| v.value.refresh_token)) {
             Some(rt) => {
                 let result = self
                     .inner
@@ -807,6 +851,7 @@ impl Agent {
             self.inner.grant_key.clone(),
             params,
         )
+        .with_memory(self.inner.grant_memory.clone(), self.inner.events.clone())
     }
 
     pub(crate) fn events(&self) -> Option<&EventHook> {

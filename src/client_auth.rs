@@ -335,7 +335,11 @@ impl AssertionKey {
                     .map_err(crypto)
             };
             claim(&mut payload, "iat", iat)?;
-            claim(&mut payload, "exp", iat + self.lifetime.as_secs())?;
+            claim(
+                &mut payload,
+                "exp",
+                iat.saturating_add(self.lifetime.as_secs()),
+            )?;
             let jwt = josekit::jwt::encode_with_signer(&payload, &header, &*self.signer)
                 .map_err(crypto)?;
             Ok(SecretString::new(jwt))

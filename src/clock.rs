@@ -106,7 +106,8 @@ impl ClockSkew {
     pub fn to_server(&self, t: SystemTime) -> SystemTime {
         let off = self.offset_ms();
         if off >= 0 {
-            t + Duration::from_millis(off.unsigned_abs())
+            t.checked_add(Duration::from_millis(off.unsigned_abs()))
+                .unwrap_or(t)
         } else {
             t.checked_sub(Duration::from_millis(off.unsigned_abs()))
                 .unwrap_or(UNIX_EPOCH)

@@ -598,7 +598,8 @@ impl Exchanger {
         // Never outlive the requested lifetime or the parent's token.
         token.expires_at = [
             token.expires_at,
-            self.lifetime.map(|l| token.issued_at + l),
+            // A lifetime too long to add (`Duration::MAX`) caps nothing.
+            self.lifetime.and_then(|l| token.issued_at.checked_add(l)),
             subject.expires_at,
         ]
         .into_iter()

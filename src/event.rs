@@ -72,6 +72,25 @@ pub enum AgentEvent {
         /// The offset it implied: server time minus local time, in whole seconds.
         offset_secs: i64,
     },
+    /// The token store failed to take tokens the server issued (a rotated refresh token). They
+    /// are kept in memory and used from there (the access token is handed out, the next refresh
+    /// presents the newest refresh token), and the write is retried in the background with
+    /// backoff until it succeeds. Emitted once per failed attempt.
+    StoreWriteFailed {
+        /// Fingerprint of the access token whose grant is not yet persisted.
+        fingerprint: String,
+        /// Failed attempts so far for this write (1 for the write made right after the refresh).
+        attempt: u32,
+        /// The store's error.
+        error: String,
+    },
+    /// A store write that had failed succeeded: the store holds the newest tokens again.
+    StoreWriteRecovered {
+        /// Fingerprint of the access token whose grant is now persisted.
+        fingerprint: String,
+        /// Failed attempts before this success.
+        failed_attempts: u32,
+    },
 }
 
 /// A hook receiving [`AgentEvent`]s.

@@ -434,6 +434,26 @@ fn from_unix(secs: i64) -> Result<SystemTime> {
         .ok_or_else(|| corrupt("time out of range"))
 }
 
+/// Longest access token lifetime believed from a file (ten years, as for `expires_in`).
+const MAX_STORED_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Whether a stored access token's times make sense: issued no later than a day from now, and
+/// living at most [`MAX_STORED_LIFETIME`]. A file written by another tool with milliseconds
+/// where seconds belong fails this; its access token is then ignored (the grant's refresh token
+/// is kept), rather than believed valid for millennia.
+fn believable_times(t: &TokenSet) -> bool {
+    let now = SystemTime::now();
+    let issued_ok = now
+        .checked_add(Duration::from_secs(24 * 3600))
+        .is_none_or(|limit| t.issued_at <= limit);
+    let lifetime_ok = t.lifetime().is_none_or(|l| l <= MAX_STORED_LIFETIME);
+    if !(issued_ok && lifetime_ok) {
+        tracing::warn!(target: "agent_oauth",
+            "ignoring a stored access token whose issue or expiry time is out of range");
+    }
+    issued_ok && lifetime_ok
+}
+
 /// One key's file, decoded: `grant` is `None` for a removal marker.
 struct Record {
     version: u64,
@@ -525,7 +545,7 @@ impl Record {
                     set.scope = Scope::parse(&a.scope);
                     set.issued_token_type = a.issued_token_type;
                     set.extra = a.extra;
-                    Some(set)
+                    believable_times(&set).then_some(set)
                 }
             };
             Some(StoredGrant {

@@ -21,6 +21,7 @@ mod token_cache;
 
 pub use file_store::FileStore;
 pub use key::{Binding, TokenKey};
+pub(crate) use rotation::GrantMemory;
 pub use rotation::RefreshingSource;
 pub use store::{MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 pub use token_cache::{

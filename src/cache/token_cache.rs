@@ -101,17 +101,21 @@ impl CachedToken {
             Some(remaining) => {
                 let lifetime = token.lifetime().unwrap_or(remaining).max(remaining);
                 let margin = config.expiry_margin.min(lifetime / 10);
+                // Configuration is checked here, not trusted: a NaN or infinite fraction would
+                // make `mul_f64` panic.
+                let fraction = finite_fraction(config.refresh_fraction);
                 let lead = config
                     .refresh_skew
-                    .max(lifetime.mul_f64(config.refresh_fraction.clamp(0.0, 1.0)))
+                    .max(lifetime.mul_f64(fraction))
                     .min(lifetime / 2);
-                let jitter = if config.jitter > 0.0 {
-                    lead.mul_f64(rand::thread_rng().gen_range(0.0..config.jitter.min(1.0)))
+                let jitter_fraction = finite_fraction(config.jitter);
+                let jitter = if jitter_fraction > 0.0 {
+                    lead.mul_f64(rand::thread_rng().gen_range(0.0..jitter_fraction))
                 } else {
                     Duration::ZERO
                 };
                 let expires = remaining.saturating_sub(margin);
-                let refresh = remaining.saturating_sub(lead + jitter);
+                let refresh = remaining.saturating_sub(lead.saturating_add(jitter));
                 (Some(plus(now, refresh)), Some(plus(now, expires)))
             }
         };
@@ -153,11 +157,65 @@ fn mono_now() -> Mono {
     coarsetime::Instant::now()
 }
 
+/// `t + d`, saturating: lifetimes come from servers, stores and configuration, and a deadline
+/// centuries away must not overflow the monotonic clock (it means "not in this process's life").
 fn plus(t: Mono, d: Duration) -> Mono {
-    t + coarsetime::Duration::from(d)
+    t.saturating_add(coarsetime::Duration::from(d))
+}
+
+/// A fraction from configuration as a usable factor in `0.0..=1.0` (NaN counts as 0).
+fn finite_fraction(f: f64) -> f64 {
+    if f.is_nan() {
+        0.0
+    } else {
+        f.clamp(0.0, 1.0)
+    }
 }
 
 type Flight = watch::Receiver<Option<Result<Arc<CachedToken>>>>;
+
+/// Ends a key's flight whatever happens to the task running it: normally with the fetch's
+/// result ([`finish`](Self::finish)), and with an error when the task unwinds (a panicking
+/// [`TokenSource`]) or is dropped by a shutting-down runtime. Without it, a fetch that never
+/// finished would leave its marker behind and every later caller would join a dead flight.
+struct FlightGuard {
+    entry: Arc<Entry>,
+    tx: Option<watch::Sender<Option<Result<Arc<CachedToken>>>>>,
+}
+
+impl FlightGuard {
+    fn finish(mut self, result: Result<Arc<CachedToken>>) {
+        self.end(result);
+    }
+
+    fn end(&mut self, result: Result<Arc<CachedToken>>) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        {
+            let mut flight = match self.entry.flight.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *flight = None;
+        }
+        self.entry.refreshing.store(false, Ordering::Release);
+        // Wakes every waiter at once.
+        let _ = tx.send(Some(result));
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            tracing::warn!(target: "agent_oauth", "token fetch ended without a result (the token source panicked or was cancelled)");
+            self.entry.back_off();
+            self.end(Err(Error::config(
+                "the token fetch ended without a result (the token source panicked or was cancelled)",
+            )));
+        }
+    }
+}
 
 struct Entry {
     key: TokenKey,
@@ -299,6 +357,16 @@ impl TokenHandle {
             .store(Some(Arc::new(CachedToken::new(token, &self.entry.config))));
     }
 
+    /// Whether the entry holds a token that is not expired (no side effect: unlike
+    /// [`peek`](Self::peek), never starts a refresh).
+    pub(crate) fn holds_usable_token(&self) -> bool {
+        self.entry
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.state(mono_now()) != Freshness::Expired)
+    }
+
     /// How many fetches this entry has started.
     pub fn fetch_count(&self) -> u64 {
         self.entry.fetches.load(Ordering::Relaxed)
@@ -326,8 +394,12 @@ impl Entry {
         *flight = Some(rx.clone());
         drop(flight);
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let entry = self.clone();
+        let guard = FlightGuard {
+            entry: self.clone(),
+            tx: Some(tx),
+        };
         tokio::spawn(async move {
+            let entry = guard.entry.clone();
             let current = entry.current.load_full().map(|c| c.token.clone());
             let sent = current.as_ref().and_then(|c| c.refresh_token.clone());
             let result = entry.source.fetch(current).await;
@@ -346,16 +418,7 @@ impl Entry {
                     Err(e)
                 }
             };
-            {
-                let mut flight = match entry.flight.lock() {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                *flight = None;
-            }
-            entry.refreshing.store(false, Ordering::Release);
-            // Wakes every waiter at once.
-            let _ = tx.send(Some(shared));
+            guard.finish(shared);
         });
         rx
     }
@@ -393,7 +456,7 @@ impl Entry {
         let Some(expires) = cur.expires_at.filter(|e| *e > now) else {
             return;
         };
-        let left: Duration = (expires - now).into();
+        let left: Duration = expires.duration_since(now).into();
         let wait = (left / 4).max(Duration::from_secs(1));
         self.current.store(Some(Arc::new(CachedToken {
             token: cur.token.clone(),
@@ -470,8 +533,33 @@ impl TokenCache {
         self.len() == 0
     }
 
+    /// The handle for `key` if the cache has an entry for it; never creates one.
+    ///
+    /// Use this to act on a token already handed out (e.g. [`TokenHandle::invalidate`] after a
+    /// resource rejected it): [`handle`](Self::handle) with a stand-in source would silently
+    /// create a new entry when the key is not exactly the one the token was cached under.
+    pub fn get(&self, key: &TokenKey) -> Option<TokenHandle> {
+        self.inner
+            .map
+            .load()
+            .get(key)
+            .map(|e| TokenHandle { entry: e.clone() })
+    }
+
+    /// The handles of every entry whose key matches `pred` (no entry is created).
+    pub fn handles_matching(&self, mut pred: impl FnMut(&TokenKey) -> bool) -> Vec<TokenHandle> {
+        self.inner
+            .map
+            .load()
+            .iter()
+            .filter(|(k, _)| pred(k))
+            .map(|(_, e)| TokenHandle { entry: e.clone() })
+            .collect()
+    }
+
     /// The handle for `key`, created with `source` if the key is new (an existing entry keeps
-    /// its source).
+    /// its source). `source` is called only to create the entry: pass the real source, never a
+    /// stand-in; to look up an existing entry, use [`get`](Self::get).
     pub fn handle(
         &self,
         key: &TokenKey,

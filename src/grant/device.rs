@@ -145,7 +145,11 @@ impl OAuthClient {
     /// # Errors
     /// [`Error::OAuth`] with `access_denied` or `expired_token`; other errors as they occur.
     pub async fn poll_device_token(&self, auth: &DeviceAuthorization) -> Result<TokenSet> {
-        let deadline = tokio::time::Instant::now() + auth.expires_in;
+        // `expires_in` is a public field: a caller's `Duration::MAX` must not overflow.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(auth.expires_in)
+            .unwrap_or_else(|| now + Duration::from_secs(24 * 3600));
         let mut interval = auth.interval;
         loop {
             tokio::time::sleep(interval).await;
@@ -168,7 +172,9 @@ impl OAuthClient {
                 Ok(t) => return Ok(t),
                 Err(Error::OAuth(e)) => match e.error {
                     OAuthErrorCode::AuthorizationPending => {}
-                    OAuthErrorCode::SlowDown => interval += Duration::from_secs(5),
+                    OAuthErrorCode::SlowDown => {
+                        interval = interval.saturating_add(Duration::from_secs(5));
+                    }
                     _ => return Err(Error::OAuth(e)),
                 },
                 Err(e) => return Err(e),

@@ -20,8 +20,12 @@ impl OAuthClient {
     /// token, and sending the old one again would look like reuse.
     ///
     /// # Errors
-    /// [`Error::ReauthorizationRequired`] when the server answers `invalid_grant` (expired,
-    /// revoked or already-rotated refresh token); other errors as they occur.
+    /// [`Error::ReauthorizationRequired`] (its text names the HTTP status) when the server
+    /// answers `invalid_grant` (expired, revoked or already-rotated refresh token), or any other
+    /// 4xx that is not about something else (rate limits, DPoP nonces and proofs, scope,
+    /// resource, client authentication): a bodyless or
+    /// non-JSON 400/401 ends the refresh token too, so that it is never presented again. Other
+    /// errors as they occur.
     pub async fn refresh(
         &self,
         refresh_token: &RefreshToken,
@@ -46,11 +50,80 @@ impl OAuthClient {
             }
             Err(Error::OAuth(e)) if e.error == OAuthErrorCode::InvalidGrant => {
                 Err(Error::ReauthorizationRequired(format!(
-                    "refresh token rejected: {}",
+                    "refresh token rejected (HTTP {}): {}",
+                    e.status,
                     e.error_description.as_deref().unwrap_or("invalid_grant")
+                )))
+            }
+            Err(e) if ends_refresh_token(&e) => {
+                let status = e.status().unwrap_or_default();
+                let what = match &e {
+                    Error::OAuth(o) => format!("`{}`", o.error),
+                    _ => "no OAuth error body".to_owned(),
+                };
+                Err(Error::ReauthorizationRequired(format!(
+                    "refresh token rejected (HTTP {status}, {what})"
                 )))
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Whether an error answering a refresh request means the refresh token is dead.
+///
+/// Servers do not always answer a dead refresh token with a JSON `invalid_grant`: some send a
+/// 400 or 401 with an empty or HTML body. Any 4xx ends the token, except the answers that are
+/// about something else and leave the token usable: rate limiting and request timeouts (429,
+/// 408), DPoP nonces and proofs, the requested scope or resource, client authentication (the
+/// fix is the client's configuration, and the server did not look at the token), and codes that
+/// say "later".
+pub(crate) fn ends_refresh_token(e: &Error) -> bool {
+    let status = match e {
+        Error::OAuth(o) => {
+            let about_something_else = matches!(
+                o.error,
+                OAuthErrorCode::UseDpopNonce
+                    | OAuthErrorCode::InvalidDpopProof
+                    | OAuthErrorCode::InvalidScope
+                    | OAuthErrorCode::InvalidTarget
+                    | OAuthErrorCode::InvalidClient
+                    | OAuthErrorCode::SlowDown
+                    | OAuthErrorCode::TemporarilyUnavailable
+                    | OAuthErrorCode::ServerError
+                    | OAuthErrorCode::AuthorizationPending
+            );
+            if about_something_else {
+                return false;
+            }
+            o.status
+        }
+        Error::Http { status, .. } => *status,
+        _ => return false,
+    };
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16) -> Error {
+        Error::Http {
+            status,
+            body: String::new(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn refresh_dead_token_statuses() {
+        for s in [400, 401, 403, 404, 410] {
+            assert!(ends_refresh_token(&http(s)), "{s}");
+        }
+        for s in [408, 429, 500, 503, 302] {
+            assert!(!ends_refresh_token(&http(s)), "{s}");
+        }
+        assert!(!ends_refresh_token(&Error::config("x")));
     }
 }

@@ -101,9 +101,12 @@ pub(crate) fn parse_token_response(
         ));
     }
 
+    // The configured default is capped like the server's value: a lifetime of centuries (or
+    // `Duration::MAX`) would overflow the clock arithmetic downstream.
     let lifetime = expires_in
-        .map(|s| Duration::from_secs(s.min(MAX_EXPIRES_IN)))
-        .or(opts.default_expires_in);
+        .map(Duration::from_secs)
+        .or(opts.default_expires_in)
+        .map(|l| l.min(Duration::from_secs(MAX_EXPIRES_IN)));
     let scope = match scope {
         Some(s) => Scope::parse(&s),
         None => opts.requested_scope.cloned().unwrap_or_default(),
@@ -112,7 +115,8 @@ pub(crate) fn parse_token_response(
         access_token: AccessToken::new(access_token),
         token_type,
         issued_at: opts.now,
-        expires_at: lifetime.map(|l| opts.now + l),
+        // `now` comes from a clock that may be injected: saturate rather than panic.
+        expires_at: lifetime.and_then(|l| opts.now.checked_add(l)),
         refresh_token: refresh_token.map(RefreshToken::new),
         scope,
         issued_token_type,
