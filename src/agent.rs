@@ -1242,7 +1242,10 @@ where
     if resp.status().is_success() {
         return Ok(Outcome::Done(resp));
     }
-    let mut err = oauth_error(&resp);
+    // The resource may echo the token it was sent: never let it into the error.
+    let mut sent = crate::secret::SentSecrets::new();
+    sent.add(token.access_token.secret());
+    let mut err = oauth_error(&resp).redacted(&sent);
     let wants_nonce = err
         .oauth_error()
         .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce);
@@ -1252,7 +1255,7 @@ where
         if resp.status().is_success() {
             return Ok(Outcome::Done(resp));
         }
-        err = oauth_error(&resp);
+        err = oauth_error(&resp).redacted(&sent);
     }
     let status = resp.status();
     let code = err.oauth_error().map(|o| o.error.clone());

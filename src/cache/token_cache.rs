@@ -647,6 +647,7 @@ mod tests {
                         status: 503,
                         body: String::new(),
                         retry_after: None,
+                        context: None,
                     })
                 }
             })

@@ -184,7 +184,12 @@ pub async fn fetch_resource_metadata(
             url.origin().ascii_serialization()
         )));
     }
-    let body = expect_json(&resp, "resource metadata")?;
+    let body = expect_json(&resp, "resource metadata").map_err(|e| {
+        e.with_context(&crate::error::ErrorContext::new(
+            "resource metadata request",
+            &url,
+        ))
+    })?;
     ResourceMetadata::from_json(body, requested)
 }
 

@@ -357,7 +357,12 @@ impl AuthorizationServer {
                 .execute(RetryPolicy::Idempotent, || get_json(&url))
                 .await?;
             if resp.status().is_success() {
-                let body = expect_json(&resp, "server metadata")?;
+                let body = expect_json(&resp, "server metadata").map_err(|e| {
+                    e.with_context(&crate::error::ErrorContext::new(
+                        "server metadata request",
+                        &url,
+                    ))
+                })?;
                 return ServerMetadata::from_json(body, &self.inner.issuer);
             }
             tracing::debug!(target: "agent_oauth", url = %url, status = resp.status().as_u16(),

@@ -46,7 +46,11 @@ impl OAuthClient {
             }
             Err(Error::OAuth(e)) if e.error == OAuthErrorCode::InvalidGrant => {
                 Err(Error::ReauthorizationRequired(format!(
-                    "refresh token rejected: {}",
+                    "refresh token rejected{}: {}",
+                    e.context
+                        .as_ref()
+                        .map(|c| format!(" by {c}"))
+                        .unwrap_or_default(),
                     e.error_description.as_deref().unwrap_or("invalid_grant")
                 )))
             }
