@@ -1296,6 +1296,12 @@ pub(crate) fn authorize_headers_with(
     nonce: Option<&str>,
 ) -> Result<()> {
     let scheme = match token.token_type {
+        TokenType::Dpop if key.is_none() => {
+            // Without a proof the resource must refuse it (RFC 9449 §7.1); never send it bare.
+            return Err(Error::config(
+                "a DPoP token cannot be sent without a DPoP key",
+            ));
+        }
         TokenType::Dpop => "DPoP",
         _ => "Bearer",
     };

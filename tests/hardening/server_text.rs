@@ -866,3 +866,41 @@ async fn hardening_15_discovery_errors_name_the_metadata_request() {
     );
     assert!(!err.to_string().contains("q-secret"));
 }
+
+#[tokio::test]
+async fn hardening_09_agent_without_dpop_never_sends_a_dpop_token() {
+    let s = Scripted::start().await;
+    let base = s.origin();
+    s.route(
+        "/.well-known/oauth-authorization-server",
+        Reply::json(
+            200,
+            &json!({
+                "issuer": base,
+                "token_endpoint": format!("{base}/token"),
+                "dpop_signing_alg_values_supported": ["ES256"],
+            }),
+        ),
+    );
+    s.route(
+        "/token",
+        Reply::json(
+            200,
+            &json!({"access_token": "at-dpop-1", "token_type": "DPoP", "expires_in": 300}),
+        ),
+    );
+    s.route("/api", Reply::status(200).body("ok"));
+    let agent = agent_oauth::Agent::builder()
+        .issuer(&base)
+        .client_id(CLIENT_ID)
+        .client_auth(ClientAuth::client_secret(CLIENT_SECRET))
+        .dpop_mode(agent_oauth::DpopMode::Off)
+        .resource(s.url("/api"))
+        .build()
+        .await
+        .unwrap();
+    let err = guard(agent.get(s.url("/api")).send()).await.unwrap_err();
+    assert!(err.to_string().contains("no DPoP proof was sent"), "{err}");
+    assert!(s.hits_for("/token") >= 1);
+    assert_eq!(s.hits_for("/api"), 0, "the resource got a request");
+}
