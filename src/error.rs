@@ -38,7 +38,7 @@ pub enum Error {
     },
 
     /// The request could not be sent or the response not read (DNS, connect, TLS, reset, ...).
-    #[error("transport error ({kind})")]
+    #[error("{}transport error ({kind})", transport_context(.source.as_deref()))]
     Transport {
         /// What kind of transport failure.
         kind: TransportErrorKind,
@@ -107,6 +107,41 @@ pub enum Error {
     /// (the parent no longer holds a valid token, or the delegation was revoked).
     #[error("delegation refused: {0}")]
     Delegation(String),
+}
+
+/// The request a transport error happened in, kept as the error's source so that the variant
+/// stays as it is; its own source is the underlying error.
+#[derive(Debug)]
+struct InRequest {
+    context: ErrorContext,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Display for InRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.context),
+            None => write!(f, "{}", self.context),
+        }
+    }
+}
+
+impl std::error::Error for InRequest {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+fn in_request<'a>(
+    source: Option<&'a (dyn std::error::Error + Send + Sync + 'static)>,
+) -> Option<&'a InRequest> {
+    source.and_then(|s| s.downcast_ref::<InRequest>())
+}
+
+fn transport_context(source: Option<&(dyn std::error::Error + Send + Sync + 'static)>) -> String {
+    context_prefix(in_request(source).map(|r| &r.context))
 }
 
 fn context_prefix(context: Option<&ErrorContext>) -> String {
@@ -188,17 +223,20 @@ impl Error {
     }
 
     /// The request this error answers (operation and endpoint), when the failure came from an
-    /// authorization server endpoint the crate called.
+    /// authorization server endpoint the crate called: OAuth, HTTP and transport errors of
+    /// token, device, revocation and introspection requests, and metadata fetches.
     pub fn context(&self) -> Option<&ErrorContext> {
         match self {
             Error::OAuth(e) => e.context.as_ref(),
             Error::Http { context, .. } => context.as_deref(),
+            Error::Transport { source, .. } => in_request(source.as_deref()).map(|r| &r.context),
             _ => None,
         }
     }
 
     /// Name the request this error answers: set on OAuth and HTTP errors that carry none yet,
-    /// and prefixed to the message of [`Error::InvalidResponse`].
+    /// put in front of the source of a transport error, and prefixed to the message of
+    /// [`Error::InvalidResponse`].
     pub(crate) fn with_context(mut self, ctx: &ErrorContext) -> Self {
         match &mut self {
             Error::OAuth(e) => {
@@ -208,6 +246,12 @@ impl Error {
                 context.get_or_insert_with(|| Box::new(ctx.clone()));
             }
             Error::InvalidResponse(msg) => *msg = format!("{ctx}: {msg}"),
+            Error::Transport { source, .. } if in_request(source.as_deref()).is_none() => {
+                *source = Some(std::sync::Arc::new(InRequest {
+                    context: ctx.clone(),
+                    source: source.take(),
+                }));
+            }
             _ => {}
         }
         self
@@ -587,6 +631,23 @@ mod tests {
         assert_eq!(
             o.to_string(),
             "token request (client_credentials) at https://as.example/token: OAuth error `invalid_client` (HTTP 401)"
+        );
+        let t = Error::Transport {
+            kind: TransportErrorKind::Connect,
+            source: Some(std::sync::Arc::new(std::io::Error::other("refused"))),
+        }
+        .with_context(&ctx);
+        assert_eq!(
+            t.to_string(),
+            "token request (client_credentials) at https://as.example/token: transport error (connect)"
+        );
+        assert_eq!(t.context(), Some(&ctx));
+        assert!(t.is_retryable());
+        let source = std::error::Error::source(&t).expect("source");
+        assert!(source.to_string().ends_with(": refused"), "{source}");
+        assert_eq!(
+            source.source().map(ToString::to_string).as_deref(),
+            Some("refused")
         );
         let i = Error::invalid("bad json").with_context(&ctx);
         assert_eq!(

@@ -904,3 +904,33 @@ async fn hardening_09_agent_without_dpop_never_sends_a_dpop_token() {
     assert!(s.hits_for("/token") >= 1);
     assert_eq!(s.hits_for("/api"), 0, "the resource got a request");
 }
+
+#[tokio::test]
+async fn hardening_15_transport_errors_name_operation_and_endpoint() {
+    let base = format!("http://127.0.0.1:{}", crate::support::server::closed_port());
+    let mut config = agent_oauth::TransportConfig::default();
+    config.max_attempts = 1;
+    let server = AuthorizationServer::from_metadata(
+        metadata(&base),
+        HttpTransport::with_config(config).unwrap(),
+    )
+    .unwrap();
+    let client = OAuthClient::builder(server, CLIENT_ID)
+        .auth(ClientAuth::client_secret_post(CLIENT_SECRET))
+        .build();
+    let err = guard(client.client_credentials(&TokenParams::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                kind: agent_oauth::TransportErrorKind::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_context(&err, "token request (client_credentials)", &base, "/token");
+}
