@@ -1293,7 +1293,10 @@ where
     if resp.status().is_success() {
         return Ok(Outcome::Done(resp));
     }
-    let mut err = oauth_error(&resp);
+    // The resource may echo the token it was sent: never let it into the error.
+    let mut sent = crate::secret::SentSecrets::new();
+    sent.add(token.access_token.secret());
+    let mut err = oauth_error(&resp).redacted(&sent);
     let wants_nonce = err
         .oauth_error()
         .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce);
@@ -1303,7 +1306,7 @@ where
         if resp.status().is_success() {
             return Ok(Outcome::Done(resp));
         }
-        err = oauth_error(&resp);
+        err = oauth_error(&resp).redacted(&sent);
     }
     let status = resp.status();
     let code = err.oauth_error().map(|o| o.error.clone());
@@ -1344,6 +1347,12 @@ pub(crate) fn authorize_headers_with(
     nonce: Option<&str>,
 ) -> Result<()> {
     let scheme = match token.token_type {
+        TokenType::Dpop if key.is_none() => {
+            // Without a proof the resource must refuse it (RFC 9449 §7.1); never send it bare.
+            return Err(Error::config(
+                "a DPoP token cannot be sent without a DPoP key",
+            ));
+        }
         TokenType::Dpop => "DPoP",
         _ => "Bearer",
     };

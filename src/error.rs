@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::discovery::Challenge;
+use crate::secret::SentSecrets;
 
 /// How many bytes of an unexpected response body an error keeps for diagnosis.
 pub const MAX_ERROR_BODY: usize = 512;
@@ -37,7 +38,7 @@ pub enum Error {
     },
 
     /// The request could not be sent or the response not read (DNS, connect, TLS, reset, ...).
-    #[error("transport error ({kind})")]
+    #[error("{}transport error ({kind})", transport_context(.source.as_deref()))]
     Transport {
         /// What kind of transport failure.
         kind: TransportErrorKind,
@@ -62,7 +63,7 @@ pub enum Error {
     OAuth(Box<OAuthError>),
 
     /// The server answered with an HTTP status that is not an OAuth error response.
-    #[error("unexpected HTTP status {status}{}", body_suffix(.body))]
+    #[error("{}unexpected HTTP status {status}{}", context_prefix(.context.as_deref()), body_suffix(.body))]
     Http {
         /// The HTTP status code.
         status: u16,
@@ -70,6 +71,8 @@ pub enum Error {
         body: String,
         /// Seconds the server asked us to wait (`Retry-After`), when given.
         retry_after: Option<std::time::Duration>,
+        /// The request that got this answer, when the crate knows it.
+        context: Option<Box<ErrorContext>>,
     },
 
     /// The server's response is malformed: wrong content type, bad JSON, wrong types, missing
@@ -104,6 +107,45 @@ pub enum Error {
     /// (the parent no longer holds a valid token, or the delegation was revoked).
     #[error("delegation refused: {0}")]
     Delegation(String),
+}
+
+/// The request a transport error happened in, kept as the error's source so that the variant
+/// stays as it is; its own source is the underlying error.
+#[derive(Debug)]
+struct InRequest {
+    context: ErrorContext,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Display for InRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, "{}: {s}", self.context),
+            None => write!(f, "{}", self.context),
+        }
+    }
+}
+
+impl std::error::Error for InRequest {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+fn in_request<'a>(
+    source: Option<&'a (dyn std::error::Error + Send + Sync + 'static)>,
+) -> Option<&'a InRequest> {
+    source.and_then(|s| s.downcast_ref::<InRequest>())
+}
+
+fn transport_context(source: Option<&(dyn std::error::Error + Send + Sync + 'static)>) -> String {
+    context_prefix(in_request(source).map(|r| &r.context))
+}
+
+fn context_prefix(context: Option<&ErrorContext>) -> String {
+    context.map(|c| format!("{c}: ")).unwrap_or_default()
 }
 
 fn body_suffix(body: &str) -> String {
@@ -180,6 +222,59 @@ impl Error {
         }
     }
 
+    /// The request this error answers (operation and endpoint), when the failure came from an
+    /// authorization server endpoint the crate called: OAuth, HTTP and transport errors of
+    /// token, device, revocation and introspection requests, and metadata fetches.
+    pub fn context(&self) -> Option<&ErrorContext> {
+        match self {
+            Error::OAuth(e) => e.context.as_ref(),
+            Error::Http { context, .. } => context.as_deref(),
+            Error::Transport { source, .. } => in_request(source.as_deref()).map(|r| &r.context),
+            _ => None,
+        }
+    }
+
+    /// Name the request this error answers: set on OAuth and HTTP errors that carry none yet,
+    /// put in front of the source of a transport error, and prefixed to the message of
+    /// [`Error::InvalidResponse`].
+    pub(crate) fn with_context(mut self, ctx: &ErrorContext) -> Self {
+        match &mut self {
+            Error::OAuth(e) => {
+                e.context.get_or_insert_with(|| ctx.clone());
+            }
+            Error::Http { context, .. } => {
+                context.get_or_insert_with(|| Box::new(ctx.clone()));
+            }
+            Error::InvalidResponse(msg) => *msg = format!("{ctx}: {msg}"),
+            Error::Transport { source, .. } if in_request(source.as_deref()).is_none() => {
+                *source = Some(std::sync::Arc::new(InRequest {
+                    context: ctx.clone(),
+                    source: source.take(),
+                }));
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// Remove every secret in `sent` from the server text this error carries (OAuth error
+    /// members and challenges, bodies, messages quoting the response).
+    pub(crate) fn redacted(mut self, sent: &SentSecrets) -> Self {
+        if sent.is_empty() {
+            return self;
+        }
+        match &mut self {
+            Error::OAuth(e) => e.redact(sent),
+            Error::Http { body, .. } => sent.redact_in_place(body),
+            Error::InvalidResponse(m)
+            | Error::Discovery(m)
+            | Error::ReauthorizationRequired(m)
+            | Error::Delegation(m) => sent.redact_in_place(m),
+            _ => {}
+        }
+        self
+    }
+
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidResponse(msg.into())
     }
@@ -204,8 +299,11 @@ pub struct OAuthError {
     pub status: u16,
     /// Challenges parsed from `WWW-Authenticate`, if the response had any.
     pub challenges: Vec<Challenge>,
-    /// The `DPoP-Nonce` the response carried, if any (RFC 9449 §8, §9).
+    /// The `DPoP-Nonce` the response carried, if any and if it is a valid nonce (RFC 9449 §8,
+    /// §9: 1 to 512 `NQCHAR`).
     pub dpop_nonce: Option<String>,
+    /// The request this error answers (operation and endpoint), when known.
+    pub context: Option<ErrorContext>,
 }
 
 impl OAuthError {
@@ -218,12 +316,70 @@ impl OAuthError {
             status,
             challenges: Vec::new(),
             dpop_nonce: None,
+            context: None,
         }
+    }
+
+    fn redact(&mut self, sent: &SentSecrets) {
+        if let OAuthErrorCode::Extension(code) = &mut self.error {
+            sent.redact_in_place(code);
+        }
+        for text in [&mut self.error_description, &mut self.error_uri]
+            .into_iter()
+            .flatten()
+        {
+            sent.redact_in_place(text);
+        }
+        if self
+            .dpop_nonce
+            .as_deref()
+            .is_some_and(|n| sent.contains_secret(n))
+        {
+            self.dpop_nonce = None;
+        }
+        for c in &mut self.challenges {
+            c.redact_values(|v| sent.redact_in_place(v));
+        }
+    }
+}
+
+/// Which request an error answers: the operation (e.g. `token request (client_credentials)`)
+/// and the endpoint URL without query, fragment or user info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorContext {
+    /// What the crate was doing, e.g. `token request (refresh_token)`, `revocation request`.
+    pub operation: String,
+    /// The endpoint it called: scheme, host, port and path only.
+    pub endpoint: String,
+}
+
+impl ErrorContext {
+    /// The context of `operation` at `url` (its query, fragment and user info are dropped).
+    pub(crate) fn new(operation: impl Into<String>, url: &url::Url) -> Self {
+        let mut u = url.clone();
+        u.set_query(None);
+        u.set_fragment(None);
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        ErrorContext {
+            operation: operation.into(),
+            endpoint: u.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.operation, self.endpoint)
     }
 }
 
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.context {
+            write!(f, "{c}: ")?;
+        }
         write!(f, "OAuth error `{}` (HTTP {})", self.error, self.status)?;
         if let Some(d) = &self.error_description {
             write!(f, ": {d}")?;
@@ -343,14 +499,38 @@ impl fmt::Display for OAuthErrorCode {
     }
 }
 
-/// Keep at most `max` characters of server-provided text, dropping control characters, so
-/// that a hostile server cannot forge log lines or flood errors.
+/// Keep at most `max` characters of server-provided text, dropping every character that can
+/// forge or hide log content, so that a hostile server cannot forge log lines, reorder what a
+/// reader sees, or flood errors: control characters, line and paragraph separators, bidi
+/// controls and invisible format characters ([`is_hidden`]).
 pub(crate) fn sanitize(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
-    if s.chars().count() > max {
+    let mut kept = s.chars().filter(|c| !is_hidden(*c));
+    let mut out: String = kept.by_ref().take(max).collect();
+    if kept.next().is_some() {
         out.push('…');
     }
     out
+}
+
+/// Characters [`sanitize`] drops: controls (`Cc`), line and paragraph separators (U+2028,
+/// U+2029), bidi embeddings, overrides, isolates and marks (U+061C, U+200E, U+200F,
+/// U+202A–U+202E, U+2066–U+2069), zero-width and invisible format characters (U+00AD,
+/// U+180E, U+200B–U+200D, U+2060–U+2064, U+206A–U+206F, U+FEFF, U+FFF9–U+FFFB) and tag
+/// characters (U+E0000–U+E007F).
+pub(crate) fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
 }
 
 #[cfg(test)]
@@ -394,6 +574,7 @@ mod tests {
             status,
             body: String::new(),
             retry_after: None,
+            context: None,
         };
         assert!(http(503).is_retryable());
         assert!(http(429).is_retryable());
@@ -411,6 +592,68 @@ mod tests {
     fn error_sanitize_strips_control_and_caps() {
         assert_eq!(sanitize("a\r\nb", 10), "ab");
         assert_eq!(sanitize("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn hardening_08_sanitize_strips_bidi_separators_and_invisible_characters() {
+        let hostile = "a\u{202E}b\u{2028}c\u{2029}d\u{200B}e\u{FEFF}f\u{2066}g\u{2069}h\u{200E}i\u{061C}j\u{00AD}k\u{2060}l\u{E0041}m\u{0085}n";
+        assert_eq!(sanitize(hostile, 100), "abcdefghijklmn");
+        // The cap counts kept characters only, and the ellipsis marks a cut.
+        assert_eq!(sanitize("\u{200B}\u{200B}abc", 3), "abc");
+        assert_eq!(sanitize("ab\u{202E}cd", 3), "abc…");
+        // Ordinary non-ASCII text is kept.
+        assert_eq!(sanitize("Grüße, 東京 — ok", 100), "Grüße, 東京 — ok");
+        let e = Error::from(OAuthError {
+            error_description: Some(sanitize("x\u{202E}y", 10)),
+            ..OAuthError::new(OAuthErrorCode::InvalidGrant, 400)
+        });
+        assert!(!e.to_string().contains('\u{202E}'));
+    }
+
+    #[test]
+    fn hardening_15_context_named_in_display_without_query() {
+        let url = url::Url::parse("https://user:pw@as.example/token?tenant=t1#f").expect("url");
+        let ctx = ErrorContext::new("token request (client_credentials)", &url);
+        assert_eq!(ctx.endpoint, "https://as.example/token");
+        let e = Error::Http {
+            status: 403,
+            body: String::new(),
+            retry_after: None,
+            context: None,
+        }
+        .with_context(&ctx);
+        assert_eq!(
+            e.to_string(),
+            "token request (client_credentials) at https://as.example/token: unexpected HTTP status 403"
+        );
+        assert_eq!(e.context(), Some(&ctx));
+        let o = Error::from(OAuthError::new(OAuthErrorCode::InvalidClient, 401)).with_context(&ctx);
+        assert_eq!(
+            o.to_string(),
+            "token request (client_credentials) at https://as.example/token: OAuth error `invalid_client` (HTTP 401)"
+        );
+        let t = Error::Transport {
+            kind: TransportErrorKind::Connect,
+            source: Some(std::sync::Arc::new(std::io::Error::other("refused"))),
+        }
+        .with_context(&ctx);
+        assert_eq!(
+            t.to_string(),
+            "token request (client_credentials) at https://as.example/token: transport error (connect)"
+        );
+        assert_eq!(t.context(), Some(&ctx));
+        assert!(t.is_retryable());
+        let source = std::error::Error::source(&t).expect("source");
+        assert!(source.to_string().ends_with(": refused"), "{source}");
+        assert_eq!(
+            source.source().map(ToString::to_string).as_deref(),
+            Some("refused")
+        );
+        let i = Error::invalid("bad json").with_context(&ctx);
+        assert_eq!(
+            i.to_string(),
+            "invalid response: token request (client_credentials) at https://as.example/token: bad json"
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub use discovery::{
     ResourceMetadata, ServerMetadata,
 };
 pub use dpop::{ath, normalize_htu, DpopKey, NonceCache};
+pub use error::ErrorContext;
 pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
 pub use event::{AgentEvent, EventHook};
 pub use grant::{OAuthClient, OAuthClientBuilder, TokenParams};

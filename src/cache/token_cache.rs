@@ -735,6 +735,7 @@ mod tests {
                         status: 503,
                         body: String::new(),
                         retry_after: None,
+                        context: None,
                     })
                 }
             })

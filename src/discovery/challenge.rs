@@ -122,6 +122,17 @@ impl Challenge {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Rewrite the token68 and every parameter value with `f` (used to redact secrets a
+    /// server echoed back).
+    pub(crate) fn redact_values(&mut self, mut f: impl FnMut(&mut String)) {
+        if let Some(t) = &mut self.token68 {
+            f(t);
+        }
+        for (_, v) in &mut self.params {
+            f(v);
+        }
+    }
+
     /// All auth-params as `(name, value)` pairs, names as sent, in order.
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))

@@ -173,18 +173,20 @@ pub async fn fetch_resource_metadata(
     let url = metadata_url
         .cloned()
         .unwrap_or_else(|| resource_metadata_url(requested));
+    let ctx = crate::error::ErrorContext::new("resource metadata request", &url);
     let resp = transport
         .execute(RetryPolicy::Idempotent, || {
             super::server_metadata::get_json(&url)
         })
-        .await?;
+        .await
+        .map_err(|e| e.with_context(&ctx))?;
     if resp.status() == http::StatusCode::NOT_FOUND {
         return Err(Error::Discovery(format!(
             "no protected resource metadata at {}",
             url.origin().ascii_serialization()
         )));
     }
-    let body = expect_json(&resp, "resource metadata")?;
+    let body = expect_json(&resp, "resource metadata").map_err(|e| e.with_context(&ctx))?;
     ResourceMetadata::from_json(body, requested)
 }
 

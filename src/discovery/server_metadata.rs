@@ -351,13 +351,16 @@ impl AuthorizationServer {
         let urls = well_known_urls(&self.inner.issuer_url)?;
         let mut last = None;
         for url in urls {
+            let ctx = crate::error::ErrorContext::new("server metadata request", &url);
             let resp = self
                 .inner
                 .transport
                 .execute(RetryPolicy::Idempotent, || get_json(&url))
-                .await?;
+                .await
+                .map_err(|e| e.with_context(&ctx))?;
             if resp.status().is_success() {
-                let body = expect_json(&resp, "server metadata")?;
+                let body =
+                    expect_json(&resp, "server metadata").map_err(|e| e.with_context(&ctx))?;
                 return ServerMetadata::from_json(body, &self.inner.issuer);
             }
             tracing::debug!(target: "agent_oauth", url = %url, status = resp.status().as_u16(),

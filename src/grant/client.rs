@@ -12,7 +12,8 @@ use super::response::{parse_token_response, ParseOptions};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{AuthorizationServer, Endpoint, ServerMetadata};
 use crate::dpop::{DpopKey, NonceCache};
-use crate::error::{Error, OAuthErrorCode, Result};
+use crate::error::{sanitize, Error, ErrorContext, OAuthError, OAuthErrorCode, Result};
+use crate::secret::SentSecrets;
 use crate::token::{Confirmation, TokenSet, TokenType};
 use crate::transport::{oauth_error, FormRequest, HttpResponse, HttpTransport, RetryPolicy};
 
@@ -124,6 +125,8 @@ impl OAuthClientBuilder {
 /// One form request to an AS endpoint, as the executor sends it.
 pub(crate) struct EndpointCall<'a> {
     pub endpoint: Endpoint,
+    /// What the request does, as errors name it (e.g. `token request (refresh_token)`).
+    pub operation: String,
     pub params: Vec<(String, String)>,
     pub policy: RetryPolicy,
     /// Sign the DPoP proof with this key instead of the client's (delegation to a child key).
@@ -249,28 +252,38 @@ impl OAuthClient {
         exchange: bool,
     ) -> Result<TokenSet> {
         let dpop_sent = dpop_override.is_some() || self.inner.dpop.is_some();
-        opts.apply_to(&mut params);
-        let resp = self
-            .call(EndpointCall {
-                endpoint: Endpoint::Token,
-                params,
-                policy,
-                dpop_override,
-                authenticate: true,
-            })
-            .await?;
-        let now = self.transport().clock().now();
-        let parsed = parse_token_response(
-            &resp,
-            &ParseOptions {
-                requested_scope: opts.scope.as_ref(),
-                default_expires_in: self.inner.default_expires_in,
-                now,
-                dpop_sent,
-                accept_bearer: self.inner.accept_bearer,
-                exchange,
-            },
+        let operation = token_operation(
+            params
+                .iter()
+                .find(|(k, _)| k == "grant_type")
+                .map_or("", |(_, v)| v.as_str()),
         );
+        opts.apply_to(&mut params);
+        let parsed = self
+            .call(
+                EndpointCall {
+                    endpoint: Endpoint::Token,
+                    operation,
+                    params,
+                    policy,
+                    dpop_override,
+                    authenticate: true,
+                },
+                |resp| {
+                    parse_token_response(
+                        resp,
+                        &ParseOptions {
+                            requested_scope: opts.scope.as_ref(),
+                            default_expires_in: self.inner.default_expires_in,
+                            now: self.transport().clock().now(),
+                            dpop_sent,
+                            accept_bearer: self.inner.accept_bearer,
+                            exchange,
+                        },
+                    )
+                },
+            )
+            .await;
         let mut parsed = parsed;
         if let Ok(t) = &mut parsed {
             t.cnf = t.unverified_cnf().or_else(|| {
@@ -298,21 +311,60 @@ impl OAuthClient {
         parsed
     }
 
-    /// POST a form to an AS endpoint with authentication, DPoP and the nonce retry.
-    pub(crate) async fn call(&self, call: EndpointCall<'_>) -> Result<HttpResponse> {
+    /// POST a form to an AS endpoint with authentication, DPoP and the nonce retry, and read
+    /// a successful answer with `parse`.
+    ///
+    /// Every error, whether an error response or a failure of `parse`, is returned with the
+    /// secrets the request sent redacted from the server's text, and names the operation and
+    /// the endpoint (without query). A 401 or 403 from the token endpoint without an OAuth
+    /// error body is `invalid_client` (RFC 6749 §5.2).
+    pub(crate) async fn call<T>(
+        &self,
+        call: EndpointCall<'_>,
+        parse: impl FnOnce(&HttpResponse) -> Result<T>,
+    ) -> Result<T> {
         use tracing::Instrument as _;
         let span = tracing::debug_span!(
             target: "agent_oauth",
             "oauth.endpoint",
             endpoint = ?call.endpoint,
+            operation = %call.operation,
             client_id = %self.inner.client_id,
         );
-        self.call_inner(call).instrument(span).await
+        let token_endpoint = call.endpoint == Endpoint::Token;
+        let mut sent = SentSecrets::new();
+        let mut context = None;
+        let result = async {
+            let resp = self.call_inner(call, &mut sent, &mut context).await?;
+            if !resp.status().is_success() {
+                return Err(status_error(&resp, token_endpoint));
+            }
+            parse(&resp)
+        }
+        .instrument(span.clone())
+        .await;
+        result.map_err(|e| {
+            let mut e = e.redacted(&sent);
+            if let Some(ctx) = &context {
+                e = e.with_context(ctx);
+            }
+            span.in_scope(|| tracing::debug!(target: "agent_oauth", error = %e, "request failed"));
+            e
+        })
     }
 
-    async fn call_inner(&self, call: EndpointCall<'_>) -> Result<HttpResponse> {
+    async fn call_inner(
+        &self,
+        call: EndpointCall<'_>,
+        sent: &mut SentSecrets,
+        context: &mut Option<ErrorContext>,
+    ) -> Result<HttpResponse> {
         let (url, md) = self.endpoint_url(call.endpoint).await?;
+        *context = Some(ErrorContext::new(call.operation, &url));
         let auth = self.inner.auth.resolve(&md)?;
+        if let ClientAuth::SecretBasic(secret) | ClientAuth::SecretPost(secret) = &auth {
+            sent.add(secret.expose_secret());
+        }
         let dpop = call.dpop_override.or(self.inner.dpop.as_ref());
         let mut form = FormRequest::new(url.clone());
         form.params = call.params;
@@ -350,6 +402,7 @@ impl OAuthClient {
                             f.headers.insert("dpop", value);
                         }
                         used_nonce = attempt_nonce;
+                        register_sent(&f, sent);
                         f.to_http()
                     },
                     |u, h| {
@@ -378,5 +431,73 @@ impl OAuthClient {
         Err(Error::invalid(
             "the server kept asking for a new DPoP nonce",
         ))
+    }
+}
+
+/// Form members whose values are secrets: credentials, grants, codes, verifiers and tokens.
+const SECRET_PARAMS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "device_code",
+    "subject_token",
+    "actor_token",
+    "token",
+    "assertion",
+    "password",
+];
+
+/// Register every secret `form` sends: secret members and the `Authorization` credentials.
+fn register_sent(form: &FormRequest, sent: &mut SentSecrets) {
+    for (k, v) in &form.params {
+        if SECRET_PARAMS.contains(&k.as_str()) {
+            sent.add(v);
+        }
+    }
+    if let Some(credentials) = form
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, c)| c.trim())
+    {
+        sent.add(credentials);
+    }
+}
+
+/// The operation name of a token request for `grant_type`: `token request (client_credentials)`,
+/// and for URN grant types their last part (`token request (device_code)`).
+fn token_operation(grant_type: &str) -> String {
+    let short = grant_type
+        .rsplit_once("grant-type:")
+        .map_or(grant_type, |(_, s)| s);
+    format!("token request ({})", sanitize(short, 64))
+}
+
+/// The error an unsuccessful answer carries. At the token endpoint a 401 or 403 without an
+/// OAuth error is a client authentication failure (`invalid_client`, RFC 6749 §5.2) even when
+/// the body is empty.
+fn status_error(resp: &HttpResponse, token_endpoint: bool) -> Error {
+    match oauth_error(resp) {
+        Error::Http {
+            status: status @ (401 | 403),
+            body,
+            ..
+        } if token_endpoint => {
+            let mut e = OAuthError::new(OAuthErrorCode::InvalidClient, status);
+            e.error_description = (!body.is_empty()).then_some(body);
+            e.challenges =
+                crate::discovery::challenges_from_headers(resp.headers()).unwrap_or_default();
+            e.dpop_nonce = resp
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .filter(|n| crate::dpop::is_valid_nonce(n))
+                .map(str::to_owned);
+            e.into()
+        }
+        other => other,
     }
 }

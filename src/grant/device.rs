@@ -113,16 +113,19 @@ impl OAuthClient {
     pub async fn device_authorization(&self, params: &TokenParams) -> Result<DeviceAuthorization> {
         let mut form = Vec::new();
         params.apply_to(&mut form);
-        let resp = self
-            .call(super::client::EndpointCall {
-                endpoint: Endpoint::DeviceAuthorization,
-                params: form,
-                policy: RetryPolicy::Idempotent,
-                dpop_override: None,
-                authenticate: true,
-            })
+        let raw: Raw = self
+            .call(
+                super::client::EndpointCall {
+                    endpoint: Endpoint::DeviceAuthorization,
+                    operation: "device authorization request".to_owned(),
+                    params: form,
+                    policy: RetryPolicy::Idempotent,
+                    dpop_override: None,
+                    authenticate: true,
+                },
+                |resp| json_body(resp, "device authorization response"),
+            )
             .await?;
-        let raw: Raw = json_body(&resp, "device authorization response")?;
         check_display_uri("verification_uri", &raw.verification_uri)?;
         if let Some(complete) = &raw.verification_uri_complete {
             check_display_uri("verification_uri_complete", complete)?;

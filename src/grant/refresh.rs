@@ -50,8 +50,12 @@ impl OAuthClient {
             }
             Err(Error::OAuth(e)) if e.error == OAuthErrorCode::InvalidGrant => {
                 Err(Error::ReauthorizationRequired(format!(
-                    "refresh token rejected (HTTP {}): {}",
+                    "refresh token rejected (HTTP {}){}: {}",
                     e.status,
+                    e.context
+                        .as_ref()
+                        .map(|c| format!(" by {c}"))
+                        .unwrap_or_default(),
                     e.error_description.as_deref().unwrap_or("invalid_grant")
                 )))
             }

@@ -21,7 +21,8 @@ pub(crate) struct ParseOptions<'a> {
     pub default_expires_in: Option<Duration>,
     /// When the response was received.
     pub now: SystemTime,
-    /// A DPoP proof was sent: the token must come back as `DPoP` (RFC 9449 §5).
+    /// A DPoP proof was sent: the token must come back as `DPoP` (RFC 9449 §5). Without a
+    /// proof, a `DPoP` token is refused: it could not be used.
     pub dpop_sent: bool,
     /// Accept a `Bearer` token although a proof was sent.
     pub accept_bearer: bool,
@@ -83,7 +84,12 @@ pub(crate) fn parse_token_response(
         };
 
     match (&token_type, opts.dpop_sent) {
-        (TokenType::Dpop, _) => {}
+        (TokenType::Dpop, true) => {}
+        (TokenType::Dpop, false) => {
+            return Err(Error::invalid(
+                "the server issued a DPoP token but no DPoP proof was sent (RFC 9449 §5)",
+            ))
+        }
         (TokenType::Bearer, true) if !opts.accept_bearer => {
             return Err(Error::invalid(
                 "a DPoP proof was sent but the server issued a Bearer token (RFC 9449 §5)",
@@ -253,6 +259,22 @@ mod tests {
         );
         o.accept_bearer = true;
         assert!(parse_token_response(&bearer, &o).is_ok());
+    }
+
+    #[test]
+    fn hardening_09_dpop_token_without_proof_refused() {
+        let now = SystemTime::now();
+        let o = opts(now);
+        for t in ["DPoP", "dpop"] {
+            let body = format!(r#"{{"access_token":"a","token_type":"{t}"}}"#);
+            let e = parse_token_response(&resp(200, &body), &o).expect_err(t);
+            assert!(matches!(e, Error::InvalidResponse(_)), "{e:?}");
+        }
+        // Token exchange: the same rule.
+        let mut x = opts(now);
+        x.exchange = true;
+        let body = r#"{"access_token":"a","token_type":"DPoP","issued_token_type":"urn:ietf:params:oauth:token-type:access_token"}"#;
+        assert!(parse_token_response(&resp(200, body), &x).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::client::{EndpointCall, OAuthClient};
 use crate::discovery::Endpoint;
 use crate::error::Result;
-use crate::transport::{json_body, reject_status, RetryPolicy};
+use crate::transport::{json_body, RetryPolicy};
 
 /// An introspection response (RFC 7662 §2.2). Unknown members are in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -58,16 +58,18 @@ impl OAuthClient {
     /// # Errors
     /// [`Error::OAuth`](crate::Error::OAuth) (e.g. `unsupported_token_type`), transport errors.
     pub async fn revoke(&self, token: &str, hint: Option<&str>) -> Result<()> {
-        let resp = self
-            .call(EndpointCall {
+        self.call(
+            EndpointCall {
                 endpoint: Endpoint::Revocation,
+                operation: "revocation request".to_owned(),
                 params: token_form(token, hint),
                 policy: RetryPolicy::Idempotent,
                 dpop_override: None,
                 authenticate: true,
-            })
-            .await?;
-        reject_status(resp).map(|_| ())
+            },
+            |_| Ok(()),
+        )
+        .await
     }
 
     /// Introspect a token (RFC 7662 §2.1).
@@ -75,15 +77,17 @@ impl OAuthClient {
     /// # Errors
     /// OAuth, transport and parse errors.
     pub async fn introspect(&self, token: &str, hint: Option<&str>) -> Result<Introspection> {
-        let resp = self
-            .call(EndpointCall {
+        self.call(
+            EndpointCall {
                 endpoint: Endpoint::Introspection,
+                operation: "introspection request".to_owned(),
                 params: token_form(token, hint),
                 policy: RetryPolicy::Idempotent,
                 dpop_override: None,
                 authenticate: true,
-            })
-            .await?;
-        json_body(&resp, "introspection response")
+            },
+            |resp| json_body(resp, "introspection response"),
+        )
+        .await
     }
 }

@@ -23,7 +23,7 @@ mod retry;
 pub(crate) use client::is_loopback;
 pub use client::{HttpTransport, TransportConfig};
 pub use form::FormRequest;
-pub(crate) use response::{expect_json, json_body, oauth_error, reject_status};
+pub(crate) use response::{expect_json, json_body, oauth_error};
 pub(crate) use retry::parse_retry_after;
 pub use retry::RetryPolicy;
 

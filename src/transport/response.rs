@@ -53,15 +53,6 @@ pub(crate) fn expect_json<'a>(resp: &'a HttpResponse, what: &str) -> Result<&'a 
     Ok(resp.body())
 }
 
-/// Return the response if its status is 2xx, else the error it carries.
-pub(crate) fn reject_status(resp: HttpResponse) -> Result<HttpResponse> {
-    if resp.status().is_success() {
-        Ok(resp)
-    } else {
-        Err(oauth_error(&resp))
-    }
-}
-
 #[derive(serde::Deserialize)]
 struct ErrorBody {
     error: Option<serde_json::Value>,
@@ -74,10 +65,13 @@ struct ErrorBody {
 pub(crate) fn oauth_error(resp: &HttpResponse) -> Error {
     let status = resp.status().as_u16();
     let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
+    // Only a valid nonce (1 to 512 NQCHAR, RFC 9449 §8.1) is kept: anything else would be
+    // refused by the nonce cache anyway, and must not bloat or garble the error.
     let dpop_nonce = resp
         .headers()
         .get("dpop-nonce")
         .and_then(|v| v.to_str().ok())
+        .filter(|n| crate::dpop::is_valid_nonce(n))
         .map(str::to_owned);
     let text = |v: &Option<serde_json::Value>, max| match v {
         Some(serde_json::Value::String(s)) => Some(sanitize(s, max)),
@@ -92,6 +86,7 @@ pub(crate) fn oauth_error(resp: &HttpResponse) -> Error {
                 status,
                 challenges,
                 dpop_nonce,
+                context: None,
             });
         }
     }
@@ -106,6 +101,7 @@ pub(crate) fn oauth_error(resp: &HttpResponse) -> Error {
             status,
             challenges,
             dpop_nonce,
+            context: None,
         });
     }
     let retry_after = resp
@@ -113,11 +109,17 @@ pub(crate) fn oauth_error(resp: &HttpResponse) -> Error {
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| super::parse_retry_after(v, std::time::SystemTime::now()));
-    let body = &resp.body()[..resp.body().len().min(MAX_ERROR_BODY)];
+    let raw = &resp.body()[..resp.body().len().min(MAX_ERROR_BODY)];
+    let mut body = sanitize(&String::from_utf8_lossy(raw), MAX_ERROR_BODY);
+    if raw.len() < resp.body().len() && !body.ends_with('…') {
+        // Mark the cut, so that redaction knows the text may end inside a secret.
+        body.push('…');
+    }
     Error::Http {
         status,
-        body: sanitize(&String::from_utf8_lossy(body), MAX_ERROR_BODY),
+        body,
         retry_after,
+        context: None,
     }
 }
 
@@ -199,6 +201,33 @@ mod tests {
         assert_eq!(o.error, OAuthErrorCode::UseDpopNonce);
         assert_eq!(o.dpop_nonce.as_deref(), Some("n-1"));
         assert_eq!(o.challenges.len(), 1);
+    }
+
+    #[test]
+    fn hardening_08_invalid_or_oversized_nonce_not_kept() {
+        let with_nonce = |nonce: &str| {
+            http::Response::builder()
+                .status(400)
+                .header("content-type", "application/json")
+                .header("dpop-nonce", nonce)
+                .body(Bytes::from_static(br#"{"error":"use_dpop_nonce"}"#))
+                .expect("response")
+        };
+        let huge = "n".repeat(10 * 1024);
+        for bad in [huge.as_str(), "has space", "quo\"te", "back\\slash"] {
+            let e = oauth_error(&with_nonce(bad));
+            assert_eq!(
+                e.oauth_error().expect("oauth").dpop_nonce,
+                None,
+                "{bad:.20}"
+            );
+            assert!(format!("{e:?}").len() < 1024);
+        }
+        let e = oauth_error(&with_nonce("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
+        assert_eq!(
+            e.oauth_error().expect("oauth").dpop_nonce.as_deref(),
+            Some("eyJ7S_zG.eyJH0-Z.HX4w-7v")
+        );
     }
 
     #[test]
