@@ -164,7 +164,7 @@ pub fn resource_metadata_from_challenges(challenges: &[Challenge]) -> Option<&st
 ///
 /// # Errors
 /// Transport errors, [`Error::InvalidResponse`] for a malformed document, [`Error::Discovery`] when
-/// it is missing or for another resource.
+/// it is missing (any status other than 2xx) or for another resource.
 pub async fn fetch_resource_metadata(
     transport: &HttpTransport,
     requested: &Url,
@@ -182,6 +182,15 @@ pub async fn fetch_resource_metadata(
         return Err(Error::Discovery(format!(
             "no protected resource metadata at {}",
             url.origin().ascii_serialization()
+        )));
+    }
+    if !resp.status().is_success() {
+        // Whatever the status (403, 500, a redirect), the document is not there; its body
+        // (often an HTML page) says nothing useful.
+        return Err(Error::Discovery(format!(
+            "protected resource metadata at {} answered HTTP {}",
+            url.origin().ascii_serialization(),
+            resp.status().as_u16()
         )));
     }
     let body = expect_json(&resp, "resource metadata")?;

@@ -2,3 +2,5 @@
 
 pub mod oidc_provider;
 pub mod server;
+#[cfg(feature = "mtls")]
+pub mod mtls_pki;
