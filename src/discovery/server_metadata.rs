@@ -198,7 +198,10 @@ impl ServerMetadata {
             "no mtls_endpoint_aliases entry for the {endpoint:?} endpoint, and the advertised \
              one ({}) is not https, so it cannot see the client certificate; name the alias \
              with AgentBuilder::patch_metadata",
-            Url::parse(url).map_or_else(|_| "not a URL".to_owned(), |u| u.origin().ascii_serialization())
+            Url::parse(url).map_or_else(
+                |_| "not a URL".to_owned(),
+                |u| u.origin().ascii_serialization()
+            )
         )))
     }
 
@@ -367,6 +370,7 @@ impl AuthorizationServer {
     }
 
     /// The patch applied to discovered metadata, if any.
+    #[cfg(feature = "mtls")]
     pub(crate) fn metadata_patch(&self) -> Option<MetadataPatch> {
         self.inner.patch.clone()
     }

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use agent_oauth::testkit::{TestServer, TestServerConfig};
 use agent_oauth::{
-    Agent, AgentBuilder, ClientAuth, DpopMode, Error, NonceCache, OAuthErrorCode,
-    TransportConfig,
+    Agent, AgentBuilder, ClientAuth, DpopMode, Error, NonceCache, OAuthErrorCode, TransportConfig,
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -258,7 +257,10 @@ mod mtls {
 
 async fn scripted_401(challenge: &str) -> (Scripted, String) {
     let rs = Scripted::start().await;
-    rs.route("/api", Reply::status(401).header("www-authenticate", challenge));
+    rs.route(
+        "/api",
+        Reply::status(401).header("www-authenticate", challenge),
+    );
     let url = format!("http://{}/api", rs.addr());
     (rs, url)
 }
@@ -266,9 +268,10 @@ async fn scripted_401(challenge: &str) -> (Scripted, String) {
 #[tokio::test]
 async fn hardening_16_invalid_request_401_is_a_typed_error_without_renewal() {
     let server = TestServer::start().await;
-    let (rs, url) =
-        scripted_401(r#"Bearer error="invalid_request", error_description="No bearer token found""#)
-            .await;
+    let (rs, url) = scripted_401(
+        r#"Bearer error="invalid_request", error_description="No bearer token found""#,
+    )
+    .await;
     let agent = builder(&server)
         .resource(&url)
         .dpop_mode(DpopMode::Off)
@@ -357,7 +360,9 @@ async fn hardening_17_every_metadata_failure_keeps_the_challenge() {
         Reply::status(404),
         Reply::status(500),
         Reply::json(200, &json!({"resource": "https://elsewhere.example/api"})),
-        Reply::status(200).header("content-type", "text/html").body("<p>hi</p>"),
+        Reply::status(200)
+            .header("content-type", "text/html")
+            .body("<p>hi</p>"),
     ];
     for reply in replies {
         let (err, md_url) = discovery_with_metadata_answer(reply).await;

@@ -1,6 +1,6 @@
 //! A test certificate authority (rcgen) for mTLS tests, and oidc-provider started over HTTPS
 //! with it, asking for client certificates (feature `mtls`).
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
