@@ -113,7 +113,12 @@ impl AgentMiddleware {
         let mut nonce_retried = false;
         loop {
             let token = handle.get().await.map_err(mw)?.token().clone();
-            let nonce = agent.nonces().get(&url);
+            // The first DPoP request to an origin without a nonce goes alone (see `attempt`).
+            let (nonce, first_use) = if token.token_type == TokenType::Dpop {
+                agent.nonces().acquire(&url).await
+            } else {
+                (agent.nonces().get(&url), None)
+            };
             let original = spare
                 .take()
                 .ok_or_else(|| mw(Error::config("request consumed")))?;
@@ -131,6 +136,10 @@ impl AgentMiddleware {
                 .map_err(mw)?;
             let resp = next.clone().run(attempt, extensions).await?;
             let fresh = agent.nonces().update_from_headers(&url, resp.headers());
+            if first_use.is_some() && fresh.is_none() && !wants_nonce(&resp) {
+                agent.nonces().settle(&url);
+            }
+            drop(first_use);
             if resp.status().is_success() || spare.is_none() {
                 return Ok(resp);
             }

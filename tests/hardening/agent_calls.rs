@@ -468,3 +468,55 @@ async fn hardening_19_agents_can_share_a_nonce_cache() {
     assert_eq!(resp.status(), 200);
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
+
+// ------------------------------------------------------------------ the middleware's loop
+
+#[cfg(feature = "middleware")]
+mod middleware {
+    use super::*;
+    use agent_oauth::AgentMiddleware;
+
+    fn client(agent: &Agent) -> reqwest_middleware::ClientWithMiddleware {
+        reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(AgentMiddleware::new(agent.clone()))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn hardening_16_middleware_does_not_renew_on_invalid_request() {
+        let server = TestServer::start().await;
+        let (rs, url) = scripted_401(r#"Bearer error="invalid_request""#).await;
+        let agent = builder(&server)
+            .resource(&url)
+            .dpop_mode(DpopMode::Off)
+            .build()
+            .await
+            .unwrap();
+        let resp = guard(client(&agent).get(&url).send()).await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(rs.hits_for("/api"), 1);
+        assert_eq!(server.stats().token_requests, 1);
+    }
+
+    #[tokio::test]
+    async fn hardening_19_middleware_concurrent_first_calls_wait_for_the_first_nonce() {
+        let server = TestServer::start().await;
+        let (url, hits) = nonce_resource().await;
+        let agent = builder(&server).resource(&url).build().await.unwrap();
+        guard(agent.access_token(Some(&url))).await.unwrap();
+        let client = client(&agent);
+        let calls: Vec<_> = (0..50)
+            .map(|_| {
+                let client = client.clone();
+                let url = url.clone();
+                tokio::spawn(async move { client.get(&url).send().await })
+            })
+            .collect();
+        for call in calls {
+            let resp = guard(call).await.unwrap().unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        let n = hits.load(Ordering::SeqCst);
+        assert!(n <= 52, "{n} requests for 50 calls");
+    }
+}
