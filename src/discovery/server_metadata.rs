@@ -558,4 +558,39 @@ mod tests {
         assert!(parse_issuer("https://a.example/#f").is_err());
         assert!(parse_issuer("not a url").is_err());
     }
+
+    #[test]
+    fn hardening_14_mtls_endpoint_needs_an_alias_or_https() {
+        let md =
+            |doc: &str| ServerMetadata::from_json(doc.as_bytes(), "https://as.example").unwrap();
+        let aliased = md(
+            r#"{"issuer":"https://as.example","token_endpoint":"http://as.example/t",
+            "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.as.example/t"}}"#,
+        );
+        assert_eq!(
+            aliased.mtls_endpoint(Endpoint::Token).unwrap(),
+            "https://mtls.as.example/t"
+        );
+        let https =
+            md(r#"{"issuer":"https://as.example","token_endpoint":"https://as.example/t"}"#);
+        assert_eq!(
+            https.mtls_endpoint(Endpoint::Token).unwrap(),
+            "https://as.example/t"
+        );
+        // No alias for this endpoint (others have one) and a plain http endpoint.
+        let http = md(
+            r#"{"issuer":"https://as.example","token_endpoint":"http://as.example/t",
+            "revocation_endpoint":"http://as.example/r",
+            "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.as.example/t"}}"#,
+        );
+        let err = http.mtls_endpoint(Endpoint::Revocation).unwrap_err();
+        assert!(matches!(err, Error::Discovery(_)), "{err:?}");
+        assert!(err.to_string().contains("mtls_endpoint_aliases"), "{err}");
+        assert!(http.mtls_endpoint(Endpoint::Introspection).is_err());
+        // Without mTLS nothing changes.
+        assert_eq!(
+            http.endpoint(Endpoint::Revocation, false),
+            Some("http://as.example/r")
+        );
+    }
 }

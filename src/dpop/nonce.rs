@@ -332,4 +332,40 @@ mod tests {
         }
         assert_eq!(c.get(&u("https://t3.example/")).as_deref(), Some("n199"));
     }
+
+    #[tokio::test]
+    async fn hardening_19_first_use_is_single_flight_and_bounded() {
+        let c = std::sync::Arc::new(NonceCache::new());
+        let url = u("https://rs.example/a");
+        let (nonce, guard) = c.acquire(&url).await;
+        assert!(nonce.is_none());
+        let guard = guard.expect("first caller sends");
+        let waiter = {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { c.acquire(&url).await.0 })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        c.set(&url, "n1");
+        drop(guard);
+        assert_eq!(waiter.await.unwrap().as_deref(), Some("n1"));
+        // With a nonce, nobody waits.
+        assert_eq!(c.acquire(&url).await.0.as_deref(), Some("n1"));
+
+        // The wait is bounded.
+        let c = NonceCache::new().with_first_use_wait(std::time::Duration::from_millis(10));
+        let (_, held) = c.acquire(&url).await;
+        assert!(held.is_some());
+        let (nonce, guard) = c.acquire(&url).await;
+        assert!(nonce.is_none() && guard.is_none());
+        drop(held);
+
+        // An origin that answered without a nonce is not waited for.
+        let c = NonceCache::new();
+        let (_, held) = c.acquire(&url).await;
+        c.settle(&url);
+        drop(held);
+        let (nonce, guard) = c.acquire(&url).await;
+        assert!(nonce.is_none() && guard.is_none());
+    }
 }
