@@ -561,20 +561,21 @@ mod tests {
 
     #[test]
     fn hardening_14_mtls_endpoint_needs_an_alias_or_https() {
-        let md =
-            |doc: &str| ServerMetadata::from_json(doc.as_bytes(), "https://as.example").unwrap();
+        let md = |doc: &str| {
+            ServerMetadata::from_json(doc.as_bytes(), "https://as.example").expect("metadata")
+        };
         let aliased = md(
             r#"{"issuer":"https://as.example","token_endpoint":"http://as.example/t",
             "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.as.example/t"}}"#,
         );
         assert_eq!(
-            aliased.mtls_endpoint(Endpoint::Token).unwrap(),
+            aliased.mtls_endpoint(Endpoint::Token).expect("endpoint"),
             "https://mtls.as.example/t"
         );
         let https =
             md(r#"{"issuer":"https://as.example","token_endpoint":"https://as.example/t"}"#);
         assert_eq!(
-            https.mtls_endpoint(Endpoint::Token).unwrap(),
+            https.mtls_endpoint(Endpoint::Token).expect("endpoint"),
             "https://as.example/t"
         );
         // No alias for this endpoint (others have one) and a plain http endpoint.
@@ -583,7 +584,7 @@ mod tests {
             "revocation_endpoint":"http://as.example/r",
             "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.as.example/t"}}"#,
         );
-        let err = http.mtls_endpoint(Endpoint::Revocation).unwrap_err();
+        let err = http.mtls_endpoint(Endpoint::Revocation).expect_err("http");
         assert!(matches!(err, Error::Discovery(_)), "{err:?}");
         assert!(err.to_string().contains("mtls_endpoint_aliases"), "{err}");
         assert!(http.mtls_endpoint(Endpoint::Introspection).is_err());
