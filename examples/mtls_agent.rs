@@ -7,7 +7,10 @@
 //!     --cert client.pem --key client.key [--ca private-root.pem] https://api.example.com/things
 //! ```
 //! Without `--cert`, a self-signed certificate is generated (`self_signed_tls_client_auth`) and
-//! its thumbprint printed, for registration.
+//! its thumbprint printed, for registration. Tokens are bound to the certificate (the default
+//! DPoP mode does not add DPoP when a certificate is presented). The URL's resource is learnt
+//! from its 401 (RFC 9728). CI runs this example against oidc-provider over HTTPS
+//! (`hardening_13_mtls_example_runs_against_oidc_provider`).
 
 use agent_oauth::{cnf_x5t_s256, Agent, ClientAuth, ClientIdentity, TrustRoots};
 
@@ -57,5 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let resp = agent.get(&url).send().await?;
     println!("GET {url} -> {}", resp.status());
+    if !resp.status().is_success() {
+        return Err(format!("the resource answered {}", resp.status()).into());
+    }
     Ok(())
 }

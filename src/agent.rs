@@ -22,7 +22,7 @@ use crate::cache::{
 use crate::client_auth::ClientAuth;
 use crate::discovery::{
     challenges_from_headers, fetch_resource_metadata, resource_matches, AuthorizationServer,
-    Challenge, MetadataPolicy, ResourceMetadata,
+    Challenge, MetadataPatch, MetadataPolicy, ResourceMetadata, ServerMetadata,
 };
 use crate::dpop::{ath, DpopKey, NonceCache};
 use crate::error::{Error, OAuthError, OAuthErrorCode, Result};
@@ -38,7 +38,11 @@ use crate::transport::{
 #[non_exhaustive]
 pub enum DpopMode {
     /// Bind with a generated key when the server lists ES256 in
-    /// `dpop_signing_alg_values_supported` (default).
+    /// `dpop_signing_alg_values_supported` (default). With a
+    /// [client certificate](AgentBuilder::client_identity), tokens are bound to the certificate
+    /// alone: servers refuse a request carrying two proof-of-possession mechanisms (oidc-provider:
+    /// "multiple proof-of-possession mechanisms are not allowed"). Use [`DpopMode::Key`] to ask
+    /// for both.
     #[default]
     Auto,
     /// Always bind to this key.
@@ -129,6 +133,8 @@ pub struct AgentBuilder {
     default_expires_in: Option<Duration>,
     events: Option<EventHook>,
     error: Option<Error>,
+    nonces: Option<Arc<NonceCache>>,
+    metadata_patch: Option<MetadataPatch>,
     #[cfg(feature = "mtls")]
     identity: Option<crate::mtls::ClientIdentity>,
     #[cfg(feature = "mtls")]
@@ -166,6 +172,8 @@ impl Default for AgentBuilder {
             default_expires_in: Some(Duration::from_secs(300)),
             events: None,
             error: None,
+            nonces: None,
+            metadata_patch: None,
             #[cfg(feature = "mtls")]
             identity: None,
             #[cfg(feature = "mtls")]
@@ -290,8 +298,47 @@ impl AgentBuilder {
         self
     }
 
+    /// Share this DPoP nonce cache (default: one of the agent's own). Agents calling the same
+    /// servers then reuse each other's nonces instead of each being rejected once per origin.
+    pub fn nonce_cache(mut self, nonces: Arc<NonceCache>) -> Self {
+        self.nonces = Some(nonces);
+        self
+    }
+
+    /// Adjust the authorization server's metadata after each discovery, before it is used:
+    /// endpoint overrides for servers whose metadata is incomplete, such as an
+    /// `mtls_endpoint_aliases` entry the server does not advertise.
+    ///
+    /// ```
+    /// # use agent_oauth::Agent;
+    /// let builder = Agent::builder().patch_metadata(|md| {
+    ///     md.mtls_endpoint_aliases
+    ///         .get_or_insert_with(Default::default)
+    ///         .token_endpoint = Some("https://mtls.as.example.com/token".into());
+    /// });
+    /// ```
+    pub fn patch_metadata(
+        mut self,
+        patch: impl Fn(&mut ServerMetadata) + Send + Sync + 'static,
+    ) -> Self {
+        self.metadata_patch = Some(Arc::new(patch));
+        self
+    }
+
+    #[cfg(feature = "mtls")]
+    fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    #[cfg(not(feature = "mtls"))]
+    fn has_identity(&self) -> bool {
+        false
+    }
+
     /// Present this client certificate on every connection (RFC 8705); token requests use the
-    /// server's `mtls_endpoint_aliases`.
+    /// server's `mtls_endpoint_aliases`, or the advertised endpoint when it is `https` (see
+    /// [`patch_metadata`](Self::patch_metadata) to name the alias yourself). With
+    /// [`DpopMode::Auto`], tokens are bound to the certificate only.
     #[cfg(feature = "mtls")]
     pub fn client_identity(mut self, identity: crate::mtls::ClientIdentity) -> Self {
         self.identity = Some(identity);
@@ -363,12 +410,16 @@ impl AgentBuilder {
         let issuer = issuer.ok_or_else(|| {
             Error::config("an issuer (or a protected resource naming one) is required")
         })?;
-        let server = AuthorizationServer::new(&issuer, transport.clone())?;
+        let mut server = AuthorizationServer::new(&issuer, transport.clone())?;
+        if let Some(patch) = self.metadata_patch.clone() {
+            server = server.with_metadata_patch(patch);
+        }
         let md = server.metadata().await?;
 
         let dpop = match self.dpop {
             DpopMode::Key(k) => Some(k),
             DpopMode::Off => None,
+            DpopMode::Auto if self.has_identity() => None,
             DpopMode::Auto => md.supports_dpop_alg("ES256").then(DpopKey::generate),
         };
         let mut binding = match &dpop {
@@ -396,6 +447,9 @@ impl AgentBuilder {
         }
         if let Some(k) = dpop {
             cb = cb.dpop(k);
+        }
+        if let Some(n) = self.nonces {
+            cb = cb.nonce_cache(n);
         }
         #[cfg(feature = "mtls")]
         if self.identity.is_some() {
@@ -546,7 +600,10 @@ impl Agent {
             transport.set_event_hook(hook.clone());
         }
         let md = old.client.server().metadata().await?;
-        let server = AuthorizationServer::from_metadata((*md).clone(), transport.clone())?;
+        let mut server = AuthorizationServer::from_metadata((*md).clone(), transport.clone())?;
+        if let Some(patch) = old.client.server().metadata_patch() {
+            server = server.with_metadata_patch(patch);
+        }
         let client = old.client.with_server(server);
         let x5t = identity.thumbprint().to_owned();
         let binding = match &old.binding {
@@ -680,7 +737,8 @@ impl Agent {
     /// Token endpoint and discovery errors.
     pub async fn access_token(&self, resource: Option<&str>) -> Result<TokenRef> {
         let r = resource.map(parse_resource).transpose()?;
-        self.handle(self.params_for(r.as_ref(), None)).get().await
+        let handle = self.handle(self.params_for(r.as_ref(), None));
+        within_deadline(&self.inner.transport, handle.get()).await
     }
 
     /// Drop the cached tokens for `resource` (`None`: the agent's tokens without a resource),
@@ -745,10 +803,11 @@ impl Agent {
     /// Discovery errors.
     pub async fn authorization_url(&self, redirect_uri: &str) -> Result<PendingAuthorization> {
         let params = self.login_params();
-        self.inner
-            .client
-            .authorization_url(redirect_uri, &params)
-            .await
+        within_deadline(
+            &self.inner.transport,
+            self.inner.client.authorization_url(redirect_uri, &params),
+        )
+        .await
     }
 
     /// Parameters of a user login: the agent's scope and every known resource, so that tokens
@@ -770,7 +829,12 @@ impl Agent {
         pending: &PendingAuthorization,
         callback: &Url,
     ) -> Result<TokenSet> {
-        let tokens = self.inner.client.exchange_code(pending, callback).await?;
+        let tokens = within_deadline(
+            &self.inner.transport,
+            self.inner.client.exchange_code(pending, callback),
+        )
+        .await?;
+        // Not under the deadline: the grant is kept whatever time it takes to store it.
         self.adopt_grant(tokens).await
     }
 
@@ -893,7 +957,22 @@ impl Agent {
     /// Learn the resource behind a 401 (RFC 9728 §5): metadata from the challenge's
     /// `resource_metadata` (policy-checked) or the well-known URL, checked against the URL and
     /// the agent's issuer.
+    ///
+    /// Any failure is an [`Error::ResourceDiscovery`] that keeps the resource's challenges.
     pub(crate) async fn discover_resource(
+        &self,
+        url: &Url,
+        challenges: &[Challenge],
+    ) -> Result<ResourceInfo> {
+        self.discover_resource_inner(url, challenges)
+            .await
+            .map_err(|e| Error::ResourceDiscovery {
+                reason: Box::new(e),
+                challenges: challenges.to_vec(),
+            })
+    }
+
+    async fn discover_resource_inner(
         &self,
         url: &Url,
         challenges: &[Challenge],
@@ -1193,7 +1272,10 @@ impl AgentRequest {
             method = %self.parts.method,
             origin = %self.parts.url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default(),
         );
-        self.send_inner().instrument(span).await
+        let transport = self.agent.inner.transport.clone();
+        within_deadline(&transport, self.send_inner())
+            .instrument(span)
+            .await
     }
 
     async fn send_inner(self) -> Result<HttpResponse> {
@@ -1240,7 +1322,7 @@ impl AgentRequest {
                     refreshed = true;
                     handle.invalidate();
                 }
-                Outcome::Unauthorized(err) => return Err(err),
+                Outcome::Unauthorized(err) | Outcome::Refused(err) => return Err(err),
                 Outcome::InsufficientScope(err) => {
                     let wanted = err
                         .oauth_error()
@@ -1271,6 +1353,8 @@ pub(crate) enum Outcome {
     Unauthorized(Error),
     /// 403 `insufficient_scope`.
     InsufficientScope(Error),
+    /// 401 with an error code other than `invalid_token`: a new token would not help.
+    Refused(Error),
 }
 
 /// Send with `token`, retrying once with the resource's new DPoP nonce (RFC 9449 §9: a 401, or
@@ -1287,19 +1371,38 @@ where
     F: Fn(Option<String>) -> Fut,
     Fut: std::future::Future<Output = Result<HttpResponse>>,
 {
-    let nonce = nonces.get(url);
-    let mut resp = send(nonce.clone()).await?;
+    let dpop = token.token_type == TokenType::Dpop;
+    // The first DPoP request to an origin without a nonce goes alone; the others wait for its
+    // answer (bounded) and use the nonce it brings.
+    let (nonce, first_use) = if dpop {
+        nonces.acquire(url).await
+    } else {
+        (nonces.get(url), None)
+    };
+    let sent = send(nonce.clone()).await;
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            drop(first_use);
+            return Err(e);
+        }
+    };
     let fresh = nonces.update_from_headers(url, resp.headers());
-    if resp.status().is_success() {
-        return Ok(Outcome::Done(resp));
-    }
     // The resource may echo the token it was sent: never let it into the error.
     let mut sent = crate::secret::SentSecrets::new();
     sent.add(token.access_token.secret());
     let mut err = oauth_error(&resp).redacted(&sent);
-    let wants_nonce = err
-        .oauth_error()
-        .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce);
+    let wants_nonce = !resp.status().is_success()
+        && err
+            .oauth_error()
+            .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce);
+    if first_use.is_some() && fresh.is_none() && !wants_nonce {
+        nonces.settle(url);
+    }
+    drop(first_use);
+    if resp.status().is_success() {
+        return Ok(Outcome::Done(resp));
+    }
     if wants_nonce && token.token_type == TokenType::Dpop && fresh.is_some() && fresh != nonce {
         resp = send(fresh).await?;
         nonces.update_from_headers(url, resp.headers());
@@ -1322,11 +1425,14 @@ where
     };
     if status == http::StatusCode::UNAUTHORIZED {
         rejected(code.as_ref().map_or("unauthorized", |c| c.as_str()));
-        return Ok(Outcome::Unauthorized(ensure_oauth(
-            err,
-            status.as_u16(),
-            OAuthErrorCode::InvalidToken,
-        )));
+        let err = ensure_oauth(err, status.as_u16(), OAuthErrorCode::InvalidToken);
+        // Only a rejected token is worth renewing: `invalid_token`, or a 401 that names no
+        // error. Anything else (`invalid_request`, a nonce the resource keeps refusing, ...)
+        // would fail the same way with a new token.
+        return Ok(match code {
+            None | Some(OAuthErrorCode::InvalidToken) => Outcome::Unauthorized(err),
+            Some(_) => Outcome::Refused(err),
+        });
     }
     if status == http::StatusCode::FORBIDDEN && code == Some(OAuthErrorCode::InsufficientScope) {
         rejected("insufficient_scope");
@@ -1374,6 +1480,22 @@ pub(crate) fn authorize_headers_with(
         headers.insert("dpop", v);
     }
     Ok(())
+}
+
+/// Run one user-visible call under the transport's [`deadline`](TransportConfig::deadline):
+/// discovery, token requests, nonce and token retries together, not each HTTP exchange alone.
+///
+/// Token fetches run in the cache's own task, so a call that times out never cancels a refresh
+/// midway (a rotated refresh token is still stored).
+pub(crate) async fn within_deadline<T>(
+    transport: &HttpTransport,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let deadline = transport.config().deadline;
+    match tokio::time::timeout(deadline, call).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout(deadline)),
+    }
 }
 
 pub(crate) fn ensure_oauth(err: Error, status: u16, default: OAuthErrorCode) -> Error {

@@ -55,7 +55,7 @@ use url::Url;
 
 use crate::agent::{
     attempt, authorize_headers_with, method_shortcuts, parse_resource, request_builder_methods,
-    Agent, Outcome, RequestParts,
+    within_deadline, Agent, Outcome, RequestParts,
 };
 use crate::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
 use crate::discovery::resource_matches;
@@ -905,6 +905,11 @@ impl ChildRequest {
     /// ([`Error::Delegation`] when the token cannot be renewed); transport errors;
     /// [`Error::OAuth`] for a final 401 or a 403 `insufficient_scope`.
     pub async fn send(self) -> Result<HttpResponse> {
+        let transport = self.child.inner.exchanger.root.transport().clone();
+        within_deadline(&transport, self.send_inner()).await
+    }
+
+    async fn send_inner(self) -> Result<HttpResponse> {
         let url = self.parts.url()?;
         let ex = self.child.inner.exchanger.clone();
         ex.root.transport().check(&url)?;
@@ -933,7 +938,9 @@ impl ChildRequest {
                     self.child.inner.handle.invalidate();
                 }
                 // A child never asks for more than its narrowing.
-                Outcome::Unauthorized(err) | Outcome::InsufficientScope(err) => return Err(err),
+                Outcome::Unauthorized(err)
+                | Outcome::InsufficientScope(err)
+                | Outcome::Refused(err) => return Err(err),
             }
         }
     }

@@ -107,6 +107,18 @@ pub enum Error {
     /// (the parent no longer holds a valid token, or the delegation was revoked).
     #[error("delegation refused: {0}")]
     Delegation(String),
+
+    /// A protected resource answered 401 and following it to its RFC 9728 metadata failed
+    /// (the document is missing, refused, unreachable, malformed or names another issuer).
+    /// The resource's challenges are kept.
+    #[error("protected resource discovery failed: {reason}")]
+    ResourceDiscovery {
+        /// Why the metadata could not be used.
+        #[source]
+        reason: Box<Error>,
+        /// The challenges of the resource's 401 (`WWW-Authenticate`), as parsed.
+        challenges: Vec<Challenge>,
+    },
 }
 
 /// The request a transport error happened in, kept as the error's source so that the variant
@@ -190,6 +202,7 @@ impl Error {
                 )
             }
             Error::Timeout(_) => true,
+            Error::ResourceDiscovery { reason, .. } => reason.is_retryable(),
             Error::Http { status, .. } => *status == 429 || (500..600).contains(status),
             Error::OAuth(e) => {
                 e.status == 429

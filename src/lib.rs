@@ -39,8 +39,8 @@ pub use delegation::{
 pub use discovery::{
     challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
     resource_metadata_from_challenges, resource_metadata_url, AuthorizationServer, Challenge,
-    ChallengeError, ChallengeErrorKind, Endpoint, MetadataPolicy, MtlsEndpointAliases,
-    ResourceMetadata, ServerMetadata,
+    ChallengeError, ChallengeErrorKind, Endpoint, MetadataPatch, MetadataPolicy,
+    MtlsEndpointAliases, ResourceMetadata, ServerMetadata,
 };
 pub use dpop::{ath, normalize_htu, DpopKey, NonceCache};
 pub use error::ErrorContext;

@@ -46,9 +46,34 @@ fn wants_nonce(resp: &reqwest::Response) -> bool {
         .any(|c| c.error() == Some(OAuthErrorCode::UseDpopNonce.as_str()))
 }
 
+/// A 401 a new token may cure: `invalid_token`, or no error code at all.
+fn renews_token(resp: &reqwest::Response) -> bool {
+    challenges_from_headers(resp.headers())
+        .unwrap_or_default()
+        .iter()
+        .find_map(|c| c.error().map(str::to_owned))
+        .is_none_or(|code| code == OAuthErrorCode::InvalidToken.as_str())
+}
+
 #[async_trait::async_trait]
 impl Middleware for AgentMiddleware {
     async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        // One deadline for the whole call: discovery, token requests, nonce and token retries.
+        let deadline = self.agent.transport().config().deadline;
+        match tokio::time::timeout(deadline, self.handle_inner(req, extensions, next)).await {
+            Ok(r) => r,
+            Err(_) => Err(mw(Error::Timeout(deadline))),
+        }
+    }
+}
+
+impl AgentMiddleware {
+    async fn handle_inner(
         &self,
         req: reqwest::Request,
         extensions: &mut Extensions,
@@ -88,7 +113,12 @@ impl Middleware for AgentMiddleware {
         let mut nonce_retried = false;
         loop {
             let token = handle.get().await.map_err(mw)?.token().clone();
-            let nonce = agent.nonces().get(&url);
+            // The first DPoP request to an origin without a nonce goes alone (see `attempt`).
+            let (nonce, first_use) = if token.token_type == TokenType::Dpop {
+                agent.nonces().acquire(&url).await
+            } else {
+                (agent.nonces().get(&url), None)
+            };
             let original = spare
                 .take()
                 .ok_or_else(|| mw(Error::config("request consumed")))?;
@@ -106,6 +136,10 @@ impl Middleware for AgentMiddleware {
                 .map_err(mw)?;
             let resp = next.clone().run(attempt, extensions).await?;
             let fresh = agent.nonces().update_from_headers(&url, resp.headers());
+            if first_use.is_some() && fresh.is_none() && !wants_nonce(&resp) {
+                agent.nonces().settle(&url);
+            }
+            drop(first_use);
             if resp.status().is_success() || spare.is_none() {
                 return Ok(resp);
             }
@@ -120,7 +154,7 @@ impl Middleware for AgentMiddleware {
                 nonce_retried = true;
                 continue;
             }
-            if status == 401 && !refreshed {
+            if status == 401 && !refreshed && renews_token(&resp) {
                 refreshed = true;
                 handle.invalidate();
                 continue;

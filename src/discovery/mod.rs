@@ -13,4 +13,6 @@ pub use resource_metadata::{
     fetch_resource_metadata, resource_matches, resource_metadata_from_challenges,
     resource_metadata_url, MetadataPolicy, ResourceMetadata,
 };
-pub use server_metadata::{AuthorizationServer, Endpoint, MtlsEndpointAliases, ServerMetadata};
+pub use server_metadata::{
+    AuthorizationServer, Endpoint, MetadataPatch, MtlsEndpointAliases, ServerMetadata,
+};

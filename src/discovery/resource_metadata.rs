@@ -164,7 +164,8 @@ pub fn resource_metadata_from_challenges(challenges: &[Challenge]) -> Option<&st
 ///
 /// # Errors
 /// Transport errors, [`Error::InvalidResponse`] for a malformed document, [`Error::Discovery`] when
-/// it is missing or for another resource.
+/// it is missing (404) or for another resource, [`Error::Http`] (status only) for any other
+/// status. An agent following a 401 wraps each of these in [`Error::ResourceDiscovery`].
 pub async fn fetch_resource_metadata(
     transport: &HttpTransport,
     requested: &Url,
@@ -185,6 +186,16 @@ pub async fn fetch_resource_metadata(
             "no protected resource metadata at {}",
             url.origin().ascii_serialization()
         )));
+    }
+    if !resp.status().is_success() {
+        // Any other status (403, 500, a redirect): the status is kept (a 5xx is retryable),
+        // the body (often an HTML page) says nothing about the metadata and is dropped.
+        return Err(Error::Http {
+            status: resp.status().as_u16(),
+            body: String::new(),
+            retry_after: None,
+            context: Some(Box::new(ctx)),
+        });
     }
     let body = expect_json(&resp, "resource metadata").map_err(|e| e.with_context(&ctx))?;
     ResourceMetadata::from_json(body, requested)

@@ -166,6 +166,45 @@ impl ServerMetadata {
         }
     }
 
+    /// The URL of `endpoint` for a client that presents a certificate (RFC 8705 §5): its
+    /// `mtls_endpoint_aliases` entry, else the advertised endpoint if it is `https` (a server
+    /// may accept certificates on its ordinary endpoints).
+    ///
+    /// # Errors
+    /// [`Error::Discovery`] when there is no such endpoint, or when there is no alias and the
+    /// advertised endpoint is not `https`, so it could never see the certificate (name the
+    /// alias with [`AgentBuilder::patch_metadata`](crate::AgentBuilder::patch_metadata)).
+    pub fn mtls_endpoint(&self, endpoint: Endpoint) -> Result<&str> {
+        let has_alias = self.mtls_endpoint_aliases.as_ref().is_some_and(|a| {
+            match endpoint {
+                Endpoint::Token => &a.token_endpoint,
+                Endpoint::Revocation => &a.revocation_endpoint,
+                Endpoint::Introspection => &a.introspection_endpoint,
+                Endpoint::DeviceAuthorization => &a.device_authorization_endpoint,
+                Endpoint::PushedAuthorizationRequest => &a.pushed_authorization_request_endpoint,
+                Endpoint::Userinfo => &a.userinfo_endpoint,
+            }
+            .is_some()
+        });
+        let Some(url) = self.endpoint(endpoint, true) else {
+            return Err(Error::Discovery(format!(
+                "the server advertises no {endpoint:?} endpoint"
+            )));
+        };
+        if has_alias || url.starts_with("https://") {
+            return Ok(url);
+        }
+        Err(Error::Discovery(format!(
+            "no mtls_endpoint_aliases entry for the {endpoint:?} endpoint, and the advertised \
+             one ({}) is not https, so it cannot see the client certificate; name the alias \
+             with AgentBuilder::patch_metadata",
+            Url::parse(url).map_or_else(
+                |_| "not a URL".to_owned(),
+                |u| u.origin().ascii_serialization()
+            )
+        )))
+    }
+
     /// Does the server list `alg` in `dpop_signing_alg_values_supported`?
     pub fn supports_dpop_alg(&self, alg: &str) -> bool {
         self.dpop_signing_alg_values_supported
@@ -234,6 +273,9 @@ pub struct AuthorizationServer {
     inner: Arc<AsInner>,
 }
 
+/// A change applied to every discovered metadata document (endpoint overrides).
+pub type MetadataPatch = Arc<dyn Fn(&mut ServerMetadata) + Send + Sync>;
+
 struct AsInner {
     issuer: String,
     issuer_url: Url,
@@ -241,6 +283,7 @@ struct AsInner {
     ttl: Duration,
     cache: ArcSwapOption<Cached>,
     fetch: tokio::sync::Mutex<()>,
+    patch: Option<MetadataPatch>,
 }
 
 impl std::fmt::Debug for AuthorizationServer {
@@ -269,6 +312,7 @@ impl AuthorizationServer {
                 ttl: Duration::from_secs(3600),
                 cache: ArcSwapOption::empty(),
                 fetch: tokio::sync::Mutex::new(()),
+                patch: None,
             }),
         })
     }
@@ -297,10 +341,38 @@ impl AuthorizationServer {
             ttl,
             cache: ArcSwapOption::new(arc.cache.load_full()),
             fetch: tokio::sync::Mutex::new(()),
+            patch: arc.patch.clone(),
         });
         AuthorizationServer {
             inner: Arc::new(AsInner { ttl, ..inner }),
         }
+    }
+
+    /// Apply `patch` to every document discovered from now on, after its issuer is checked
+    /// and before it is used (endpoint overrides, such as a missing `mtls_endpoint_aliases`).
+    /// Metadata already held is left as it is.
+    pub fn with_metadata_patch(self, patch: MetadataPatch) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|arc| AsInner {
+            issuer: arc.issuer.clone(),
+            issuer_url: arc.issuer_url.clone(),
+            transport: arc.transport.clone(),
+            ttl: arc.ttl,
+            cache: ArcSwapOption::new(arc.cache.load_full()),
+            fetch: tokio::sync::Mutex::new(()),
+            patch: None,
+        });
+        AuthorizationServer {
+            inner: Arc::new(AsInner {
+                patch: Some(patch),
+                ..inner
+            }),
+        }
+    }
+
+    /// The patch applied to discovered metadata, if any.
+    #[cfg(feature = "mtls")]
+    pub(crate) fn metadata_patch(&self) -> Option<MetadataPatch> {
+        self.inner.patch.clone()
     }
 
     /// The configured issuer identifier.
@@ -361,7 +433,11 @@ impl AuthorizationServer {
             if resp.status().is_success() {
                 let body =
                     expect_json(&resp, "server metadata").map_err(|e| e.with_context(&ctx))?;
-                return ServerMetadata::from_json(body, &self.inner.issuer);
+                let mut md = ServerMetadata::from_json(body, &self.inner.issuer)?;
+                if let Some(patch) = &self.inner.patch {
+                    patch(&mut md);
+                }
+                return Ok(md);
             }
             tracing::debug!(target: "agent_oauth", url = %url, status = resp.status().as_u16(),
                 "well-known metadata not found");
@@ -484,5 +560,41 @@ mod tests {
         assert!(parse_issuer("https://a.example/?q=1").is_err());
         assert!(parse_issuer("https://a.example/#f").is_err());
         assert!(parse_issuer("not a url").is_err());
+    }
+
+    #[test]
+    fn hardening_14_mtls_endpoint_needs_an_alias_or_https() {
+        let md = |doc: &str| {
+            ServerMetadata::from_json(doc.as_bytes(), "https://as.example").expect("metadata")
+        };
+        let aliased = md(
+            r#"{"issuer":"https://as.example","token_endpoint":"http://as.example/t",
+            "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.as.example/t"}}"#,
+        );
+        assert_eq!(
+            aliased.mtls_endpoint(Endpoint::Token).expect("endpoint"),
+            "https://mtls.as.example/t"
+        );
+        let https =
+            md(r#"{"issuer":"https://as.example","token_endpoint":"https://as.example/t"}"#);
+        assert_eq!(
+            https.mtls_endpoint(Endpoint::Token).expect("endpoint"),
+            "https://as.example/t"
+        );
+        // No alias for this endpoint (others have one) and a plain http endpoint.
+        let http = md(
+            r#"{"issuer":"https://as.example","token_endpoint":"http://as.example/t",
+            "revocation_endpoint":"http://as.example/r",
+            "mtls_endpoint_aliases":{"token_endpoint":"https://mtls.as.example/t"}}"#,
+        );
+        let err = http.mtls_endpoint(Endpoint::Revocation).expect_err("http");
+        assert!(matches!(err, Error::Discovery(_)), "{err:?}");
+        assert!(err.to_string().contains("mtls_endpoint_aliases"), "{err}");
+        assert!(http.mtls_endpoint(Endpoint::Introspection).is_err());
+        // Without mTLS nothing changes.
+        assert_eq!(
+            http.endpoint(Endpoint::Revocation, false),
+            Some("http://as.example/r")
+        );
     }
 }

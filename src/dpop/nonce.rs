@@ -1,7 +1,8 @@
 //! Server-provided DPoP nonces (RFC 9449 §8, §9), remembered per origin.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// How many origins a [`NonceCache`] remembers; the least recently updated is dropped first.
 const MAX_ORIGINS: usize = 1024;
@@ -32,13 +33,33 @@ fn origin_key(url: &url::Url) -> String {
     }
 }
 
+/// How long a request that finds no nonce for an origin waits, by default, for the answer to
+/// the first request to that origin (see [`NonceCache::with_first_use_wait`]).
+const FIRST_USE_WAIT: Duration = Duration::from_secs(10);
+
 /// The latest `DPoP-Nonce` each origin sent, for the next proof to that origin.
 ///
 /// Bounded (1024 origins, the least recently updated evicted first), shareable across
-/// threads. Nonces are validated (`NQCHAR`, at most 512 bytes); anything else is ignored.
-#[derive(Debug, Default)]
+/// threads and across agents ([`AgentBuilder::nonce_cache`](crate::AgentBuilder::nonce_cache)).
+/// Nonces are validated (`NQCHAR`, at most 512 bytes); anything else is ignored.
+///
+/// The first DPoP request to an origin that has sent no nonce yet goes out alone: concurrent
+/// requests to the same origin wait (at most [`with_first_use_wait`](Self::with_first_use_wait))
+/// for its answer and then use the nonce it brought, instead of all being rejected with
+/// `use_dpop_nonce`. Once an origin has answered without sending a nonce, nobody waits for it.
+#[derive(Debug)]
 pub struct NonceCache {
     inner: Mutex<Entries>,
+    first_use_wait: Duration,
+}
+
+impl Default for NonceCache {
+    fn default() -> Self {
+        NonceCache {
+            inner: Mutex::new(Entries::default()),
+            first_use_wait: FIRST_USE_WAIT,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -46,12 +67,91 @@ struct Entries {
     /// origin key -> (nonce, sequence number of its last update)
     map: HashMap<String, (String, u64)>,
     seq: u64,
+    /// Origins whose first request is in flight, and the waiters for its answer.
+    probing: HashMap<String, Arc<tokio::sync::Notify>>,
+    /// Origins that answered a request without sending a nonce: no need to wait for them.
+    settled: HashSet<String>,
+}
+
+/// Held by the first request to an origin without a nonce; dropping it wakes the requests
+/// waiting for that origin (see [`NonceCache::acquire`]).
+pub(crate) struct FirstUse<'a> {
+    cache: &'a NonceCache,
+    key: String,
+}
+
+impl Drop for FirstUse<'_> {
+    fn drop(&mut self) {
+        let notify = self.cache.lock().probing.remove(&self.key);
+        if let Some(n) = notify {
+            n.notify_waiters();
+        }
+    }
 }
 
 impl NonceCache {
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Set how long a request that finds no nonce for an origin waits for the answer to the
+    /// first request to that origin (default 10 s). Past it, the request goes out without one.
+    pub fn with_first_use_wait(mut self, wait: Duration) -> Self {
+        self.first_use_wait = wait;
+        self
+    }
+
+    /// The nonce for a DPoP request to `url`. With none known and the origin not known to do
+    /// without, the first caller gets `(None, Some(guard))` and sends; later callers wait
+    /// (bounded) until the guard is dropped, then read the nonce the first answer brought.
+    pub(crate) async fn acquire(&self, url: &url::Url) -> (Option<String>, Option<FirstUse<'_>>) {
+        let key = origin_key(url);
+        let notify = {
+            let mut entries = self.lock();
+            if let Some((nonce, _)) = entries.map.get(&key) {
+                return (Some(nonce.clone()), None);
+            }
+            if entries.settled.contains(&key) {
+                return (None, None);
+            }
+            match entries.probing.get(&key) {
+                Some(n) => n.clone(),
+                None => {
+                    if entries.probing.len() >= MAX_ORIGINS {
+                        // Bounded: past this many origins in flight, nobody waits.
+                        return (None, None);
+                    }
+                    entries
+                        .probing
+                        .insert(key.clone(), Arc::new(tokio::sync::Notify::new()));
+                    return (None, Some(FirstUse { cache: self, key }));
+                }
+            }
+        };
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Registered before the state is read again, so a wake-up in between is not lost.
+        notified.as_mut().enable();
+        let still_probing = self
+            .lock()
+            .probing
+            .get(&key)
+            .is_some_and(|n| Arc::ptr_eq(n, &notify));
+        if still_probing {
+            let _ = tokio::time::timeout(self.first_use_wait, notified).await;
+        }
+        (self.get(url), None)
+    }
+
+    /// Record that `url`'s origin answered a DPoP request without sending a nonce.
+    pub(crate) fn settle(&self, url: &url::Url) {
+        let key = origin_key(url);
+        let mut entries = self.lock();
+        if entries.settled.len() >= MAX_ORIGINS {
+            entries.settled.clear();
+        }
+        entries.settled.insert(key);
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
@@ -231,5 +331,41 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(c.get(&u("https://t3.example/")).as_deref(), Some("n199"));
+    }
+
+    #[tokio::test]
+    async fn hardening_19_first_use_is_single_flight_and_bounded() {
+        let c = std::sync::Arc::new(NonceCache::new());
+        let url = u("https://rs.example/a");
+        let (nonce, guard) = c.acquire(&url).await;
+        assert!(nonce.is_none());
+        let guard = guard.expect("first caller sends");
+        let waiter = {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { c.acquire(&url).await.0 })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        c.set(&url, "n1");
+        drop(guard);
+        assert_eq!(waiter.await.unwrap().as_deref(), Some("n1"));
+        // With a nonce, nobody waits.
+        assert_eq!(c.acquire(&url).await.0.as_deref(), Some("n1"));
+
+        // The wait is bounded.
+        let c = NonceCache::new().with_first_use_wait(std::time::Duration::from_millis(10));
+        let (_, held) = c.acquire(&url).await;
+        assert!(held.is_some());
+        let (nonce, guard) = c.acquire(&url).await;
+        assert!(nonce.is_none() && guard.is_none());
+        drop(held);
+
+        // An origin that answered without a nonce is not waited for.
+        let c = NonceCache::new();
+        let (_, held) = c.acquire(&url).await;
+        c.settle(&url);
+        drop(held);
+        let (nonce, guard) = c.acquire(&url).await;
+        assert!(nonce.is_none() && guard.is_none());
     }
 }

@@ -206,9 +206,13 @@ impl OAuthClient {
         endpoint: Endpoint,
     ) -> Result<(Url, Arc<ServerMetadata>)> {
         let md = self.inner.server.metadata().await?;
-        let raw = md.endpoint(endpoint, self.inner.mtls).ok_or_else(|| {
-            Error::Discovery(format!("the server advertises no {endpoint:?} endpoint"))
-        })?;
+        let raw = if self.inner.mtls {
+            md.mtls_endpoint(endpoint)?
+        } else {
+            md.endpoint(endpoint, false).ok_or_else(|| {
+                Error::Discovery(format!("the server advertises no {endpoint:?} endpoint"))
+            })?
+        };
         let url = Url::parse(raw)
             .map_err(|_| Error::Discovery(format!("{endpoint:?} endpoint is not a URL")))?;
         self.transport().check(&url)?;

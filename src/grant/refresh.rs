@@ -117,6 +117,7 @@ mod tests {
             status,
             body: String::new(),
             retry_after: None,
+            context: None,
         }
     }
 

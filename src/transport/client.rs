@@ -24,6 +24,12 @@ pub struct TransportConfig {
     /// Time allowed for one attempt, headers and body (default 30 s).
     pub request_timeout: Duration,
     /// Time allowed for one operation, all attempts and waits together (default 60 s).
+    ///
+    /// An [`Agent`](crate::Agent) applies it to each call as a whole, not to each HTTP
+    /// exchange: `send` (with discovery, token requests, nonce and token retries),
+    /// `access_token`, `authorization_url` and `complete_authorization` each end with
+    /// [`Error::Timeout`] once it passes. (`login_device` waits for a person and is bounded by
+    /// the device code's lifetime instead.)
     pub deadline: Duration,
     /// Largest response body accepted, enforced while streaming (default 1 MiB).
     pub max_body_bytes: usize,

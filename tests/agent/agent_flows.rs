@@ -147,7 +147,10 @@ async fn agent_never_sends_a_token_to_another_origin() {
         .send()
         .await
         .expect_err("foreign AS");
-    assert!(matches!(err, Error::Discovery(_)), "{err:?}");
+    assert!(
+        matches!(&err, Error::ResourceDiscovery { reason, .. } if matches!(**reason, Error::Discovery(_))),
+        "{err:?}"
+    );
     let after = other.stats();
     assert_eq!(after.token_requests, before.token_requests);
     assert_eq!(after.resource_requests, before.resource_requests + 1);
