@@ -335,7 +335,11 @@ impl OAuthClient {
             operation = %call.operation,
             client_id = %self.inner.client_id,
         );
-        let token_endpoint = call.endpoint == Endpoint::Token;
+        // A refresh answered 401/403 without an OAuth error is about the refresh token as much
+        // as the client: it stays an HTTP error, which ends the refresh token (a dead token is
+        // often answered that way) instead of being kept as a client failure and re-sent.
+        let token_endpoint = call.endpoint == Endpoint::Token
+            && call.operation != token_operation(super::refresh::REFRESH_TOKEN);
         let mut sent = SentSecrets::new();
         let mut context = None;
         let result = async {

@@ -48,30 +48,28 @@ impl OAuthClient {
                 }
                 Ok(t)
             }
-            Err(Error::OAuth(e)) if e.error == OAuthErrorCode::InvalidGrant => {
-                Err(Error::ReauthorizationRequired(format!(
-                    "refresh token rejected (HTTP {}){}: {}",
-                    e.status,
-                    e.context
-                        .as_ref()
-                        .map(|c| format!(" by {c}"))
-                        .unwrap_or_default(),
-                    e.error_description.as_deref().unwrap_or("invalid_grant")
-                )))
-            }
-            Err(e) if ends_refresh_token(&e) => {
-                let status = e.status().unwrap_or_default();
-                let what = match &e {
-                    Error::OAuth(o) => format!("`{}`", o.error),
-                    _ => "no OAuth error body".to_owned(),
-                };
-                Err(Error::ReauthorizationRequired(format!(
-                    "refresh token rejected (HTTP {status}, {what})"
-                )))
-            }
+            Err(e) if ends_refresh_token(&e) => Err(Error::ReauthorizationRequired(rejection(&e))),
             Err(e) => Err(e),
         }
     }
+}
+
+/// What a rejected refresh says: the status, the OAuth error (or that there was none), the
+/// request (operation and endpoint) and the server's description, already redacted of the
+/// secrets the request sent and sanitized.
+fn rejection(e: &Error) -> String {
+    let status = e.status().unwrap_or_default();
+    let what = match e {
+        Error::OAuth(o) => format!("`{}`", o.error),
+        _ => "no OAuth error body".to_owned(),
+    };
+    let by = e.context().map(|c| format!(" by {c}")).unwrap_or_default();
+    let description = e
+        .oauth_error()
+        .and_then(|o| o.error_description.as_deref())
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+    format!("refresh token rejected (HTTP {status}, {what}){by}{description}")
 }
 
 /// Whether an error answering a refresh request means the refresh token is dead.

@@ -316,6 +316,21 @@ async fn hardening_05_echoed_client_secret_and_refresh_token_are_redacted() {
         assert!(echoed.iter().any(|e| e == CLIENT_SECRET), "{echoed:?}");
         assert!(echoed.iter().any(|e| e == REFRESH), "{echoed:?}");
         assert_redacted(&format!("refresh #{i}"), &err, &logs, &echoed);
+        // A 4xx ends the refresh token; the message keeps the server's description, redacted.
+        assert!(
+            matches!(&err, Error::ReauthorizationRequired(m) if m.contains("[redacted]")),
+            "{err:?}"
+        );
+        // The same echo on a grant that does not end a refresh token keeps the OAuth error
+        // whole: description, URI and challenge, each redacted.
+        let (err, logs) = logged(guard(client.client_credentials(&TokenParams::new()))).await;
+        let err = err.unwrap_err();
+        assert_redacted(
+            &format!("client credentials #{i}"),
+            &err,
+            &logs,
+            &s.echoed(),
+        );
         let o = err.oauth_error().expect("an OAuth error");
         assert_eq!(o.error, OAuthErrorCode::InvalidRequest);
         assert!(
@@ -402,10 +417,11 @@ async fn hardening_05_secret_in_plain_body_cut_text_and_parse_errors_is_redacted
     s.set_mode(Mode::CutDescription);
     let (err, logs) = logged(guard(refresh())).await;
     let err = err.unwrap_err();
-    let description = err
-        .oauth_error()
-        .and_then(|o| o.error_description.clone())
-        .unwrap();
+    // The refresh token is ended (a 4xx); the message quotes the cut description.
+    let description = match &err {
+        Error::ReauthorizationRequired(m) => m.clone(),
+        other => panic!("{other:?}"),
+    };
     assert!(description.ends_with("[redacted]…"), "{description}");
     let first = &s.echoed()[0];
     assert!(!description.contains(&first[..8]), "{description}");
@@ -614,17 +630,20 @@ async fn hardening_15_empty_bodies_name_operation_and_endpoint() {
         ClientAuth::client_secret_post(CLIENT_SECRET),
         None,
     );
-    // Token endpoint, other statuses: still `Http`, with the context.
+    // A refresh answered with an empty 400 ends the refresh token; the message names the
+    // status and the request.
     s.push(Reply::status(400));
     let err = guard(client.refresh(&RefreshToken::new(REFRESH), &TokenParams::new()))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Http { status: 400, .. }), "{err:?}");
-    assert_context(&err, "token request (refresh_token)", &s.origin(), "/token");
-    assert!(err.to_string().starts_with(&format!(
-        "token request (refresh_token) at {}/token: unexpected HTTP status 400",
-        s.origin()
-    )));
+    assert!(matches!(err, Error::ReauthorizationRequired(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!(
+            "(HTTP 400, no OAuth error body) by token request (refresh_token) at {}/token",
+            s.origin()
+        )),
+        "{err}"
+    );
 
     s.push(Reply::status(400));
     let err = guard(client.token_request(
