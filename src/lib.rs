@@ -3,6 +3,7 @@
 
 mod agent;
 mod cache;
+mod challenge;
 mod client_auth;
 mod clock;
 mod discovery;
@@ -12,23 +13,22 @@ mod event;
 mod jose;
 #[cfg(feature = "middleware")]
 mod middleware;
-#[cfg(feature = "mtls")]
-mod mtls;
 mod secret;
+mod session;
 mod token;
 mod transport;
 
 pub mod dangerous;
 pub mod delegation;
 pub mod grant;
+pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use agent::{Agent, AgentBuilder, AgentRequest, DpopMode};
 pub use cache::{
-    Binding, BoxFuture, CacheConfig, CachedToken, FileStore, MemoryStore, RefreshingSource,
-    StoreLock, StoreOutcome, StoredGrant, TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource,
-    TokenStore, Versioned,
+    Binding, BoxFuture, CacheConfig, CachedToken, TokenCache, TokenHandle, TokenKey, TokenRef,
+    TokenSource,
 };
 pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
 pub use clock::{Clock, ClockSkew, SystemClock};
@@ -50,10 +50,14 @@ pub use grant::{OAuthClient, OAuthClientBuilder, TokenParams};
 pub use jose::{sign_compact, P256Signer, PublicJwk, RingSigner, Signer};
 #[cfg(feature = "middleware")]
 pub use middleware::AgentMiddleware;
-#[cfg(feature = "mtls")]
-pub use mtls::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
 pub use secret::SecretString;
+pub use session::RefreshingSource;
+pub use store::{
+    FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
+};
 pub use token::{AccessToken, Confirmation, RefreshToken, Scope, TokenSet, TokenType};
+#[cfg(feature = "mtls")]
+pub use transport::tls::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
 pub use transport::{
     FormRequest, HttpRequest, HttpResponse, HttpTransport, RetryPolicy, TransportConfig,
 };
@@ -77,7 +81,7 @@ pub mod __fuzz {
     /// Parses arbitrary bytes as `WWW-Authenticate` lines (split at `\n`)
     /// and panics if a successful parse does not survive a round trip.
     pub fn challenge(data: &[u8]) {
-        crate::discovery::fuzz_challenge(data)
+        crate::challenge::fuzz(data)
     }
 
     /// Parses arbitrary bytes as a token endpoint response body (JSON content type, 200 and

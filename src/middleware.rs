@@ -9,7 +9,7 @@ use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
 use crate::agent::Agent;
-use crate::discovery::challenges_from_headers;
+use crate::challenge::challenges_from_headers;
 use crate::error::{Error, OAuthErrorCode};
 use crate::token::TokenType;
 

@@ -13,17 +13,10 @@
 //! - [`MemoryStore`]: in-process only, for tests and short-lived agents.
 //! - [`FileStore`]: one file per key in a private directory, shared between processes.
 
-mod file_store;
 mod key;
-mod rotation;
-mod store;
 mod token_cache;
 
-pub use file_store::FileStore;
 pub use key::{Binding, TokenKey};
-pub(crate) use rotation::GrantMemory;
-pub use rotation::RefreshingSource;
-pub use store::{MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 pub use token_cache::{
     BoxFuture, CacheConfig, CachedToken, TokenCache, TokenHandle, TokenRef, TokenSource,
 };

@@ -1,12 +1,10 @@
 //! Discovery: authorization server metadata (RFC 8414 / OpenID Discovery), protected resource
 //! metadata (RFC 9728) and `WWW-Authenticate` challenges (RFC 9110 §11.6.1).
 
-mod challenge;
 mod resource_metadata;
 mod server_metadata;
 
-pub(crate) use challenge::fuzz as fuzz_challenge;
-pub use challenge::{
+pub use crate::challenge::{
     challenges_from_headers, parse_challenges, Challenge, ChallengeError, ChallengeErrorKind,
 };
 pub use resource_metadata::{

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::challenge::Challenge;
+use crate::challenge::Challenge;
 use crate::error::{sanitize, Error, Result};
 use crate::transport::{expect_json, HttpTransport, RetryPolicy};
 

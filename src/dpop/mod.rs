@@ -14,6 +14,5 @@ mod proof;
 
 pub use key::DpopKey;
 #[allow(unused_imports)]
-pub(crate) use nonce::is_valid_nonce;
 pub use nonce::NonceCache;
 pub use proof::{ath, normalize_htu};

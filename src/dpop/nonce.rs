@@ -7,31 +7,7 @@ use std::time::Duration;
 /// How many origins a [`NonceCache`] remembers; the least recently updated is dropped first.
 const MAX_ORIGINS: usize = 1024;
 
-/// The longest nonce accepted, in bytes.
-const MAX_NONCE_LEN: usize = 512;
-
-/// The response header carrying a DPoP nonce (RFC 9449 §8.1).
-const DPOP_NONCE: &str = "dpop-nonce";
-
-/// True when `nonce` is an acceptable `DPoP-Nonce` value: 1 to 512 `NQCHAR`
-/// (`%x21 / %x23-5B / %x5D-7E`, RFC 9449 §8.1).
-pub(crate) fn is_valid_nonce(nonce: &str) -> bool {
-    !nonce.is_empty()
-        && nonce.len() <= MAX_NONCE_LEN
-        && nonce
-            .bytes()
-            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
-}
-
-/// The cache key: scheme, host and effective port. Authorization server and resource server
-/// nonces are independent (RFC 9449 §8, §9), and so are different ports and schemes.
-fn origin_key(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port_or_known_default() {
-        Some(port) => format!("{}://{}:{}", url.scheme(), host, port),
-        None => format!("{}://{}", url.scheme(), host),
-    }
-}
+use crate::transport::origin::{is_valid_nonce, origin_key, DPOP_NONCE};
 
 /// How long a request that finds no nonce for an origin waits, by default, for the answer to
 /// the first request to that origin (see [`NonceCache::with_first_use_wait`]).
@@ -217,6 +193,7 @@ impl NonceCache {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::transport::origin::MAX_NONCE_LEN;
 
     fn u(s: &str) -> url::Url {
         url::Url::parse(s).unwrap()

@@ -497,13 +497,8 @@ fn status_error(resp: &HttpResponse, token_endpoint: bool) -> Error {
             let mut e = OAuthError::new(OAuthErrorCode::InvalidClient, status);
             e.error_description = (!body.is_empty()).then_some(body);
             e.challenges =
-                crate::discovery::challenges_from_headers(resp.headers()).unwrap_or_default();
-            e.dpop_nonce = resp
-                .headers()
-                .get("dpop-nonce")
-                .and_then(|v| v.to_str().ok())
-                .filter(|n| crate::dpop::is_valid_nonce(n))
-                .map(str::to_owned);
+                crate::challenge::challenges_from_headers(resp.headers()).unwrap_or_default();
+            e.dpop_nonce = crate::transport::origin::dpop_nonce(resp.headers()).map(str::to_owned);
             e.into()
         }
         other => other,

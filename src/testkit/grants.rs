@@ -1,4 +1,5 @@
-//! Token endpoint grants, revocation, introspection and device authorization.
+//! The embedded server's token endpoint: client credentials, authorization code, refresh with
+//! rotation and reuse detection, and device code grants.
 
 use std::time::Instant;
 
@@ -10,22 +11,19 @@ use super::client_auth::authenticate;
 use super::config::TestClient;
 use super::dpop::{self, Expect, Proof, ProofError};
 use super::http_util::{is_form, OAuthErr, Params};
-use super::jose::{random_token, sha256_b64};
-use super::state::{
-    bump, now, secs, CodeRecord, DeviceRecord, DeviceStatus, Inner, NewAccess, RefreshRecord,
-    Shared, USER,
-};
+use super::jose::sha256_b64;
+use super::state::{bump, now, secs, DeviceStatus, Inner, NewAccess, RefreshRecord, Shared, USER};
 use crate::Scope;
 
 pub(crate) const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const AT_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub(super) const AT_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(super) const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// Outcome of a request that gets a JSON answer.
 pub(crate) type Answer = Result<Value, OAuthErr>;
 
-fn form(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthErr> {
+pub(super) fn form(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthErr> {
     if !is_form(headers) {
         return Err(OAuthErr::invalid_request(
             "only application/x-www-form-urlencoded content-type bodies are supported",
@@ -84,7 +82,7 @@ fn token_type(jkt: &Option<String>) -> &'static str {
     }
 }
 
-fn token_response(
+pub(super) fn token_response(
     access: (String, i64),
     jkt: &Option<String>,
     scope: &Scope,
@@ -168,7 +166,7 @@ impl Shared {
         }
     }
 
-    fn ttl(&self) -> i64 {
+    pub(super) fn ttl(&self) -> i64 {
         secs(self.config.access_token_ttl)
     }
 
@@ -467,305 +465,6 @@ impl Shared {
             }
         }
     }
-
-    fn token_exchange(
-        &self,
-        inner: &mut Inner,
-        client: &TestClient,
-        params: &Params,
-        jkt: Option<String>,
-    ) -> Answer {
-        let subject_token = params.required("subject_token")?;
-        let subject_type = params.required("subject_token_type")?;
-        if subject_type != AT_TYPE && subject_type != JWT_TYPE {
-            return Err(OAuthErr::invalid_request("unsupported subject_token_type"));
-        }
-        if let Some(rt) = params.one("requested_token_type")? {
-            if rt != AT_TYPE && rt != JWT_TYPE {
-                return Err(OAuthErr::invalid_request(
-                    "unsupported requested_token_type",
-                ));
-            }
-        }
-        let subject = self
-            .active_access(inner, subject_token)
-            .ok_or_else(|| OAuthErr::invalid_request("subject_token is invalid"))?;
-        let actor = match params.one("actor_token")? {
-            Some(actor_token) => {
-                let ty = params.one("actor_token_type")?.ok_or_else(|| {
-                    OAuthErr::invalid_request("actor_token_type is required with actor_token")
-                })?;
-                if ty != AT_TYPE && ty != JWT_TYPE {
-                    return Err(OAuthErr::invalid_request("unsupported actor_token_type"));
-                }
-                Some(
-                    self.active_access(inner, actor_token)
-                        .ok_or_else(|| OAuthErr::invalid_request("actor_token is invalid"))?,
-                )
-            }
-            None if params.has("actor_token_type") => {
-                return Err(OAuthErr::invalid_request(
-                    "actor_token_type without actor_token",
-                ))
-            }
-            None => None,
-        };
-        let subject_scope = Scope::parse(
-            subject
-                .get("scope")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        );
-        let scope = match params.one("scope")? {
-            Some(s) => {
-                let s = Scope::parse(s);
-                if !s.is_subset(&subject_scope) {
-                    return Err(OAuthErr::invalid_scope(
-                        "requested scope exceeds the subject token's scope",
-                    ));
-                }
-                s
-            }
-            None => subject_scope,
-        };
-        check_scope(self, client, &scope)?;
-        let mut aud: Vec<String> = params
-            .all("audience")
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        for r in resources(params)? {
-            if !aud.contains(&r) {
-                aud.push(r);
-            }
-        }
-        if aud.is_empty() {
-            aud = match subject.get("aud") {
-                Some(Value::String(a)) => vec![a.clone()],
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-                _ => Vec::new(),
-            };
-        }
-        let subject_act = subject.get("act").cloned();
-        let act = match actor {
-            Some(actor) => {
-                let mut a = Map::new();
-                a.insert(
-                    "sub".into(),
-                    actor.get("sub").cloned().unwrap_or(Value::Null),
-                );
-                if let Some(prev) = subject_act {
-                    a.insert("act".into(), prev);
-                }
-                Some(Value::Object(a))
-            }
-            None => subject_act,
-        };
-        let remaining = subject.get("exp").and_then(Value::as_i64).unwrap_or(0) - now();
-        let mut ttl = self.ttl().min(remaining);
-        if let Some(e) = params.one("expires_in")? {
-            let e: i64 = e.parse().ok().filter(|e| *e > 0).ok_or_else(|| {
-                OAuthErr::invalid_request("expires_in must be a positive integer")
-            })?;
-            ttl = ttl.min(e);
-        }
-        let grant_id = subject
-            .get("jti")
-            .and_then(Value::as_str)
-            .and_then(|j| inner.access.get(j))
-            .map(|r| r.grant_id)
-            .unwrap_or_default();
-        let sub = subject
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let access = self.issue_access(
-            inner,
-            NewAccess {
-                grant_id,
-                sub: &sub,
-                client_id: &client.client_id,
-                scope: &scope,
-                aud,
-                jkt: jkt.clone(),
-                act,
-                ttl,
-            },
-        );
-        let mut m = token_response(access, &jkt, &scope);
-        m.insert("issued_token_type".into(), json!(AT_TYPE));
-        bump(&self.counters.token_exchange);
-        Ok(Value::Object(m))
-    }
-
-    /// RFC 7009 revocation. `Ok(())` is a 200 with an empty body.
-    pub(crate) fn revoke(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthErr> {
-        let params = form(headers, body)?;
-        let mut guard = self.inner();
-        let inner = &mut *guard;
-        let client = authenticate(self, inner, headers, &params, &self.endpoint("/revoke"))?;
-        let token = params.required("token")?;
-        if let Some(rec) = inner.refresh.get(token) {
-            if rec.client_id != client.client_id {
-                return Err(OAuthErr::invalid_request(
-                    "this token does not belong to you",
-                ));
-            }
-            let grant_id = rec.grant_id;
-            self.revoke_grant(inner, grant_id);
-            return Ok(());
-        }
-        if let Some(jti) = self.access_jti(token) {
-            if let Some(rec) = inner.access.get_mut(&jti) {
-                if rec.client_id != client.client_id {
-                    return Err(OAuthErr::invalid_request(
-                        "this token does not belong to you",
-                    ));
-                }
-                rec.revoked = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// RFC 7662 introspection.
-    pub(crate) fn introspect(&self, headers: &HeaderMap, body: &[u8]) -> Answer {
-        let params = form(headers, body)?;
-        let mut guard = self.inner();
-        let inner = &mut *guard;
-        let client = authenticate(self, inner, headers, &params, &self.endpoint("/introspect"))?;
-        let token = params.required("token")?;
-        let inactive = json!({ "active": false });
-        if let Some(rec) = Shared::active_refresh(inner, token) {
-            if client.auth.is_public() && rec.client_id != client.client_id {
-                return Ok(inactive);
-            }
-            let mut m = Map::new();
-            m.insert("active".into(), json!(true));
-            m.insert("client_id".into(), json!(rec.client_id));
-            m.insert("sub".into(), json!(rec.sub));
-            m.insert("scope".into(), json!(rec.scope.to_string()));
-            m.insert("iat".into(), json!(rec.iat));
-            m.insert("exp".into(), json!(rec.exp));
-            m.insert("iss".into(), json!(self.issuer));
-            if let Some(jkt) = &rec.jkt {
-                m.insert("cnf".into(), json!({ "jkt": jkt }));
-            }
-            return Ok(Value::Object(m));
-        }
-        let Some(claims) = self.active_access(inner, token) else {
-            return Ok(inactive);
-        };
-        let owner = claims.get("client_id").and_then(Value::as_str);
-        if client.auth.is_public() && owner != Some(client.client_id.as_str()) {
-            return Ok(inactive);
-        }
-        let mut m = Map::new();
-        m.insert("active".into(), json!(true));
-        for k in [
-            "iss",
-            "sub",
-            "client_id",
-            "aud",
-            "scope",
-            "iat",
-            "exp",
-            "jti",
-            "cnf",
-            "act",
-        ] {
-            if let Some(v) = claims.get(k) {
-                m.insert(k.into(), v.clone());
-            }
-        }
-        let ty = if claims.contains_key("cnf") {
-            "DPoP"
-        } else {
-            "Bearer"
-        };
-        m.insert("token_type".into(), json!(ty));
-        Ok(Value::Object(m))
-    }
-
-    /// RFC 8628 §3.1 device authorization request.
-    pub(crate) fn device_authorization(&self, headers: &HeaderMap, body: &[u8]) -> Answer {
-        let params = form(headers, body)?;
-        let mut guard = self.inner();
-        let inner = &mut *guard;
-        let client = authenticate(
-            self,
-            inner,
-            headers,
-            &params,
-            &self.endpoint("/device/auth"),
-        )?;
-        let scope = Scope::parse(params.one("scope")?.unwrap_or_default());
-        check_scope(self, client, &scope)?;
-        let resources = resources(&params)?;
-        let device_code = random_token();
-        let user_code = user_code();
-        let ttl = secs(self.config.device_code_ttl).max(1);
-        let interval = self.config.device_interval.as_secs().max(1);
-        inner.devices.insert(
-            device_code.clone(),
-            DeviceRecord {
-                client_id: client.client_id.clone(),
-                user_code: user_code.clone(),
-                scope,
-                resources,
-                exp: now().saturating_add(ttl),
-                last_poll: None,
-                status: DeviceStatus::Pending,
-            },
-        );
-        let verification_uri = self.endpoint("/device");
-        Ok(json!({
-            "device_code": device_code,
-            "user_code": user_code,
-            "verification_uri": verification_uri,
-            "verification_uri_complete": format!("{verification_uri}?user_code={user_code}"),
-            "expires_in": ttl,
-            "interval": interval,
-        }))
-    }
-
-    /// Approve or deny a pending device authorization; false when no such pending code.
-    pub(crate) fn decide_device(&self, user_code: &str, approve: bool) -> bool {
-        let wanted = normalize_user_code(user_code);
-        let mut inner = self.inner();
-        let t = now();
-        for rec in inner.devices.values_mut() {
-            if normalize_user_code(&rec.user_code) == wanted
-                && rec.status == DeviceStatus::Pending
-                && rec.exp > t
-            {
-                rec.status = if approve {
-                    DeviceStatus::Approved
-                } else {
-                    DeviceStatus::Denied
-                };
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Record a new authorization code.
-    pub(crate) fn new_code(&self, rec: CodeRecord) -> String {
-        let code = random_token();
-        let mut inner = self.inner();
-        let t = now();
-        if inner.codes.len() > 10_000 {
-            inner.codes.retain(|_, c| c.exp > t);
-        }
-        inner.codes.insert(code.clone(), rec);
-        code
-    }
 }
 
 /// RFC 7636 §4.1: 43 to 128 unreserved characters.
@@ -776,7 +475,7 @@ fn valid_verifier(v: &str) -> bool {
 }
 
 /// `ABCD-EFGH` from consonants that avoid ambiguity (like oidc-provider's default charset).
-fn user_code() -> String {
+pub(super) fn user_code() -> String {
     const CHARSET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
     let mut out = String::with_capacity(9);
     for (i, b) in rand::random::<[u8; 8]>().iter().enumerate() {
@@ -789,7 +488,7 @@ fn user_code() -> String {
     out
 }
 
-fn normalize_user_code(s: &str) -> String {
+pub(super) fn normalize_user_code(s: &str) -> String {
     s.chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_uppercase())

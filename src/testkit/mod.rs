@@ -67,6 +67,8 @@ mod authorize;
 mod client_auth;
 mod config;
 mod dpop;
+mod endpoints;
+mod exchange;
 mod grants;
 mod http_util;
 mod jose;

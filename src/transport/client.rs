@@ -124,9 +124,13 @@ impl HttpTransport {
     #[cfg(feature = "mtls")]
     pub fn with_identity(
         config: TransportConfig,
-        identity: &crate::mtls::ClientIdentity,
+        identity: &crate::transport::tls::ClientIdentity,
     ) -> Result<Self> {
-        Self::with_tls(config, Some(identity), &crate::mtls::TrustRoots::new())
+        Self::with_tls(
+            config,
+            Some(identity),
+            &crate::transport::tls::TrustRoots::new(),
+        )
     }
 
     /// A transport with an optional TLS client identity and extra trust roots (private PKI).
@@ -138,8 +142,8 @@ impl HttpTransport {
     #[cfg(feature = "mtls")]
     pub fn with_tls(
         config: TransportConfig,
-        identity: Option<&crate::mtls::ClientIdentity>,
-        roots: &crate::mtls::TrustRoots,
+        identity: Option<&crate::transport::tls::ClientIdentity>,
+        roots: &crate::transport::tls::TrustRoots,
     ) -> Result<Self> {
         let x5t = identity.map(|i| i.thumbprint().to_owned());
         let identity = identity.map(|i| i.to_reqwest_identity()).transpose()?;

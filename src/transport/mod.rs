@@ -17,8 +17,11 @@
 
 mod client;
 mod form;
+pub(crate) mod origin;
 mod response;
 mod retry;
+#[cfg(feature = "mtls")]
+pub(crate) mod tls;
 
 pub(crate) use client::is_loopback;
 pub use client::{HttpTransport, TransportConfig};

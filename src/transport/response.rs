@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 
 use super::HttpResponse;
-use crate::discovery::challenges_from_headers;
+use crate::challenge::challenges_from_headers;
 use crate::error::{sanitize, Error, OAuthError, OAuthErrorCode, Result, MAX_ERROR_BODY};
 
 /// Is this a JSON media type (`application/json`, `application/*+json`, any parameters)?
@@ -67,12 +67,7 @@ pub(crate) fn oauth_error(resp: &HttpResponse) -> Error {
     let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
     // Only a valid nonce (1 to 512 NQCHAR, RFC 9449 §8.1) is kept: anything else would be
     // refused by the nonce cache anyway, and must not bloat or garble the error.
-    let dpop_nonce = resp
-        .headers()
-        .get("dpop-nonce")
-        .and_then(|v| v.to_str().ok())
-        .filter(|n| crate::dpop::is_valid_nonce(n))
-        .map(str::to_owned);
+    let dpop_nonce = super::origin::dpop_nonce(resp.headers()).map(str::to_owned);
     let text = |v: &Option<serde_json::Value>, max| match v {
         Some(serde_json::Value::String(s)) => Some(sanitize(s, max)),
         _ => None,

@@ -23,24 +23,24 @@
 //! token rotated away or rejected is remembered and never presented again, even if the store
 //! still holds it.
 //!
-//! [`FileStore`]: super::FileStore
+//! [`FileStore`]: crate::store::FileStore
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use backon::BackoffBuilder as _;
 
-use super::store::{StoreOutcome, StoredGrant, TokenStore, Versioned};
-use super::token_cache::{BoxFuture, TokenSource};
+use crate::cache::{BoxFuture, TokenSource};
 use crate::error::{sanitize, Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::{OAuthClient, TokenParams};
+use crate::store::{StoreOutcome, StoredGrant, TokenStore, Versioned};
 use crate::token::{RefreshToken, TokenSet};
 
 /// Member of a stored access token naming the parameters it was obtained with.
 const PARAMS_TAG: &str = "agent_oauth_params";
 
-/// How coarse a store's `updated_at` may be ([`FileStore`](super::FileStore) keeps whole
+/// How coarse a store's `updated_at` may be ([`FileStore`](crate::store::FileStore) keeps whole
 /// seconds).
 const STORE_TIME_RESOLUTION: Duration = Duration::from_secs(1);
 

@@ -1,0 +1,300 @@
+//! [`ChildAgent`] and [`ChildRequest`]: protected requests with the child's token, only to the
+//! child's resources, revoked on finish or drop.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::Method;
+use url::Url;
+
+use crate::agent::Agent;
+use crate::cache::{TokenCache, TokenHandle};
+use crate::discovery::resource_matches;
+use crate::dpop::DpopKey;
+use crate::error::{Error, Result};
+use crate::event::{AgentEvent, EventHook};
+use crate::session::{
+    attempt, authorize_headers_with, method_shortcuts, request_builder_methods, within_deadline,
+    Outcome, RequestParts,
+};
+use crate::token::{AccessToken, Scope, TokenSet};
+use crate::transport::HttpResponse;
+
+#[allow(unused_imports)]
+use super::{builder::*, chain::*, exchanger::*};
+
+pub(super) struct ChildInner {
+    pub(super) exchanger: Arc<Exchanger>,
+    pub(super) handle: TokenHandle,
+    pub(super) _cache: TokenCache,
+    pub(super) revoke_on_drop: bool,
+}
+
+impl Drop for ChildInner {
+    fn drop(&mut self) {
+        let ex = &self.exchanger;
+        if !self.revoke_on_drop || ex.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(target: "agent_oauth", child = %ex.label,
+                "no tokio runtime: the child's tokens are not revoked on drop");
+            return;
+        };
+        let tokens = ex.take_live();
+        if tokens.is_empty() {
+            return;
+        }
+        let root = ex.root.clone();
+        rt.spawn(async move {
+            for t in tokens {
+                revoke_one(&root, &t).await.ok();
+            }
+        });
+    }
+}
+
+async fn revoke_one(root: &Agent, token: &AccessToken) -> Result<()> {
+    root.client()
+        .revoke(token.secret(), Some("access_token"))
+        .await?;
+    EventHook::emit(
+        root.events(),
+        AgentEvent::TokenRevoked {
+            fingerprint: token.fingerprint(),
+        },
+    );
+    Ok(())
+}
+
+/// A sub-agent holding a narrowed token obtained from its parent by token exchange.
+/// Cheap to clone; `Send + Sync`. Created by [`DelegationBuilder::spawn`].
+#[derive(Clone)]
+pub struct ChildAgent {
+    pub(super) inner: Arc<ChildInner>,
+}
+
+impl fmt::Debug for ChildAgent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ex = &self.inner.exchanger;
+        f.debug_struct("ChildAgent")
+            .field("label", &ex.label)
+            .field("parent", &ex.parent_label)
+            .field("scope", &ex.scope.to_string())
+            .field("resources", &self.resources())
+            .field("jkt", &ex.key.as_ref().map(DpopKey::thumbprint))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildAgent {
+    /// The child's label (audit events, logs).
+    pub fn label(&self) -> &str {
+        &self.inner.exchanger.label
+    }
+
+    /// The narrowed scope the child was given (it never gets more).
+    pub fn scope(&self) -> &Scope {
+        &self.inner.exchanger.scope
+    }
+
+    /// The resources the child's tokens are for; they are only ever sent to URLs these cover.
+    pub fn resources(&self) -> Vec<String> {
+        self.inner
+            .exchanger
+            .resources
+            .iter()
+            .map(Url::to_string)
+            .collect()
+    }
+
+    /// The child's own DPoP key, if its tokens are DPoP-bound.
+    pub fn dpop_key(&self) -> Option<&DpopKey> {
+        self.inner.exchanger.key.as_ref()
+    }
+
+    /// The child's current token, renewed through the parent when it is about to expire.
+    ///
+    /// # Errors
+    /// [`Error::Delegation`] when it cannot be renewed (parent without a valid token, revoked
+    /// delegation); retryable transport and server errors as they are.
+    pub async fn token(&self) -> Result<TokenSet> {
+        Ok(self.inner.handle.get().await?.token().clone())
+    }
+
+    /// Exchange again now (same narrowed parameters), replacing the current token.
+    ///
+    /// # Errors
+    /// As [`token`](Self::token).
+    pub async fn renew(&self) -> Result<TokenSet> {
+        Ok(self.inner.handle.refresh().await?.token().clone())
+    }
+
+    /// When the child's latest token expires (at most the requested lifetime, never after the
+    /// parent token it was exchanged from); `None` once the delegation is revoked.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.inner
+            .exchanger
+            .issued()
+            .last()
+            .and_then(|i| i.expires_at)
+    }
+
+    /// The claims of the child's current token, decoded without verification (see
+    /// [`delegation_chain`]); `None` when the token is not a JWT or none is cached.
+    pub fn chain(&self) -> Option<DelegationChain> {
+        let t = self.inner.handle.peek()?;
+        delegation_chain(&t.token().access_token)
+    }
+
+    /// Delegate further: a grandchild narrowed relative to this child's token.
+    pub fn delegate(&self) -> DelegationBuilder {
+        DelegationBuilder::new(Parent::Child(self.clone()))
+    }
+
+    /// End the delegation: revoke every live token of the child (RFC 7009, by the parent
+    /// client) and refuse further renewals. Grandchildren can no longer renew either.
+    ///
+    /// # Errors
+    /// The first revocation error (the others are still attempted).
+    pub async fn revoke(&self) -> Result<()> {
+        let ex = &self.inner.exchanger;
+        ex.ended.store(true, Ordering::SeqCst);
+        self.inner.handle.invalidate();
+        let mut first = None;
+        for t in ex.take_live() {
+            if let Err(e) = revoke_one(&ex.root, &t).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The task is done: [`revoke`](Self::revoke) and drop the child.
+    ///
+    /// # Errors
+    /// As [`revoke`](Self::revoke).
+    pub async fn finish(self) -> Result<()> {
+        self.revoke().await
+    }
+
+    pub(super) fn covers(&self, url: &Url) -> bool {
+        let ex = &self.inner.exchanger;
+        ex.resources
+            .iter()
+            .chain(ex.audiences.iter())
+            .any(|r| resource_matches(r, url))
+    }
+
+    /// Start a protected request with the child's token.
+    pub fn request(&self, method: Method, url: impl AsRef<str>) -> ChildRequest {
+        ChildRequest {
+            child: self.clone(),
+            parts: RequestParts::new(method, url.as_ref()),
+        }
+    }
+}
+
+/// A protected request of a [`ChildAgent`]. Finish with [`send`](Self::send).
+#[must_use]
+pub struct ChildRequest {
+    pub(super) child: ChildAgent,
+    pub(super) parts: RequestParts,
+}
+
+impl fmt::Debug for ChildRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildRequest")
+            .field("child", &self.child.label())
+            .field("method", &self.parts.method)
+            .field("url", &self.parts.url.as_ref().map(Url::as_str).ok())
+            .finish_non_exhaustive()
+    }
+}
+
+method_shortcuts!(ChildAgent, ChildRequest);
+request_builder_methods!(ChildRequest);
+
+impl ChildRequest {
+    async fn send_with(
+        &self,
+        url: &Url,
+        token: &TokenSet,
+        nonce: Option<&str>,
+    ) -> Result<HttpResponse> {
+        let ex = &self.child.inner.exchanger;
+        let transport = ex.root.transport();
+        transport
+            .execute_observed(
+                self.parts.policy(),
+                || {
+                    let mut req = self.parts.build(url)?;
+                    let method = req.method().clone();
+                    authorize_headers_with(
+                        transport,
+                        ex.key.as_ref(),
+                        req.headers_mut(),
+                        &method,
+                        url,
+                        token,
+                        nonce,
+                    )?;
+                    Ok(req)
+                },
+                |u, h| {
+                    ex.root.nonces().update_from_headers(u, h);
+                },
+            )
+            .await
+    }
+
+    /// Send with the child's token and key: resource nonce retry, one renewal through the
+    /// parent on `invalid_token`. Never asks for more scope.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the URL is not under the child's resources; token errors
+    /// ([`Error::Delegation`] when the token cannot be renewed); transport errors;
+    /// [`Error::OAuth`] for a final 401 or a 403 `insufficient_scope`.
+    pub async fn send(self) -> Result<HttpResponse> {
+        let transport = self.child.inner.exchanger.root.transport().clone();
+        within_deadline(&transport, self.send_inner()).await
+    }
+
+    async fn send_inner(self) -> Result<HttpResponse> {
+        let url = self.parts.url()?;
+        let ex = self.child.inner.exchanger.clone();
+        ex.root.transport().check(&url)?;
+        if !self.child.covers(&url) {
+            return Err(Error::config(format!(
+                "{} is not under the child's resources; tokens are only sent to their resource",
+                url.origin().ascii_serialization()
+            )));
+        }
+        let mut renewed = false;
+        loop {
+            let token = self.child.token().await?;
+            let (this, url, token) = (&self, &url, &token);
+            let outcome = attempt(
+                ex.root.nonces(),
+                ex.root.events(),
+                url,
+                token,
+                |nonce| async move { this.send_with(url, token, nonce.as_deref()).await },
+            )
+            .await?;
+            match outcome {
+                Outcome::Done(resp) => return Ok(resp),
+                Outcome::Unauthorized(_) if !renewed => {
+                    renewed = true;
+                    self.child.inner.handle.invalidate();
+                }
+                // A child never asks for more than its narrowing.
+                Outcome::Unauthorized(err)
+                | Outcome::InsufficientScope(err)
+                | Outcome::Refused(err) => return Err(err),
+            }
+        }
+    }
+}

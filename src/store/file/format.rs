@@ -1,0 +1,223 @@
+//! The on-disk record of a [`FileStore`](super::FileStore) (format 1): what is written, and the
+//! checks on what is read back (stored data is untrusted).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use super::super::{StoredGrant, Versioned};
+use super::corrupt;
+use crate::clock::unix_secs;
+use crate::error::{Error, Result};
+use crate::token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
+
+/// The on-disk format this code writes; files from a newer format are refused.
+pub(super) const FORMAT: u32 = 1;
+
+/// Files larger than this are not token files.
+pub(super) const MAX_FILE: u64 = 1024 * 1024;
+
+pub(super) fn from_unix(secs: i64) -> Result<SystemTime> {
+    u64::try_from(secs)
+        .ok()
+        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        .ok_or_else(|| corrupt("time out of range"))
+}
+
+/// Longest access token lifetime believed from a file (ten years, as for `expires_in`).
+pub(super) const MAX_STORED_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Whether a stored access token's times make sense: issued no later than a day from now, and
+/// living at most [`MAX_STORED_LIFETIME`]. A file written by another tool with milliseconds
+/// where seconds belong fails this; its access token is then ignored (the grant's refresh token
+/// is kept), rather than believed valid for millennia.
+pub(super) fn believable_times(t: &TokenSet) -> bool {
+    let now = SystemTime::now();
+    let issued_ok = now
+        .checked_add(Duration::from_secs(24 * 3600))
+        .is_none_or(|limit| t.issued_at <= limit);
+    let lifetime_ok = t.lifetime().is_none_or(|l| l <= MAX_STORED_LIFETIME);
+    if !(issued_ok && lifetime_ok) {
+        tracing::warn!(target: "agent_oauth",
+            "ignoring a stored access token whose issue or expiry time is out of range");
+    }
+    issued_ok && lifetime_ok
+}
+
+/// One key's file, decoded: `grant` is `None` for a removal marker.
+pub(super) struct Record {
+    pub(super) version: u64,
+    pub(super) key: String,
+    pub(super) grant: Option<StoredGrant>,
+}
+
+impl Record {
+    pub(super) fn live(&self) -> bool {
+        self.grant.is_some()
+    }
+
+    pub(super) fn into_versioned(self) -> Option<Versioned<StoredGrant>> {
+        let version = self.version;
+        self.grant.map(|value| Versioned { value, version })
+    }
+
+    /// The file's bytes. Only this module turns tokens into text, here, explicitly.
+    pub(super) fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let g = self.grant.as_ref();
+        let refresh_token = g
+            .and_then(|g| g.refresh_token.as_ref())
+            .map(|t| SecretField::new(t.secret()));
+        let access = g.and_then(|g| g.access.as_ref()).map(|a| FileAccess {
+            access_token: SecretField::new(a.access_token.secret()),
+            token_type: a.token_type.as_str().to_owned(),
+            issued_at: unix_secs(a.issued_at),
+            expires_at: a.expires_at.map(unix_secs),
+            scope: a.scope.to_string(),
+            issued_token_type: a.issued_token_type.clone(),
+            extra: a.extra.clone(),
+        });
+        let file = FileRecord {
+            format: FORMAT,
+            version: self.version,
+            key: &self.key,
+            removed: g.is_none(),
+            refresh_token: refresh_token.as_ref(),
+            access: access.as_ref(),
+            updated_at: unix_secs(g.map_or_else(SystemTime::now, |g| g.updated_at)),
+        };
+        let mut out = Zeroizing::new(Vec::with_capacity(4096));
+        serde_json::to_writer(&mut *out, &file).map_err(|e| {
+            Error::Store(format!("cannot encode the token file ({:?})", e.classify()))
+        })?;
+        out.push(b'\n');
+        Ok(out)
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
+        // serde_json messages may quote the offending value, which can be a token: keep only
+        // the error category and position.
+        let describe = |e: serde_json::Error| {
+            let what = match e.classify() {
+                serde_json::error::Category::Eof => "truncated",
+                serde_json::error::Category::Syntax => "not JSON",
+                serde_json::error::Category::Data => "unexpected content",
+                serde_json::error::Category::Io => "unreadable",
+            };
+            corrupt(&format!(
+                "{what} at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        };
+        let probe: FormatProbe = serde_json::from_slice(bytes).map_err(describe)?;
+        if probe.format > FORMAT {
+            return Err(Error::Store(format!(
+                "token file has format {}, newer than the supported {FORMAT}",
+                probe.format
+            )));
+        }
+        let f: FileRecordOwned = serde_json::from_slice(bytes).map_err(describe)?;
+        if f.version == 0 {
+            return Err(corrupt("version 0"));
+        }
+        let grant = if f.removed {
+            None
+        } else {
+            let access = match f.access {
+                None => None,
+                Some(a) => {
+                    let mut set = TokenSet::new(
+                        AccessToken::new(a.access_token.0.as_str()),
+                        TokenType::parse(&a.token_type),
+                        from_unix(a.issued_at)?,
+                    );
+                    set.expires_at = a.expires_at.map(from_unix).transpose()?;
+                    set.scope = Scope::parse(&a.scope);
+                    set.issued_token_type = a.issued_token_type;
+                    set.extra = a.extra;
+                    believable_times(&set).then_some(set)
+                }
+            };
+            Some(StoredGrant {
+                refresh_token: f.refresh_token.map(|t| RefreshToken::new(t.0.as_str())),
+                access,
+                updated_at: from_unix(f.updated_at)?,
+            })
+        };
+        Ok(Record {
+            version: f.version,
+            key: f.key,
+            grant,
+        })
+    }
+}
+
+/// A token in a file record: zeroized on drop, (de)serialized as a plain string.
+pub(super) struct SecretField(Zeroizing<String>);
+
+impl SecretField {
+    fn new(s: &str) -> Self {
+        SecretField(Zeroizing::new(s.to_owned()))
+    }
+}
+
+impl Serialize for SecretField {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d).map(|s| SecretField(Zeroizing::new(s)))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct FileAccess {
+    access_token: SecretField,
+    token_type: String,
+    issued_at: i64,
+    expires_at: Option<i64>,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    issued_token_type: Option<String>,
+    #[serde(default)]
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct FormatProbe {
+    format: u32,
+}
+
+#[derive(Serialize)]
+pub(super) struct FileRecord<'a> {
+    format: u32,
+    version: u64,
+    key: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    removed: bool,
+    refresh_token: Option<&'a SecretField>,
+    access: Option<&'a FileAccess>,
+    updated_at: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct FileRecordOwned {
+    version: u64,
+    key: String,
+    #[serde(default)]
+    removed: bool,
+    #[serde(default)]
+    refresh_token: Option<SecretField>,
+    #[serde(default)]
+    access: Option<FileAccess>,
+    updated_at: i64,
+}
+
+pub(super) fn is_false(b: &bool) -> bool {
+    !*b
+}

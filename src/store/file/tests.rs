@@ -1,0 +1,282 @@
+//! [`FileStore`] against the store conformance checks, and its own behaviour on disk.
+#![allow(clippy::unwrap_used)]
+
+use super::super::conformance as c;
+use super::*;
+#[allow(unused_imports)]
+use super::{format::*, lock::*};
+#[allow(unused_imports)]
+use crate::token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
+#[allow(unused_imports)]
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn store() -> (tempfile::TempDir, FileStore) {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = FileStore::new(tmp.path().join("tokens")).unwrap();
+    (tmp, s)
+}
+
+fn arc_store() -> (tempfile::TempDir, Arc<FileStore>) {
+    let (tmp, s) = store();
+    (tmp, Arc::new(s))
+}
+
+fn json_path(s: &FileStore, key: &str) -> PathBuf {
+    s.path(&file_name(key), "json")
+}
+
+#[test]
+fn store_file_load_missing() {
+    let (_t, s) = store();
+    c::load_missing(&s);
+}
+
+#[test]
+fn store_file_round_trip() {
+    let (_t, s) = store();
+    c::round_trip(&s);
+}
+
+#[test]
+fn store_file_cas_conflict_returns_current() {
+    let (_t, s) = store();
+    c::cas(&s);
+}
+
+#[test]
+fn store_file_remove() {
+    let (_t, s) = store();
+    c::remove(&s);
+    // The removal marker holds no token.
+    let text = fs::read_to_string(json_path(&s, "k")).unwrap();
+    assert!(text.contains("\"removed\":true"), "{text}");
+    assert!(!text.contains("rt-"), "{text}");
+}
+
+#[test]
+fn store_file_lock_excludes_other_thread() {
+    let (_t, s) = arc_store();
+    c::lock_excludes(s);
+}
+
+#[test]
+fn store_file_lock_other_key_does_not_block() {
+    let (_t, s) = arc_store();
+    c::lock_other_key(s);
+}
+
+#[test]
+fn store_file_store_while_locked_does_not_deadlock() {
+    let (_t, s) = arc_store();
+    c::store_under_lock(s);
+}
+
+#[test]
+fn store_file_lock_serializes_rotation() {
+    let (_t, s) = arc_store();
+    c::lock_serializes_rotation(s);
+}
+
+/// Two instances on one directory (as two processes would be) exclude each other through the
+/// OS lock alone.
+#[test]
+fn store_file_lock_excludes_other_instance() {
+    let (_t, a) = store();
+    let b = FileStore::new(a.dir()).unwrap();
+    let step = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let g = a.lock("k").unwrap();
+    let t = {
+        let step = Arc::clone(&step);
+        std::thread::spawn(move || {
+            let _g = b.lock("k").unwrap();
+            step.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    step.store(1, std::sync::atomic::Ordering::SeqCst);
+    drop(g);
+    assert_eq!(t.join().unwrap(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn store_file_modes_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (_t, s) = store();
+    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
+    let _lock = s.lock("k").unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(s.dir()), 0o700);
+    for entry in fs::read_dir(s.dir()).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+}
+
+#[test]
+fn store_file_no_temp_files_left() {
+    let (_t, s) = store();
+    let mut v = None;
+    for i in 0..5 {
+        v = s
+            .store("k", &c::sample(&format!("rt-{i}")), v)
+            .unwrap()
+            .written();
+    }
+    let _ = s.remove("k", v).unwrap();
+    let _ = s.store("other", &c::sample("x"), None).unwrap();
+    let mut names: Vec<String> = fs::read_dir(s.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for n in &names {
+        assert!(
+            !n.starts_with('.') && (n.ends_with(".json") || n.ends_with(".cas.lock")),
+            "{n}"
+        );
+        // Hex file names only: no part of the key leaks into the directory listing.
+        let stem = n.split('.').next().unwrap();
+        assert_eq!(stem.len(), 64);
+        assert!(stem.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
+
+#[test]
+fn store_file_reloaded_expired_token_is_expired() {
+    let (_t, s) = store();
+    let now = SystemTime::now();
+    let mut g = c::sample(c::RT);
+    let access = g.access.as_mut().unwrap();
+    access.issued_at = now - Duration::from_secs(7200);
+    access.expires_at = Some(now - Duration::from_secs(3600));
+    let _ = s.store("k", &g, None).unwrap();
+    let restarted = FileStore::new(s.dir()).unwrap();
+    let a = restarted.load("k").unwrap().unwrap().value.access.unwrap();
+    assert!(a.is_expired(SystemTime::now()));
+    assert_eq!(a.lifetime(), Some(Duration::from_secs(3600)));
+}
+
+#[test]
+fn store_file_restart_sees_latest_refresh_token() {
+    let (_t, s) = store();
+    let mut v = None;
+    for i in 0..3 {
+        v = s
+            .store("k", &c::sample(&format!("rt-{i}")), v)
+            .unwrap()
+            .written();
+    }
+    drop(s.clone());
+    let dir = s.dir().to_owned();
+    drop(s);
+    let restarted = FileStore::new(dir).unwrap();
+    let got = restarted.load("k").unwrap().unwrap();
+    assert_eq!(got.version, 3);
+    assert_eq!(got.value.refresh_token.unwrap().secret(), "rt-2");
+    // And it continues the version count.
+    assert_eq!(
+        restarted
+            .store("k", &c::sample("rt-3"), Some(3))
+            .unwrap()
+            .written(),
+        Some(4)
+    );
+}
+
+#[test]
+fn store_file_corrupt_file_is_typed_error_without_secret() {
+    let (_t, s) = store();
+    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
+    let path = json_path(&s, "k");
+    let good = fs::read_to_string(&path).unwrap();
+    let cases = [
+        // Truncated.
+        good[..good.len() / 2].to_owned(),
+        // Not JSON at all.
+        format!("{}garbage", c::RT),
+        // A token where a number belongs: serde_json would quote it.
+        good.replacen("\"version\":1", &format!("\"version\":\"{}\"", c::RT), 1),
+        good.replacen(
+            &format!("\"refresh_token\":\"{}\"", c::RT),
+            &format!("\"refresh_token\":[\"{}\"]", c::RT),
+            1,
+        ),
+        // Time out of range.
+        good.replacen("\"updated_at\":1700000005", "\"updated_at\":-5", 1),
+        String::new(),
+    ];
+    for bad in cases {
+        assert_ne!(bad, good);
+        fs::write(&path, &bad).unwrap();
+        let err = s.load("k").unwrap_err();
+        assert!(matches!(err, Error::Store(_)), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(c::RT) && !shown.contains(c::AT), "{shown}");
+        // store() reads before writing: it fails the same way rather than overwrite.
+        assert!(matches!(
+            s.store("k", &c::sample("new"), Some(1)),
+            Err(Error::Store(_))
+        ));
+    }
+}
+
+#[test]
+fn store_file_newer_format_is_refused() {
+    let (_t, s) = store();
+    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
+    let path = json_path(&s, "k");
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replacen("\"format\":1", "\"format\":2", 1);
+    fs::write(&path, text).unwrap();
+    let err = s.load("k").unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[test]
+fn store_file_key_mismatch_is_refused() {
+    let (_t, s) = store();
+    let _ = s.store("a", &c::sample(c::RT), None).unwrap();
+    fs::copy(json_path(&s, "a"), json_path(&s, "b")).unwrap();
+    assert!(matches!(s.load("b"), Err(Error::Store(_))));
+}
+
+#[test]
+fn store_file_format_on_disk() {
+    let (_t, s) = store();
+    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(json_path(&s, "k")).unwrap()).unwrap();
+    assert_eq!(v["format"], 1);
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["key"], "k");
+    assert_eq!(v["refresh_token"], c::RT);
+    assert_eq!(v["updated_at"], 1_700_000_005);
+    let a = &v["access"];
+    assert_eq!(a["access_token"], c::AT);
+    assert_eq!(a["token_type"], "DPoP");
+    assert_eq!(a["issued_at"], 1_700_000_000);
+    assert_eq!(a["expires_at"], 1_700_003_600);
+    assert_eq!(a["scope"], "read write");
+    assert!(v.get("removed").is_none());
+}
+
+#[test]
+fn store_file_debug_has_no_token() {
+    let (_t, s) = store();
+    let g = c::sample(c::RT);
+    let _ = s.store("k", &g, None).unwrap();
+    let loaded = s.load("k").unwrap();
+    let shown = format!("{s:?} {g:?} {loaded:?}");
+    assert!(!shown.contains(c::RT) && !shown.contains(c::AT), "{shown}");
+}
+
+#[test]
+fn store_file_path_is_not_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f");
+    fs::write(&file, b"x").unwrap();
+    assert!(matches!(FileStore::new(&file), Err(Error::Store(_))));
+}
