@@ -11,6 +11,8 @@ mod dpop;
 mod error;
 mod event;
 mod jose;
+#[cfg(test)]
+mod layering;
 #[cfg(feature = "middleware")]
 mod middleware;
 mod secret;

@@ -11,8 +11,6 @@ use super::state::{now, secs, CodeRecord, DeviceRecord, DeviceStatus, Shared};
 use crate::Scope;
 
 
-/// Outcome of a request that gets a JSON answer.
-
 #[allow(unused_imports)]
 use super::grants::*;
 

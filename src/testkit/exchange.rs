@@ -9,8 +9,6 @@ use super::state::{bump, now, Inner, NewAccess, Shared};
 use crate::Scope;
 
 
-/// Outcome of a request that gets a JSON answer.
-
 #[allow(unused_imports)]
 use super::grants::*;
 
