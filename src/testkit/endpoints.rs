@@ -10,7 +10,6 @@ use super::jose::random_token;
 use super::state::{now, secs, CodeRecord, DeviceRecord, DeviceStatus, Shared};
 use crate::Scope;
 
-
 #[allow(unused_imports)]
 use super::grants::*;
 

@@ -48,7 +48,7 @@ use lock::{check_private_dir, file_name, open_lock_file, open_no_follow, sync_di
 ///
 /// # Locking
 ///
-/// Both locks are OS file locks ([`File::lock`], `flock` on Unix, `LockFileEx` on Windows),
+/// Both locks are OS file locks ([`File::lock`](std::fs::File::lock), `flock` on Unix, `LockFileEx` on Windows),
 /// released by the OS if the process dies. Within one process, a per-key in-process lock is taken
 /// first, so threads queue in memory rather than each holding a descriptor blocked in the OS.
 ///
