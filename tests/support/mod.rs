@@ -7,3 +7,4 @@ pub mod mtls_pki;
 pub mod oidc_provider;
 pub mod prelude;
 pub mod server;
+pub mod servers;

@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex};
 
-use crate::support::prelude::{Agent, AgentEvent, ClientAuth, DpopMode, Error, OAuthErrorCode};
+use crate::support::prelude::{Agent, AgentEvent, ClientAuth, Error, OAuthErrorCode};
 use crate::support::prelude::{TestServer, TestServerConfig};
 
 async fn agent(server: &TestServer) -> Agent {
@@ -41,41 +41,6 @@ async fn agent_discovers_resource_from_401_and_calls_it() {
     let after = server.stats();
     assert_eq!(after.token_requests, before.token_requests);
     assert_eq!(after.resource_requests, before.resource_requests + 1);
-}
-
-#[tokio::test]
-async fn agent_dpop_by_default_with_resource_nonce() {
-    let server = TestServer::start_with(
-        TestServerConfig::default()
-            .with_require_dpop_nonce(true)
-            .with_resource_require_dpop_nonce(true),
-    )
-    .await;
-    let agent = agent(&server).await;
-    let jkt = agent
-        .dpop_key()
-        .expect("DPoP on by default: the server lists ES256")
-        .thumbprint()
-        .to_owned();
-    let resp = agent.get(server.resource_url()).send().await.expect("send");
-    assert_eq!(resp.status(), 200);
-    let body = json(&resp);
-    assert_eq!(body["jkt"], jkt.as_str());
-    let stats = server.stats();
-    assert!(
-        stats.nonce_challenges >= 2,
-        "AS and resource nonce challenges: {stats:?}"
-    );
-    // The resource nonce is remembered: the next call needs no new challenge.
-    let resp = agent
-        .post(format!("{}/x", server.resource_url()))
-        .body("payload")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(json(&resp)["method"], "POST");
-    assert_eq!(server.stats().nonce_challenges, stats.nonce_challenges);
 }
 
 #[tokio::test]
@@ -171,31 +136,6 @@ async fn agent_never_sends_a_token_to_another_origin() {
         .expect_err("unknown");
     assert!(matches!(err, Error::Config(_)));
     assert_eq!(other.stats().resource_requests, after.resource_requests);
-}
-
-#[tokio::test]
-async fn agent_from_protected_resource_alone() {
-    let server = TestServer::start().await;
-    let agent = Agent::builder()
-        .protected_resource(server.resource_url())
-        .trust_issuer(server.issuer())
-        .client_id("agent")
-        .client_auth(ClientAuth::client_secret("agent-secret"))
-        .dpop_mode(DpopMode::Off)
-        .build()
-        .await
-        .expect("agent from resource");
-    assert_eq!(agent.issuer(), server.issuer());
-    let resp = agent.get(server.resource_url()).send().await.expect("send");
-    assert_eq!(resp.status(), 200);
-    // An untrusted issuer is refused.
-    let err = Agent::builder()
-        .protected_resource(server.resource_url())
-        .client_id("agent")
-        .build()
-        .await
-        .expect_err("untrusted");
-    assert!(matches!(err, Error::Discovery(_)));
 }
 
 #[tokio::test]
