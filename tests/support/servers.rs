@@ -138,14 +138,6 @@ impl Server {
         }
     }
 
-    /// Which server this is.
-    pub fn kind(&self) -> Kind {
-        match self.inner {
-            Inner::Testkit(_) => Kind::Testkit,
-            Inner::OidcProvider(_) => Kind::OidcProvider,
-        }
-    }
-
     /// The issuer identifier.
     pub fn issuer(&self) -> &str {
         &self.issuer

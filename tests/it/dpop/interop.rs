@@ -1,12 +1,12 @@
-//! DPoP against node `oidc-provider` 9 with `dpop_nonce: true` (every token and userinfo
-//! request must carry a server nonce). Skipped when Node.js is missing (unless `CI` is set).
+//! DPoP at oidc-provider's userinfo endpoint with `dpop_nonce: true` (every token and
+//! userinfo request must carry a server nonce). Skipped when Node.js is missing (unless `CI` is set).
 
 use crate::support::prelude::{ath, ClientAuth, DpopKey, OAuthClient, TokenParams, TokenType};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::{client, cnf_jkt, now};
+use super::{client, now};
 use crate::support::oidc_provider::OidcProvider;
 
 const REDIRECT: &str = "http://127.0.0.1:1/cb";
@@ -112,87 +112,6 @@ async fn dpop_get_with_nonce_retry(
         }
         _ => (s, h, b, first),
     }
-}
-
-#[tokio::test]
-async fn interop_dpop_client_credentials_with_nonce() {
-    let Some(p) = provider().await else { return };
-    let api = p.resource.clone().unwrap();
-    let key = DpopKey::generate();
-    let c = client(
-        &p.issuer,
-        "dpop-svc",
-        ClientAuth::client_secret("dpop-secret"),
-        Some(&key),
-    )
-    .await;
-    let params = TokenParams::new().scope("read").resource(api.clone());
-    let token_url = Url::parse(&p.url("/token")).unwrap();
-    assert_eq!(c.nonces().get(&token_url), None);
-    let t = c
-        .client_credentials(&params)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", p.stderr_log()));
-    assert_eq!(t.token_type, TokenType::Dpop);
-    assert_eq!(cnf_jkt(t.access_token.secret()), key.thumbprint());
-    // The challenge's nonce was kept; the next request uses it.
-    assert!(c.nonces().get(&token_url).is_some());
-    let again = c.client_credentials(&params).await.unwrap();
-    assert_eq!(cnf_jkt(again.access_token.secret()), key.thumbprint());
-
-    // The bound token works at the resource server with a proof of the same key only.
-    let at = t.access_token.secret();
-    let url = format!("{api}/data");
-    let (s, _, body) = dpop_get(&p, &url, at, &proof(&key, &url, at, None)).await;
-    assert_eq!(s, 200, "{body}");
-    assert_eq!(body["cnf"]["jkt"], json!(key.thumbprint()));
-    let other = DpopKey::generate();
-    let (s, _, _) = dpop_get(&p, &url, at, &proof(&other, &url, at, None)).await;
-    assert_eq!(s, 401);
-}
-
-#[tokio::test]
-async fn interop_dpop_authorization_code_and_refresh_public_client() {
-    let Some(p) = provider().await else { return };
-    let api = p.resource.clone().unwrap();
-    let key = DpopKey::generate();
-    let c = client(&p.issuer, "public-agent", ClientAuth::none(), Some(&key)).await;
-    let params = TokenParams::new().scope("read").resource(api.clone());
-    let first = code_flow(&p, &c, &params).await;
-    assert_eq!(first.token_type, TokenType::Dpop);
-    assert_eq!(cnf_jkt(first.access_token.secret()), key.thumbprint());
-    let rt1 = first.refresh_token.clone().expect("refresh token");
-
-    let second = c
-        .refresh(&rt1, &params)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", p.stderr_log()));
-    assert_eq!(second.token_type, TokenType::Dpop);
-    assert_eq!(cnf_jkt(second.access_token.secret()), key.thumbprint());
-    let rt2 = second.refresh_token.clone().unwrap();
-    assert!(!rt2.ct_eq(&rt1), "oidc-provider rotates refresh tokens");
-
-    // The rotated refresh token, same key.
-    let third = c.refresh(&rt2, &params).await.unwrap();
-    assert_eq!(cnf_jkt(third.access_token.secret()), key.thumbprint());
-    let rt3 = third.refresh_token.clone().unwrap();
-
-    // Another key cannot use the bound refresh token.
-    let thief = client(
-        &p.issuer,
-        "public-agent",
-        ClientAuth::none(),
-        Some(&DpopKey::generate()),
-    )
-    .await;
-    let err = thief.refresh(&rt3, &params).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            crate::support::prelude::Error::ReauthorizationRequired(_)
-        ),
-        "{err:?}"
-    );
 }
 
 #[tokio::test]

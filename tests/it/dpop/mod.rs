@@ -5,13 +5,17 @@
 //!   checked by an independent verifier, proof `iat` in the server's clock.
 //! - `nonce`: the `use_dpop_nonce` retry (exactly one, only for a new nonce), nonce caching,
 //!   fresh client assertions and proofs per attempt.
-//! - `interop_dpop`: the same against node `oidc-provider` (skipped when Node.js is missing).
+//! - `scenarios`: client credentials and the code flow with refresh, nonces demanded, against
+//!   both servers (`support::servers`);
+//! - `interop`: userinfo with `ath`, replay and nonces at node `oidc-provider` (skipped when
+//!   Node.js is missing).
 //!
 //! The embedded test server (`agent_oauth::testkit`) checks proofs with its own code; the
 //! scripted server in `scripted` checks them with josekit and answers as each test dictates.
 
 mod interop;
 mod nonce;
+mod scenarios;
 mod scripted;
 mod token_endpoint;
 

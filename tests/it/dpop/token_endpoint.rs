@@ -39,7 +39,7 @@ fn api_params(server: &TestServer) -> TokenParams {
 }
 
 /// The token is a DPoP token whose JWT binds it to `key`.
-fn assert_bound(t: &TokenSet, key: &DpopKey) {
+pub(super) fn assert_bound(t: &TokenSet, key: &DpopKey) {
     assert_eq!(t.token_type, TokenType::Dpop);
     assert_eq!(cnf_jkt(t.access_token.secret()), key.thumbprint());
     // The token set records the binding too.
@@ -71,50 +71,6 @@ async fn code_flow(server: &TestServer, key: &DpopKey) -> TokenSet {
         .unwrap();
     let callback = authorize(&pending).await;
     c.exchange_code(&pending, &callback).await.unwrap()
-}
-
-#[tokio::test]
-async fn dpop_token_client_credentials_bound_to_key() {
-    let server = TestServer::start().await;
-    let key = DpopKey::generate();
-    let t = agent(&server, Some(&key))
-        .await
-        .client_credentials(&api_params(&server))
-        .await
-        .unwrap();
-    assert_bound(&t, &key);
-    assert_eq!(server.stats().grants.client_credentials, 1);
-    // Control: without a key the same server issues a Bearer token with no binding.
-    let t = agent(&server, None)
-        .await
-        .client_credentials(&api_params(&server))
-        .await
-        .unwrap();
-    assert_eq!(t.token_type, TokenType::Bearer);
-    assert!(jwt_payload(t.access_token.secret()).get("cnf").is_none());
-}
-
-#[tokio::test]
-async fn dpop_token_authorization_code_bound_with_dpop_jkt() {
-    let server = TestServer::start().await;
-    let key = DpopKey::generate();
-    let c = public_agent(&server, Some(&key)).await;
-    let pending = c
-        .authorization_url(REDIRECT, &api_params(&server))
-        .await
-        .unwrap();
-    let jkt: Vec<String> = pending
-        .url
-        .query_pairs()
-        .filter(|(k, _)| k == "dpop_jkt")
-        .map(|(_, v)| v.into_owned())
-        .collect();
-    assert_eq!(jkt, [key.thumbprint()]);
-    let callback = authorize(&pending).await;
-    let t = c.exchange_code(&pending, &callback).await.unwrap();
-    assert_bound(&t, &key);
-    assert!(t.refresh_token.is_some());
-    assert_eq!(server.stats().grants.authorization_code, 1);
 }
 
 #[tokio::test]
@@ -156,23 +112,6 @@ async fn dpop_token_device_flow_bound_to_key() {
         .unwrap();
     assert_bound(&t, &key);
     assert_eq!(server.stats().grants.device_code, 1);
-}
-
-#[tokio::test]
-async fn dpop_token_refresh_public_client_same_key() {
-    let server = TestServer::start().await;
-    let key = DpopKey::generate();
-    let first = code_flow(&server, &key).await;
-    let rt1 = first.refresh_token.clone().unwrap();
-    let c = public_agent(&server, Some(&key)).await;
-    let second = c.refresh(&rt1, &api_params(&server)).await.unwrap();
-    assert_bound(&second, &key);
-    let rt2 = second.refresh_token.clone().unwrap();
-    assert!(!rt2.ct_eq(&rt1), "the test server rotates refresh tokens");
-    // The rotated refresh token is bound to the same key too.
-    let third = c.refresh(&rt2, &api_params(&server)).await.unwrap();
-    assert_bound(&third, &key);
-    assert_eq!(server.stats().grants.refresh_token, 2);
 }
 
 #[tokio::test]
