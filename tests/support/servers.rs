@@ -77,6 +77,21 @@ pub const SERVICE: Registration = Registration {
     secret: Some("svc-secret"),
 };
 
+/// A second confidential client, acting for [`SERVICE`] in token exchange (`actor_token`).
+pub const WORKER: Registration = Registration {
+    id: "worker",
+    secret: Some("worker-secret"),
+};
+
+/// A third confidential client, acting for [`WORKER`] one delegation further down.
+pub const SUB_WORKER: Registration = Registration {
+    id: "sub-worker",
+    secret: Some("sub-worker-secret"),
+};
+
+/// The confidential clients, registered alike at both servers.
+const CONFIDENTIAL: [Registration; 3] = [SERVICE, WORKER, SUB_WORKER];
+
 /// A public client: authorization code (PKCE) and refresh tokens, redirecting to [`REDIRECT`].
 pub const PUBLIC: Registration = Registration {
     id: "public-app",
@@ -108,18 +123,19 @@ impl Server {
     pub async fn start(kind: Kind, knobs: Knobs) -> Option<Server> {
         match kind {
             Kind::Testkit => {
-                let config = TestServerConfig::default()
+                let mut config = TestServerConfig::default()
                     .with_require_dpop_nonce(knobs.as_dpop_nonce)
                     .with_resource_require_dpop_nonce(knobs.resource_dpop_nonce)
                     .with_resource_dpop_required(knobs.dpop_required)
-                    .with_client(TestClient::new(
-                        SERVICE.id,
-                        TestClientAuth::SecretBasic(SERVICE.secret.unwrap_or_default().into()),
-                    ))
                     .with_client(
                         TestClient::new(PUBLIC.id, TestClientAuth::None)
                             .with_redirect_uris([REDIRECT]),
                     );
+                for c in CONFIDENTIAL {
+                    let secret = c.secret.unwrap_or_default().to_owned();
+                    config = config
+                        .with_client(TestClient::new(c.id, TestClientAuth::SecretBasic(secret)));
+                }
                 let server = TestServer::start_with(config).await;
                 Some(Server {
                     issuer: server.issuer().to_owned(),
@@ -230,26 +246,30 @@ impl Server {
     }
 }
 
-/// The oidc-provider configuration with the registrations of [`SERVICE`] and [`PUBLIC`].
+/// The oidc-provider configuration with the same registrations as the embedded server.
 fn oidc_provider_config(knobs: Knobs) -> Value {
-    json!({
-        "clients": [
-            {
-                "client_id": SERVICE.id,
-                "client_secret": SERVICE.secret,
+    let mut clients: Vec<Value> = CONFIDENTIAL
+        .iter()
+        .map(|c| {
+            json!({
+                "client_id": c.id,
+                "client_secret": c.secret,
                 "grant_types": ["client_credentials", TOKEN_EXCHANGE],
                 "redirect_uris": [],
                 "response_types": [],
                 "dpop_bound_access_tokens": knobs.dpop_required
-            },
-            {
-                "client_id": PUBLIC.id,
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code", "refresh_token"],
-                "redirect_uris": [REDIRECT],
-                "response_types": ["code"]
-            }
-        ],
+            })
+        })
+        .collect();
+    clients.push(json!({
+        "client_id": PUBLIC.id,
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "redirect_uris": [REDIRECT],
+        "response_types": ["code"]
+    }));
+    json!({
+        "clients": clients,
         "token_exchange": true,
         "dpop_nonce": knobs.as_dpop_nonce,
         "resource_server": true,

@@ -1,7 +1,8 @@
-//! Delegation to child agents (RFC 8693 token exchange): against the embedded server
-//! (`testkit_flows`) and against node oidc-provider (`interop`, skipped without Node.js).
+//! Delegation to child agents (RFC 8693 token exchange): narrowing, binding, act chains and
+//! widening against both servers (`scenarios`, see `support::servers`), lifetimes, renewal,
+//! revocation and audit events against the embedded server (`testkit_flows`).
 
-mod interop;
+mod scenarios;
 mod testkit_flows;
 
 use std::time::{SystemTime, UNIX_EPOCH};
