@@ -98,7 +98,15 @@ pub const PUBLIC: Registration = Registration {
     secret: None,
 };
 
-/// The redirect URI of [`PUBLIC`] (loopback: the embedded server accepts any port).
+/// A confidential user-facing client: authorization code and refresh tokens, redirecting to
+/// [`REDIRECT`]. Its secret holds characters that form-encoding and Basic authentication must
+/// escape.
+pub const APP: Registration = Registration {
+    id: "app",
+    secret: Some("app-secret:+/"),
+};
+
+/// The redirect URI of [`PUBLIC`] and [`APP`] (loopback: the embedded server accepts any port).
 pub const REDIRECT: &str = "http://127.0.0.1:1/cb";
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -130,6 +138,13 @@ impl Server {
                     .with_client(
                         TestClient::new(PUBLIC.id, TestClientAuth::None)
                             .with_redirect_uris([REDIRECT]),
+                    )
+                    .with_client(
+                        TestClient::new(
+                            APP.id,
+                            TestClientAuth::SecretBasic(APP.secret.unwrap_or_default().into()),
+                        )
+                        .with_redirect_uris([REDIRECT]),
                     );
                 for c in CONFIDENTIAL {
                     let secret = c.secret.unwrap_or_default().to_owned();
@@ -262,6 +277,13 @@ fn oidc_provider_config(knobs: Knobs) -> Value {
         })
         .collect();
     clients.push(json!({
+        "client_id": APP.id,
+        "client_secret": APP.secret,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "redirect_uris": [REDIRECT],
+        "response_types": ["code"]
+    }));
+    clients.push(json!({
         "client_id": PUBLIC.id,
         "token_endpoint_auth_method": "none",
         "grant_types": ["authorization_code", "refresh_token"],
@@ -271,6 +293,7 @@ fn oidc_provider_config(knobs: Knobs) -> Value {
     json!({
         "clients": clients,
         "token_exchange": true,
+        "access_token_ttl": 300,
         "dpop_nonce": knobs.as_dpop_nonce,
         "resource_server": true,
         "resource_nonce": knobs.resource_dpop_nonce,

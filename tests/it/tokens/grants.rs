@@ -152,32 +152,6 @@ async fn grant_client_secret_selects_the_method_from_metadata() {
     assert_eq!(claims(t.access_token.secret())["client_id"], "agent-post");
 }
 
-#[tokio::test]
-async fn grant_scope_and_resource_reach_the_token() {
-    let server = TestServer::start().await;
-    let client = agent(&server);
-    let t = client
-        .client_credentials(
-            &TokenParams::new()
-                .scope("write read")
-                .resource(server.resource_url()),
-        )
-        .await
-        .unwrap();
-    let c = claims(t.access_token.secret());
-    assert_eq!(audiences(&c), vec![server.resource_url()]);
-    assert_eq!(c["scope"], "read write");
-    assert_eq!(t.scope.to_string(), "read write");
-    // Without a resource the audience is the issuer (and a different token).
-    let t2 = client
-        .client_credentials(&TokenParams::new().scope("read"))
-        .await
-        .unwrap();
-    let c2 = claims(t2.access_token.secret());
-    assert_eq!(audiences(&c2), vec![server.issuer().to_owned()]);
-    assert_eq!(c2["scope"], "read");
-}
-
 /// Follow the authorization URL once, without following the redirect: the Location is the
 /// callback.
 async fn authorize(url: &Url) -> Url {
@@ -356,43 +330,6 @@ async fn grant_device_flow_slow_down_adds_five_seconds() {
     );
     // The wait after slow_down was at least 5.3 s (a lower bound only).
     assert!(started.elapsed() >= Duration::from_millis(5_900));
-}
-
-#[tokio::test]
-async fn grant_revocation_and_introspection() {
-    let server = TestServer::start().await;
-    let client = agent(&server);
-    let t = client
-        .client_credentials(&TokenParams::new().scope("read"))
-        .await
-        .unwrap();
-    let at = t.access_token.secret();
-    let i = client.introspect(at, Some("access_token")).await.unwrap();
-    assert!(i.active);
-    assert_eq!(i.client_id.as_deref(), Some("agent"));
-    assert_eq!(i.scope.as_deref(), Some("read"));
-    client.revoke(at, Some("access_token")).await.unwrap();
-    assert!(!client.introspect(at, None).await.unwrap().active);
-
-    // A refresh token: revoking it revokes the grant, and the refresh grant then reports
-    // that the user must authorize again.
-    let rt = server.issue_refresh_token("agent", "read offline_access");
-    let i = client.introspect(&rt, Some("refresh_token")).await.unwrap();
-    assert!(i.active);
-    assert_eq!(i.sub.as_deref(), Some("agent-user"));
-    client.revoke(&rt, Some("refresh_token")).await.unwrap();
-    assert_eq!(server.stats().revoked_grants, 1);
-    assert!(!client.introspect(&rt, None).await.unwrap().active);
-    let e = client
-        .refresh(
-            &crate::support::prelude::RefreshToken::new(rt),
-            &TokenParams::new(),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(e, Error::ReauthorizationRequired(_)), "{e:?}");
-    // Unknown tokens are fine to revoke (RFC 7009 §2.2).
-    client.revoke("no-such-token", None).await.unwrap();
 }
 
 #[tokio::test]

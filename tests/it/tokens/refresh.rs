@@ -43,47 +43,6 @@ fn stored_rt(store: &dyn TokenStore) -> Option<String> {
         .map(|r| r.secret().to_owned())
 }
 
-#[tokio::test]
-async fn refresh_rotates_three_times_and_persists_before_returning() {
-    let server = TestServer::start().await;
-    let store = Arc::new(MemoryStore::new());
-    let (_source, handle, first) = seeded(&server, store.clone()).await;
-    let mut seen = vec![first];
-    let mut version = store.load(KEY).unwrap().unwrap().version;
-    for round in 0..3 {
-        let t = handle.refresh().await.unwrap();
-        let returned = t
-            .token()
-            .refresh_token
-            .as_ref()
-            .unwrap()
-            .secret()
-            .to_owned();
-        // By the time the access token is in our hands, the store already holds the new
-        // refresh token, at the next version.
-        let now = store.load(KEY).unwrap().unwrap();
-        assert_eq!(
-            now.value.refresh_token.as_ref().unwrap().secret(),
-            returned,
-            "round {round}"
-        );
-        assert_eq!(
-            now.value
-                .access
-                .as_ref()
-                .map(|a| a.access_token.secret().to_owned()),
-            Some(t.token().access_token.secret().to_owned())
-        );
-        assert_eq!(now.version, version + 1);
-        version = now.version;
-        assert!(!seen.contains(&returned), "rotated in round {round}");
-        seen.push(returned);
-    }
-    let stats = server.stats();
-    assert_eq!(stats.grants.refresh_token, 3);
-    assert_eq!(stats.revoked_grants, 0);
-}
-
 /// A store whose writes can be made to fail, to show that tokens the store could not take are
 /// kept in memory rather than lost.
 #[derive(Debug, Default)]
