@@ -179,6 +179,11 @@ impl Server {
         self.resource.clone()
     }
 
+    /// Absolute URL of `path` (which starts with `/`) on the authorization server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
     /// The token endpoint (both servers serve it at `<issuer>/token`).
     pub fn token_endpoint(&self) -> Url {
         Url::parse(&format!("{}/token", self.issuer)).expect("token endpoint URL")

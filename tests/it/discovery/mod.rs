@@ -1,8 +1,10 @@
 //! Authorization server metadata (RFC 8414 / OpenID Discovery) and protected resource metadata
 //! (RFC 9728) against a scripted in-process server, plus property tests of both parsers;
-//! `interop`: the same against node oidc-provider.
+//! `scenarios`: the same against both servers (`support::servers`); `interop`: the OpenID
+//! fallback and a mix-up issuer at node oidc-provider.
 
 mod interop;
+mod scenarios;
 
 use std::sync::Arc;
 use std::time::Duration;
