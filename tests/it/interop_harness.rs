@@ -1,5 +1,6 @@
-//! Smoke test of the oidc-provider interop harness (temporary: the real
-//! interop tests will live in `tests/it`).
+//! Checks of the oidc-provider interop harness itself (`tests/interop/server.mjs` through
+//! `support::oidc_provider`), driven with plain HTTP and hand-made JWTs, independently of the
+//! crate's client code: what the scenarios in the feature modules rely on the harness doing.
 
 use crate::support::oidc_provider::OidcProvider;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;

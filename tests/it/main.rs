@@ -26,13 +26,11 @@ mod agent;
 mod challenge;
 mod delegation;
 mod discovery;
-#[cfg(feature = "josekit")]
 mod dpop;
 mod hardening;
 mod interop_harness;
 #[cfg(feature = "mtls")]
 mod mtls;
-mod store_multiprocess;
 mod testkit_server;
 mod tokens;
 mod transport;

@@ -1,4 +1,5 @@
-//! DPoP (RFC 9449) at the token endpoint, through `OAuthClient`.
+//! DPoP (RFC 9449) at the token endpoint, through `OAuthClient`, and the Agent's nonce handling
+//! at a resource.
 //!
 //! - `token_endpoint`: every grant binds its token to the client's key (or to a child key for
 //!   token exchange), `dpop_jkt` in the authorization URL, Bearer answers refused, proofs
@@ -8,15 +9,25 @@
 //! - `scenarios`: client credentials and the code flow with refresh, nonces demanded, against
 //!   both servers (`support::servers`);
 //! - `interop`: userinfo with `ath`, replay and nonces at node `oidc-provider` (skipped when
-//!   Node.js is missing).
+//!   Node.js is missing);
+//! - `resource_nonce`: resources that ask for a nonce with 400, or never stop asking.
+//!
+//! All but `resource_nonce` need the `josekit` feature (client assertions, and the scripted
+//! server's independent verifier).
 //!
 //! The embedded test server (`agent_oauth::testkit`) checks proofs with its own code; the
 //! scripted server in `scripted` checks them with josekit and answers as each test dictates.
 
+#[cfg(feature = "josekit")]
 mod interop;
+#[cfg(feature = "josekit")]
 mod nonce;
+mod resource_nonce;
+#[cfg(feature = "josekit")]
 mod scenarios;
+#[cfg(feature = "josekit")]
 mod scripted;
+#[cfg(feature = "josekit")]
 mod token_endpoint;
 
 use std::time::{SystemTime, UNIX_EPOCH};

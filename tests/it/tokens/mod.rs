@@ -13,7 +13,9 @@
 //! - `scenarios` (`grant_*`, `refresh_*`): client credentials with scope and resource,
 //!   revocation and introspection, rotation through `RefreshingSource`, on both servers;
 //! - `interop` (`interop_tokens_*`): 50 concurrent refreshes against oidc-provider;
-//! - `multiprocess` (`refresh_multiprocess_*`): two OS processes refreshing one grant.
+//! - `multiprocess` (`refresh_multiprocess_*`): two OS processes refreshing one grant;
+//! - `store_multiprocess` (`store_multiprocess_*`): four OS processes rotating one refresh
+//!   token through one `FileStore`.
 
 mod cache;
 mod common;
@@ -22,3 +24,4 @@ mod interop;
 mod multiprocess;
 mod refresh;
 mod scenarios;
+mod store_multiprocess;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use crate::support::prelude::{FileStore, RefreshToken, StoreOutcome, StoredGrant, TokenStore};
 
 const CHILD_ENV: &str = "AGENT_OAUTH_STORE_CHILD";
-const CHILD_TEST: &str = "store_multiprocess::store_multiprocess_child";
+const CHILD_TEST: &str = "tokens::store_multiprocess::store_multiprocess_child";
 const CHILDREN: u64 = 4;
 const ROUNDS: u64 = 50;
 const KEY: &str = "https://issuer.example|client-1|agent";
