@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 
 use super::common::{client_at, dyn_store, grant_with_refresh_token};
 use super::interop as interop_tokens;
+use crate::per_server;
 use crate::support::oidc_provider::OidcProvider;
+use crate::support::servers::{Kind, Knobs, Server, APP};
 
 const CHILD_ENV: &str = "AGENT_OAUTH_TOKENS_CHILD";
 const CHILD_TEST: &str = "tokens::multiprocess::refresh_multiprocess_child";
@@ -163,50 +165,19 @@ fn stored(dir: &std::path::Path) -> (u64, RefreshToken) {
     (v.version, v.value.refresh_token.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refresh_multiprocess_file_store_keeps_testkit_grant_alive() {
-    let server = TestServer::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("store");
-    let rt = server.issue_refresh_token("agent", "read offline_access");
-    let client = super::common::agent(&server);
-    let source = RefreshingSource::new(
-        client.clone(),
-        dyn_store(FileStore::new(&dir).unwrap()),
-        KEY,
-        TokenParams::new(),
-    );
-    source.seed(&grant_with_refresh_token(&rt)).await.unwrap();
-    let start_at = unix_ms() + 1_500;
-    let spec = child_spec(
-        server.issuer(),
-        "agent",
-        "agent-secret",
-        &dir,
-        "file",
-        "",
-        start_at,
-    );
-    let outcomes = run_children([spec.clone(), spec]).await;
-    assert_children_succeeded(&outcomes);
-    let stats = server.stats();
-    assert_eq!(stats.revoked_grants, 0, "{stats:?}");
-    let (version, last) = stored(&dir);
-    // The seed, then one write per refresh the server answered.
-    assert_eq!(version, 1 + stats.grants.refresh_token, "{stats:?}");
-    assert!(stats.grants.refresh_token >= ROUNDS as u64, "{stats:?}");
-    // The grant is alive and the store holds its newest refresh token.
-    client.refresh(&last, &TokenParams::new()).await.unwrap();
-    println!("testkit: store version {version}, server stats {stats:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refresh_multiprocess_file_store_keeps_oidc_provider_grant_alive() {
-    let Some(p) = OidcProvider::start(interop_tokens::config()).await else {
+per_server!(
+    refresh_multiprocess_file_store_keeps_the_grant_alive,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+/// Was `refresh_multiprocess_file_store_keeps_testkit_grant_alive` and
+/// `refresh_multiprocess_file_store_keeps_oidc_provider_grant_alive`.
+async fn refresh_multiprocess_file_store_keeps_the_grant_alive(kind: Kind) {
+    let Some(s) = Server::start(kind, Knobs::default()).await else {
         return;
     };
-    let client = interop_tokens::app_client(&p);
-    let tokens = interop_tokens::authorize(&p, &client).await;
+    let client = client_at(s.issuer(), APP.id, APP.auth());
+    let tokens = super::scenarios::authorize(&s, &client).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let source = RefreshingSource::new(
@@ -218,9 +189,9 @@ async fn refresh_multiprocess_file_store_keeps_oidc_provider_grant_alive() {
     source.seed(&tokens).await.unwrap();
     let start_at = unix_ms() + 1_500;
     let spec = child_spec(
-        &p.issuer,
-        interop_tokens::APP,
-        interop_tokens::APP_SECRET,
+        s.issuer(),
+        APP.id,
+        APP.secret.unwrap_or_default(),
         &dir,
         "file",
         "",
@@ -232,9 +203,17 @@ async fn refresh_multiprocess_file_store_keeps_oidc_provider_grant_alive() {
     // The seed plus the refreshes; a child that finds a token the other just stored uses it
     // instead of refreshing, so the count depends on timing, but refreshes did happen.
     assert!(version > 1, "version {version}");
+    if let Some(server) = s.testkit() {
+        let stats = server.stats();
+        assert_eq!(stats.revoked_grants, 0, "{stats:?}");
+        // The seed, then one write per refresh the server answered.
+        assert_eq!(version, 1 + stats.grants.refresh_token, "{stats:?}");
+        assert!(stats.grants.refresh_token >= ROUNDS as u64, "{stats:?}");
+    }
+    // The grant is alive and the store holds its newest refresh token.
     let t = client.refresh(&last, &TokenParams::new()).await.unwrap();
     assert!(t.refresh_token.is_some());
-    println!("oidc-provider: store version {version}, grant alive");
+    println!("{kind:?}: store version {version}, grant alive");
 }
 
 /// Control experiment: without the shared store's lock (each child has its own in-memory store

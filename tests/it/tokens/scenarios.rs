@@ -20,7 +20,7 @@ fn client(s: &Server, r: Registration) -> OAuthClient {
 
 /// A grant with a refresh token for [`APP`]: the crate's authorization URL (PKCE, state)
 /// approved at the server, then the crate's code exchange.
-async fn authorize(s: &Server, client: &OAuthClient) -> TokenSet {
+pub(super) async fn authorize(s: &Server, client: &OAuthClient) -> TokenSet {
     let pending = client
         .authorization_url(
             REDIRECT,
