@@ -20,8 +20,9 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::support::oidc_provider::OidcProvider;
+use crate::per_server;
 use crate::support::server::{guard, Reply, Scripted, TestHttp};
+use crate::support::servers::{Kind, Knobs, Server, SERVICE};
 
 const CLIENT_ID: &str = "agent";
 const CLIENT_SECRET: &str = "s3cret-of-the-agent";
@@ -707,24 +708,15 @@ async fn hardening_15_empty_bodies_name_operation_and_endpoint() {
     );
 }
 
-#[tokio::test]
-async fn hardening_15_oidc_provider_errors_name_operation_and_endpoint() {
-    let Some(p) = OidcProvider::start(json!({
-        "clients": [{
-            "client_id": "svc",
-            "client_secret": "svc-secret",
-            "grant_types": ["client_credentials"],
-            "redirect_uris": [],
-            "response_types": []
-        }],
-    }))
-    .await
-    else {
+per_server!(hardening_15_server_errors_name_operation_and_endpoint);
+/// Was `hardening_15_oidc_provider_errors_name_operation_and_endpoint` (oidc-provider only).
+async fn hardening_15_server_errors_name_operation_and_endpoint(kind: Kind) {
+    let Some(s) = Server::start(kind, Knobs::default()).await else {
         return;
     };
     let client_with = |secret: &str| {
-        let server = AuthorizationServer::new(&p.issuer, HttpTransport::new().unwrap()).unwrap();
-        OAuthClient::builder(server, "svc")
+        let server = AuthorizationServer::new(s.issuer(), HttpTransport::new().unwrap()).unwrap();
+        OAuthClient::builder(server, SERVICE.id)
             .auth(ClientAuth::client_secret_basic(secret))
             .build()
     };
@@ -751,7 +743,7 @@ async fn hardening_15_oidc_provider_errors_name_operation_and_endpoint() {
     assert_eq!(ctx.endpoint, token_endpoint);
     assert!(err.to_string().contains(&token_endpoint), "{err}");
 
-    let right = client_with("svc-secret");
+    let right = client_with(SERVICE.secret.unwrap_or_default());
     let err = guard(right.refresh(
         &RefreshToken::new("not-a-token-at-all"),
         &TokenParams::new(),
