@@ -29,6 +29,8 @@ mod discovery;
 mod dpop;
 mod hardening;
 mod interop_harness;
+#[cfg(feature = "middleware")]
+mod middleware;
 #[cfg(feature = "mtls")]
 mod mtls;
 mod testkit_server;

@@ -2,12 +2,11 @@
 //! `invalid_token`, scope upgrades, and tokens never leaving their resource.
 //!
 //! - `scenarios`: against both servers (`support::servers`);
-//! - `agent_flows`, `logs`, `middleware`: against the embedded server.
+//! - `agent_flows`, `logs`: against the embedded server.
 //!
-//! The Agent's DPoP nonce handling at a resource is in `dpop::resource_nonce`.
+//! The Agent's DPoP nonce handling at a resource is in `dpop::resource_nonce`, its
+//! reqwest-middleware adapter in `middleware`.
 
 mod agent_flows;
 mod logs;
-#[cfg(feature = "middleware")]
-mod middleware;
 mod scenarios;

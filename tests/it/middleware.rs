@@ -1,3 +1,6 @@
+//! The reqwest-middleware adapter over `Agent` (feature `middleware`) against the embedded
+//! server.
+
 use crate::support::prelude::{Agent, AgentMiddleware, ClientAuth};
 use crate::support::prelude::{TestServer, TestServerConfig};
 
