@@ -78,13 +78,20 @@ async fn agent_discovers_resource_from_401_with_dpop_nonces(kind: Kind) {
 
 per_server!(agent_from_protected_resource_alone);
 /// Was `agent_from_protected_resource_alone` (embedded server, DPoP off) and
-/// `interop_agent_from_protected_resource_alone` (oidc-provider, DPoP on).
+/// `interop_agent_from_protected_resource_alone` (oidc-provider, DPoP with nonces required).
 async fn agent_from_protected_resource_alone(kind: Kind) {
-    let Some(s) = Server::start(kind, Knobs::default()).await else {
-        return;
+    let dpop_with_nonces = Knobs {
+        dpop_required: true,
+        ..Knobs::nonces()
     };
-    let api = s.resource();
-    for dpop in [DpopMode::Off, DpopMode::Auto] {
+    for (knobs, dpop) in [
+        (Knobs::default(), DpopMode::Off),
+        (dpop_with_nonces, DpopMode::Auto),
+    ] {
+        let Some(s) = Server::start(kind, knobs).await else {
+            return;
+        };
+        let api = s.resource();
         let agent = Agent::builder()
             .protected_resource(&api)
             .trust_issuer(s.issuer())
@@ -97,15 +104,19 @@ async fn agent_from_protected_resource_alone(kind: Kind) {
             .expect("agent from resource metadata");
         assert_eq!(agent.issuer(), s.issuer());
         assert_eq!(agent.dpop_key().is_some(), matches!(dpop, DpopMode::Auto));
-        let resp = agent.get(&api).send().await.expect("send");
+        let resp = agent
+            .get(&api)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{dpop:?}: {e:?}\n{}", s.log()));
         assert_eq!(resp.status(), 200, "{dpop:?}");
+        // An untrusted issuer is refused.
+        let err = Agent::builder()
+            .protected_resource(&api)
+            .client_id(SERVICE.id)
+            .build()
+            .await
+            .expect_err("untrusted");
+        assert!(matches!(err, Error::Discovery(_)), "{err:?}");
     }
-    // An untrusted issuer is refused.
-    let err = Agent::builder()
-        .protected_resource(&api)
-        .client_id(SERVICE.id)
-        .build()
-        .await
-        .expect_err("untrusted");
-    assert!(matches!(err, Error::Discovery(_)), "{err:?}");
 }

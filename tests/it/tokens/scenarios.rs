@@ -9,13 +9,23 @@ use url::Url;
 use super::common::{audiences, claims, client_at};
 use crate::per_server;
 use crate::support::prelude::{
-    Error, MemoryStore, OAuthClient, RefreshingSource, TokenCache, TokenKey, TokenParams, TokenSet,
-    TokenSource, TokenStore,
+    ClientAuth, Error, MemoryStore, OAuthClient, RefreshingSource, TokenCache, TokenKey,
+    TokenParams, TokenSet, TokenSource, TokenStore,
 };
 use crate::support::servers::{Kind, Knobs, Registration, Server, APP, REDIRECT, SERVICE};
 
 fn client(s: &Server, r: Registration) -> OAuthClient {
     client_at(s.issuer(), r.id, r.auth())
+}
+
+/// [`SERVICE`] with `client_secret_basic` named explicitly (both servers support it).
+fn service_basic(s: &Server) -> OAuthClient {
+    let secret = SERVICE.secret.unwrap_or_default();
+    client_at(
+        s.issuer(),
+        SERVICE.id,
+        ClientAuth::client_secret_basic(secret),
+    )
 }
 
 /// A grant with a refresh token for [`APP`]: the crate's authorization URL (PKCE, state)
@@ -46,7 +56,7 @@ async fn grant_client_credentials_scope_and_resource_reach_the_token(kind: Kind)
     let Some(s) = Server::start(kind, Knobs::default()).await else {
         return;
     };
-    let client = client(&s, SERVICE);
+    let client = service_basic(&s);
     let t = client
         .client_credentials(
             &TokenParams::new()
@@ -97,7 +107,7 @@ async fn grant_revocation_and_introspection(kind: Kind) {
     };
     // An access token (without a resource: opaque at oidc-provider): active, then inactive
     // after revocation.
-    let svc = client(&s, SERVICE);
+    let svc = service_basic(&s);
     let t = svc
         .client_credentials(&TokenParams::new().scope("read"))
         .await
