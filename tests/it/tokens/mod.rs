@@ -1,9 +1,9 @@
 //! Token acquisition, caching and refresh-token rotation, end to end.
 //!
 //! Most tests run against the embedded test server ([`agent_oauth::testkit::TestServer`]);
-//! `scenarios` run against it and node `oidc-provider` 9 alike (`support::servers`); `interop`
-//! and part of `multiprocess` against oidc-provider alone (skipped when Node.js is missing,
-//! see `tests/support/oidc_provider.rs`).
+//! `scenarios` and part of `multiprocess` run against it and node `oidc-provider` 9 alike
+//! (`support::servers`; oidc-provider is skipped when Node.js is missing, see
+//! `tests/support/oidc_provider.rs`).
 //!
 //! Modules and test name prefixes:
 //!
@@ -11,8 +11,8 @@
 //! - `refresh` (`refresh_*`): [`agent_oauth::RefreshingSource`] rotation with both stores;
 //! - `cache` (`cache_*`): single flight and refresh-ahead against a real token endpoint;
 //! - `scenarios` (`grant_*`, `refresh_*`): client credentials with scope and resource,
-//!   revocation and introspection, rotation through `RefreshingSource`, on both servers;
-//! - `interop` (`interop_tokens_*`): 50 concurrent refreshes against oidc-provider;
+//!   revocation and introspection, rotation through `RefreshingSource` and 50 concurrent
+//!   refreshes, on both servers;
 //! - `multiprocess` (`refresh_multiprocess_*`): two OS processes refreshing one grant;
 //! - `store_multiprocess` (`store_multiprocess_*`): four OS processes rotating one refresh
 //!   token through one `FileStore`.
@@ -20,7 +20,6 @@
 mod cache;
 mod common;
 mod grants;
-mod interop;
 mod multiprocess;
 mod refresh;
 mod scenarios;

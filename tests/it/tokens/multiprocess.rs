@@ -18,9 +18,7 @@ use crate::support::prelude::{
 use serde_json::{json, Value};
 
 use super::common::{client_at, dyn_store, grant_with_refresh_token};
-use super::interop as interop_tokens;
 use crate::per_server;
-use crate::support::oidc_provider::OidcProvider;
 use crate::support::servers::{Kind, Knobs, Server, APP};
 
 const CHILD_ENV: &str = "AGENT_OAUTH_TOKENS_CHILD";
@@ -245,16 +243,16 @@ async fn refresh_multiprocess_control_without_shared_store_grant_dies() {
     assert_eq!(stats.revoked_grants, 1);
 
     // The same against oidc-provider.
-    let Some(p) = OidcProvider::start(interop_tokens::config()).await else {
+    let Some(p) = Server::start(Kind::OidcProvider, Knobs::default()).await else {
         return;
     };
-    let client = interop_tokens::app_client(&p);
-    let tokens = interop_tokens::authorize(&p, &client).await;
+    let client = client_at(p.issuer(), APP.id, APP.auth());
+    let tokens = super::scenarios::authorize(&p, &client).await;
     let rt = tokens.refresh_token.clone().unwrap();
     let spec = child_spec(
-        &p.issuer,
-        interop_tokens::APP,
-        interop_tokens::APP_SECRET,
+        p.issuer(),
+        APP.id,
+        APP.secret.unwrap_or_default(),
         tmp.path(),
         "memory",
         rt.secret(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::common::{audiences, claims, client_at};
+use super::common::{audiences, claims, client_at, secret_of};
 use crate::per_server;
 use crate::support::prelude::{
     ClientAuth, Error, MemoryStore, OAuthClient, RefreshingSource, TokenCache, TokenKey,
@@ -217,4 +217,58 @@ async fn refresh_rotates_through_refreshing_source_and_persists_before_returning
     let e = handle.refresh().await.unwrap_err();
     assert!(matches!(e, Error::ReauthorizationRequired(_)), "{e:?}");
     assert!(store.load("g").unwrap().is_none(), "dead grant removed");
+}
+
+per_server!(
+    refresh_50_concurrent_refreshes_keep_the_grant_alive,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+/// Was `interop_tokens_50_concurrent_refreshes_keep_the_grant_alive` (oidc-provider only).
+async fn refresh_50_concurrent_refreshes_keep_the_grant_alive(kind: Kind) {
+    let Some(s) = Server::start(kind, Knobs::default()).await else {
+        return;
+    };
+    let client = client(&s, APP);
+    let first = authorize(&s, &client).await;
+    let store = Arc::new(MemoryStore::new());
+    let source = RefreshingSource::new(client.clone(), store.clone(), "g", TokenParams::new());
+    source.seed(&first).await.unwrap();
+    let cache = TokenCache::default();
+    let handle = {
+        let source = source.clone();
+        cache.handle(&TokenKey::new(s.issuer(), APP.id), move || {
+            Arc::new(source) as Arc<dyn TokenSource>
+        })
+    };
+    handle.insert(first.clone());
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (h, src) = (handle.clone(), source.clone());
+            tokio::spawn(async move {
+                match i % 3 {
+                    0 => h.refresh().await.map(|t| secret_of(t.token())),
+                    1 => {
+                        h.invalidate();
+                        h.get().await.map(|t| secret_of(t.token()))
+                    }
+                    _ => src.refresh_now(None).await.map(|t| secret_of(&t)),
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let stored = store.load("g").unwrap().unwrap();
+    println!("50 concurrent refreshes: store version {}", stored.version);
+    assert!(stored.version >= 2);
+    if let Some(t) = s.testkit() {
+        let stats = t.stats();
+        assert_eq!(stats.revoked_grants, 0, "{stats:?}");
+    }
+    // A final refresh through the source, and a raw one with the newest token, succeed.
+    let t = handle.refresh().await.unwrap();
+    let rt = t.token().refresh_token.clone().unwrap();
+    client.refresh(&rt, &TokenParams::new()).await.unwrap();
 }
