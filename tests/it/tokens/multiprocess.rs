@@ -184,7 +184,13 @@ async fn refresh_multiprocess_file_store_keeps_the_grant_alive(kind: Kind) {
         KEY,
         TokenParams::new(),
     );
-    source.seed(&tokens).await.unwrap();
+    // Only the refresh token is seeded (its access token already expired), so every round of
+    // each child has to refresh or take the token the other child just stored.
+    let rt = tokens.refresh_token.expect("refresh token");
+    source
+        .seed(&grant_with_refresh_token(rt.secret()))
+        .await
+        .unwrap();
     let start_at = unix_ms() + 1_500;
     let spec = child_spec(
         s.issuer(),
