@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time. Tests inject a manual clock.
-pub trait Clock: Debug + Send + Sync {
+pub(crate) trait Clock: Debug + Send + Sync {
     /// The current time.
     fn now(&self) -> SystemTime;
 }
 
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {

@@ -64,7 +64,7 @@ pub enum AgentEvent {
         fingerprint: String,
     },
     /// A server's `Date` header was further from our clock than
-    /// [`ClockSkew::MAX_OFFSET`](crate::ClockSkew::MAX_OFFSET) and was ignored: proofs and
+    /// one day and was ignored: proofs and
     /// assertions for that origin keep using the offset known before (or none).
     ClockOffsetIgnored {
         /// The origin that sent the `Date`.

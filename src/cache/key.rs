@@ -119,7 +119,7 @@ impl TokenKey {
         &self.binding
     }
 
-    /// A stable string naming this key, for [`TokenStore`](crate::TokenStore) entries.
+    /// A stable string naming this key, for [`TokenStore`](crate::store::TokenStore) entries.
     pub fn store_key(&self) -> String {
         let b = match &self.binding {
             Binding::Bearer => "bearer".to_owned(),
