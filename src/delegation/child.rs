@@ -1,5 +1,5 @@
 //! [`ChildAgent`] and [`ChildRequest`]: protected requests with the child's token, only to the
-//! child's resources, revoked on finish or drop.
+//! child's resources, revoked when the task ends or on drop.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -154,8 +154,8 @@ impl ChildAgent {
         DelegationBuilder::new(Parent::Child(self.clone()))
     }
 
-    /// End the delegation: revoke every live token of the child (RFC 7009, by the parent
-    /// client) and refuse further renewals. Grandchildren can no longer renew either.
+    /// End the delegation (call it when the child's task is done): revoke every live token of
+    /// the child (RFC 7009, by the parent client) and refuse further renewals. Grandchildren can no longer renew either.
     ///
     /// # Errors
     /// The first revocation error (the others are still attempted).
@@ -170,14 +170,6 @@ impl ChildAgent {
             }
         }
         first.map_or(Ok(()), Err)
-    }
-
-    /// The task is done: [`revoke`](Self::revoke) and drop the child.
-    ///
-    /// # Errors
-    /// As [`revoke`](Self::revoke).
-    pub async fn finish(self) -> Result<()> {
-        self.revoke().await
     }
 
     pub(super) fn covers(&self, url: &Url) -> bool {

@@ -143,7 +143,7 @@ impl OAuthClient {
         OAuthClientBuilder {
             server,
             client_id: client_id.into(),
-            auth: ClientAuth::None,
+            auth: ClientAuth::none(),
             dpop: None,
             nonces: None,
             default_expires_in: None,
@@ -370,7 +370,7 @@ impl OAuthClient {
         let (url, md) = self.endpoint_url(call.endpoint).await?;
         *context = Some(ErrorContext::new(call.operation, &url));
         let auth = self.inner.auth.resolve(&md)?;
-        if let ClientAuth::SecretBasic(secret) | ClientAuth::SecretPost(secret) = &auth {
+        if let Some(secret) = auth.sent_secret() {
             sent.add(secret.expose_secret());
         }
         let dpop = call.dpop_override.or(self.inner.dpop.as_ref());
