@@ -176,3 +176,7 @@ impl AgentMiddleware {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

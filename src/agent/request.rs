@@ -125,3 +125,7 @@ impl AgentRequest {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

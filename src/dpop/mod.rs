@@ -15,6 +15,8 @@ mod key;
 mod nonce;
 mod proof;
 mod retry;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use key::DpopKey;
 #[allow(unused_imports)]

@@ -489,3 +489,7 @@ fn status_error(resp: &HttpResponse, token_endpoint: bool) -> Error {
         other => other,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
