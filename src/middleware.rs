@@ -1,6 +1,9 @@
 //! A `reqwest_middleware::Middleware` over [`Agent`], so an existing
 //! `reqwest_middleware::ClientWithMiddleware` gains the agent's tokens, DPoP proofs, nonce
-//! retries, refresh on `invalid_token` and 401 discovery (feature `middleware`).
+//! retries, refresh on `invalid_token`, scope upgrade on `insufficient_scope` (when the agent
+//! allows it), rejection events and 401 discovery (feature `middleware`). It is an adapter:
+//! each call runs the agent's protected-call loop, the same as [`Agent::request`]; only the
+//! sending goes through the rest of the middleware chain.
 //!
 //! Retries (a nonce, a refreshed token) need to replay the request, so they happen only when
 //! the request can be cloned (`try_clone`); a streaming body is sent once, as is.
@@ -14,7 +17,7 @@ use crate::agent::Agent;
 use crate::challenge::challenges_from_headers;
 use crate::dpop::Answer;
 use crate::error::Error;
-use crate::session::{protected_call, Outcome};
+use crate::session::{protected_call, Outcome, Session};
 use crate::transport::oauth_error;
 use crate::transport::origin::{OriginFacts, OriginObserver as _};
 
@@ -143,7 +146,8 @@ impl AgentMiddleware {
                 let mut attempt = original;
                 let method = attempt.method().clone();
                 let proof_nonce = nonce.current();
-                agent.authorize_headers(
+                Session::authorize(
+                    agent,
                     attempt.headers_mut(),
                     &method,
                     url,

@@ -1,7 +1,6 @@
 //! Authorizing requests and learning resources from a 401 (RFC 9728), and the token source
 //! behind every cache entry.
 
-use http::{HeaderMap, Method};
 use url::Url;
 
 use crate::cache::{BoxFuture, TokenHandle, TokenSource};
@@ -31,19 +30,7 @@ impl Agent {
         nonce: Option<&str>,
     ) -> Result<()> {
         let method = req.method().clone();
-        self.authorize_headers(req.headers_mut(), &method, url, token, nonce)
-    }
-
-    /// Set `Authorization` and `DPoP` headers for `token` on `headers`.
-    pub(crate) fn authorize_headers(
-        &self,
-        headers: &mut HeaderMap,
-        method: &Method,
-        url: &Url,
-        token: &TokenSet,
-        nonce: Option<&str>,
-    ) -> Result<()> {
-        Session::authorize(self, headers, method, url, token, nonce)
+        Session::authorize(self, req.headers_mut(), &method, url, token, nonce)
     }
 
     /// Learn the resource behind a 401 (RFC 9728 §5): metadata from the challenge's
