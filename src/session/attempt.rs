@@ -1,10 +1,10 @@
-//! One protected-call attempt: authorization headers, the nonce retry, classification of the
+//! One protected-call attempt: the shared nonce retry, classification of the
 //! answer and rejection events; and the deadline that bounds a whole call.
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::Method;
 use url::Url;
 
-use crate::dpop::{ath, send_with_nonce_retry, Answer, Answered, DpopKey, NonceCache, ProofNonce};
+use crate::dpop::{send_with_nonce_retry, Answer, Answered, NonceCache, ProofNonce};
 use crate::error::{Error, OAuthError, OAuthErrorCode, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::token::{TokenSet, TokenType};
@@ -110,47 +110,6 @@ where
         });
     }
     Ok(Outcome::Done(response))
-}
-
-/// Set `Authorization` and, for a DPoP token, a `DPoP` proof signed with `key` (the agent's,
-/// or a child agent's) on `headers`.
-pub(crate) fn authorize_headers_with(
-    transport: &HttpTransport,
-    key: Option<&DpopKey>,
-    headers: &mut HeaderMap,
-    method: &Method,
-    url: &Url,
-    token: &TokenSet,
-    nonce: Option<&str>,
-) -> Result<()> {
-    let scheme = match token.token_type {
-        TokenType::Dpop if key.is_none() => {
-            // Without a proof the resource must refuse it (RFC 9449 §7.1); never send it bare.
-            return Err(Error::config(
-                "a DPoP token cannot be sent without a DPoP key",
-            ));
-        }
-        TokenType::Dpop => "DPoP",
-        _ => "Bearer",
-    };
-    let mut auth = HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
-        .map_err(|_| Error::invalid("access token is not a valid header value"))?;
-    auth.set_sensitive(true);
-    headers.insert(http::header::AUTHORIZATION, auth);
-    if let (TokenType::Dpop, Some(key)) = (&token.token_type, key) {
-        let iat = crate::clock::unix_secs(transport.server_time(url));
-        let proof = key.proof(
-            method.as_str(),
-            url,
-            iat,
-            nonce,
-            Some(&ath(token.access_token.secret())),
-        )?;
-        let v = HeaderValue::from_str(&proof)
-            .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
-        headers.insert("dpop", v);
-    }
-    Ok(())
 }
 
 /// Run one user-visible call under the transport's [`deadline`](TransportConfig::deadline):

@@ -4,10 +4,11 @@
 //!   lock, persist before hand-out, in-memory custody when the store fails, re-read on
 //!   rejection);
 //! - `request`: the request builder shared by agent and child requests;
-//! - `protected`: the `Session` trait (token, authorization, answer to a rejection) that the
-//!   agent and child agents implement, and the one protected-call loop over it;
-//! - `attempt`: one protected-call attempt (authorization headers, the shared DPoP nonce
-//!   retry, classification of the answer, events).
+//! - `protected`: the `Session` trait (token, `Authorization` and `DPoP` headers, answer to a
+//!   rejection) that the agent and child agents implement, and the one protected-call loop
+//!   over it;
+//! - `attempt`: one protected-call attempt (the shared DPoP nonce retry, classification of
+//!   the answer, rejection events) and the deadline of a whole call.
 
 mod attempt;
 mod grant;

@@ -6,15 +6,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use url::Url;
 
-use super::attempt::{attempt, authorize_headers_with, Outcome, Rejection};
+use super::attempt::{attempt, Outcome, Rejection};
 use crate::cache::BoxFuture;
-use crate::dpop::{Answer, DpopKey, NonceCache, ProofNonce};
+use crate::dpop::{ath, Answer, DpopKey, NonceCache, ProofNonce};
 use crate::error::{Error, Result};
 use crate::event::EventHook;
-use crate::token::TokenSet;
+use crate::token::{TokenSet, TokenType};
 use crate::transport::HttpTransport;
 
 /// A holder of tokens that can make protected calls.
@@ -46,7 +46,8 @@ pub(crate) trait Session: Send + Sync {
     /// token, widen the scope) and return true, or return false to give the answer back.
     fn retry_after(&self, call: &mut Self::Call, rejection: Rejection, error: &Error) -> bool;
 
-    /// Set `Authorization` and, for a DPoP token, a proof with `nonce` on `headers`.
+    /// Set `Authorization` and, for a DPoP token, a proof signed with [`dpop_key`](Self::dpop_key)
+    /// carrying `nonce` on `headers`. A DPoP token without a key is refused, never sent bare.
     fn authorize(
         &self,
         headers: &mut HeaderMap,
@@ -55,15 +56,35 @@ pub(crate) trait Session: Send + Sync {
         token: &TokenSet,
         nonce: Option<&str>,
     ) -> Result<()> {
-        authorize_headers_with(
-            self.transport(),
-            self.dpop_key(),
-            headers,
-            method,
-            url,
-            token,
-            nonce,
-        )
+        let key = self.dpop_key();
+        let scheme = match token.token_type {
+            TokenType::Dpop if key.is_none() => {
+                // Without a proof the resource must refuse it (RFC 9449 §7.1); never send it bare.
+                return Err(Error::config(
+                    "a DPoP token cannot be sent without a DPoP key",
+                ));
+            }
+            TokenType::Dpop => "DPoP",
+            _ => "Bearer",
+        };
+        let mut auth = HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
+            .map_err(|_| Error::invalid("access token is not a valid header value"))?;
+        auth.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, auth);
+        if let (TokenType::Dpop, Some(key)) = (&token.token_type, key) {
+            let iat = crate::clock::unix_secs(self.transport().server_time(url));
+            let proof = key.proof(
+                method.as_str(),
+                url,
+                iat,
+                nonce,
+                Some(&ath(token.access_token.secret())),
+            )?;
+            let v = HeaderValue::from_str(&proof)
+                .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
+            headers.insert("dpop", v);
+        }
+        Ok(())
     }
 }
 
