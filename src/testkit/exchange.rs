@@ -8,7 +8,6 @@ use super::http_util::{OAuthErr, Params};
 use super::state::{bump, now, Inner, NewAccess, Shared};
 use crate::Scope;
 
-
 /// Outcome of a request that gets a JSON answer.
 
 #[allow(unused_imports)]

@@ -129,14 +129,23 @@ async fn interop_tokens_refresh_rotates_through_refreshing_source() {
     let mut rts = vec![first.refresh_token.clone().unwrap()];
     for round in 0..4 {
         let t = handle.refresh().await.unwrap();
-        let rt = t.token().refresh_token.clone().unwrap();
+        assert!(t.token().refresh_token.is_none(), "kept by the grant");
+        let stored = store.load("g").unwrap().unwrap();
+        // Persisted: the store holds the new refresh token (with the access token handed out).
+        let rt = stored.value.refresh_token.clone().unwrap();
         assert!(
             rts.iter().all(|old| !old.ct_eq(&rt)),
             "round {round}: rotated"
         );
-        let stored = store.load("g").unwrap().unwrap();
-        assert!(stored.value.refresh_token.unwrap().ct_eq(&rt), "persisted");
         assert_eq!(stored.version, 2 + round);
+        assert_eq!(
+            stored
+                .value
+                .access
+                .as_ref()
+                .map(|a| a.access_token.secret()),
+            Some(t.token().access_token.secret())
+        );
         // The granted resource is kept across refreshes.
         assert_eq!(
             audiences(&claims(t.token().access_token.secret())),
@@ -190,8 +199,14 @@ async fn interop_tokens_50_concurrent_refreshes_keep_the_grant_alive() {
     println!("50 concurrent refreshes: store version {}", stored.version);
     assert!(stored.version >= 2);
     // A final refresh through the source, and a raw one with the newest token, succeed.
-    let t = handle.refresh().await.unwrap();
-    let rt = t.token().refresh_token.clone().unwrap();
+    handle.refresh().await.unwrap();
+    let rt = store
+        .load("g")
+        .unwrap()
+        .unwrap()
+        .value
+        .refresh_token
+        .unwrap();
     client.refresh(&rt, &TokenParams::new()).await.unwrap();
 }
 

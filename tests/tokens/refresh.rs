@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use agent_oauth::testkit::{TestServer, TestServerConfig};
 use agent_oauth::{
-    CacheConfig, Error, FileStore, MemoryStore, RefreshToken, RefreshingSource, Result, StoreLock,
-    StoreOutcome, StoredGrant, TokenCache, TokenHandle, TokenKey, TokenParams, TokenSource,
-    TokenStore, Versioned,
+    CacheConfig, Error, FileStore, MemoryStore, RefreshingSource, Result, StoreLock, StoreOutcome,
+    StoredGrant, TokenCache, TokenHandle, TokenKey, TokenParams, TokenSource, TokenStore,
+    Versioned,
 };
 
 use crate::common::{agent, dyn_store, grant_with_refresh_token, secret_of};
@@ -52,21 +52,18 @@ async fn refresh_rotates_three_times_and_persists_before_returning() {
     let mut version = store.load(KEY).unwrap().unwrap().version;
     for round in 0..3 {
         let t = handle.refresh().await.unwrap();
-        let returned = t
-            .token()
+        // The refresh token stays with the grant: the cached token carries none.
+        assert!(t.token().refresh_token.is_none(), "round {round}");
+        // By the time the access token is in our hands, the store already holds the new
+        // refresh token (with that access token), at the next version.
+        let now = store.load(KEY).unwrap().unwrap();
+        let returned = now
+            .value
             .refresh_token
             .as_ref()
             .unwrap()
             .secret()
             .to_owned();
-        // By the time the access token is in our hands, the store already holds the new
-        // refresh token, at the next version.
-        let now = store.load(KEY).unwrap().unwrap();
-        assert_eq!(
-            now.value.refresh_token.as_ref().unwrap().secret(),
-            returned,
-            "round {round}"
-        );
         assert_eq!(
             now.value
                 .access
@@ -121,7 +118,7 @@ async fn refresh_store_write_failure_keeps_the_tokens_in_memory() {
     let t = handle.get().await.unwrap();
     assert_eq!(server.stats().grants.refresh_token, 1);
     assert_eq!(stored_rt(&*store).as_deref(), Some(first.as_str()));
-    assert_ne!(t.token().refresh_token.as_ref().unwrap().secret(), first);
+    assert!(t.token().refresh_token.is_none());
     // The next refresh presents the in-memory token, not the store's rotated one.
     handle.refresh().await.unwrap();
     assert_eq!(server.stats().grants.refresh_token, 2);
@@ -177,7 +174,13 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
     let server = TestServer::start().await;
     let (_source, handle, _) = seeded(&server, store.clone()).await;
     let held = handle.get().await.unwrap().token().clone();
-    let held_rt = held.refresh_token.clone().unwrap();
+    let held_rt = store
+        .load(KEY)
+        .unwrap()
+        .unwrap()
+        .value
+        .refresh_token
+        .unwrap();
     // The other writer: a raw refresh with the stored token, written back with CAS.
     let other = agent(&server);
     let current = store.load(KEY).unwrap().unwrap();
@@ -203,9 +206,14 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
     assert_eq!(stats.revoked_grants, 0, "the stale refresh token was sent");
     assert_eq!(stats.grants.refresh_token, 3);
     assert_ne!(secret_of(t.token()), secret_of(&held));
+    let stored = store.load(KEY).unwrap().unwrap().value;
+    assert!(
+        !stored.refresh_token.unwrap().ct_eq(&newer),
+        "the rotation was stored"
+    );
     assert_eq!(
-        stored_rt(&*store).as_deref(),
-        t.token().refresh_token.as_ref().map(RefreshToken::secret)
+        stored.access.map(|a| secret_of(&a)),
+        Some(secret_of(t.token()))
     );
 }
 
@@ -342,8 +350,14 @@ async fn refresh_file_store_survives_a_restart() {
         let store = dyn_store(FileStore::new(&path).unwrap());
         let (_source, handle, _) = seeded(&server, store.clone()).await;
         handle.get().await.unwrap();
-        let t = handle.refresh().await.unwrap();
-        t.token().refresh_token.clone().unwrap()
+        handle.refresh().await.unwrap();
+        store
+            .load(KEY)
+            .unwrap()
+            .unwrap()
+            .value
+            .refresh_token
+            .unwrap()
     };
     // "Restart": everything above is dropped. Wait for the stored access token to expire.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
