@@ -58,7 +58,7 @@ impl Agent {
     /// bound to the old certificate is not carried over. Drop the old agent to drop its tokens.
     ///
     /// # Errors
-    /// [`Error::Config`] when the TLS configuration cannot be built; discovery errors.
+    /// [`Error::Config`](crate::Error::Config) when the TLS configuration cannot be built; discovery errors.
     #[cfg(feature = "mtls")]
     pub async fn with_client_identity(
         &self,
@@ -215,7 +215,7 @@ impl Agent {
     /// resource changes nothing (no cache entry is created).
     ///
     /// # Errors
-    /// [`Error::Config`] when `resource` is not an absolute URL.
+    /// [`Error::Config`](crate::Error::Config) when `resource` is not an absolute URL.
     pub fn invalidate_token(&self, resource: Option<&str>) -> Result<bool> {
         let r = resource.map(parse_resource).transpose()?;
         let base = self

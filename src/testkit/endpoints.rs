@@ -10,6 +10,7 @@ use super::jose::random_token;
 use super::state::{now, secs, CodeRecord, DeviceRecord, DeviceStatus, Shared};
 use crate::Scope;
 
+
 /// Outcome of a request that gets a JSON answer.
 
 #[allow(unused_imports)]

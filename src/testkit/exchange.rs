@@ -8,6 +8,7 @@ use super::http_util::{OAuthErr, Params};
 use super::state::{bump, now, Inner, NewAccess, Shared};
 use crate::Scope;
 
+
 /// Outcome of a request that gets a JSON answer.
 
 #[allow(unused_imports)]
