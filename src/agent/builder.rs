@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::cache::{Binding, CacheConfig, TokenCache, TokenKey};
+use crate::cache::{Binding, CacheConfig, TokenCache};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{
     fetch_resource_metadata, AuthorizationServer, MetadataPatch, MetadataPolicy, ResourceMetadata,
@@ -17,6 +17,7 @@ use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::OAuthClient;
+use crate::session::{Grant, GrantKey};
 use crate::store::{MemoryStore, TokenStore};
 use crate::token::Scope;
 use crate::transport::{HttpTransport, TransportConfig};
@@ -395,18 +396,14 @@ impl AgentBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn TokenStore>);
-        let grant_key = TokenKey::new(&issuer, &client_id)
-            .with_binding(binding.clone())
-            .with_subject("grant")
-            .store_key();
         // A grant persisted by an earlier run (refresh token) is picked up.
-        let has_grant = {
-            let (s, k) = (store.clone(), grant_key.clone());
-            tokio::task::spawn_blocking(move || s.load(&k))
-                .await
-                .map_err(|e| Error::Store(e.to_string()))??
-                .is_some_and(|v| v.value.refresh_token.is_some())
-        };
+        let grant = Grant::open(
+            client.clone(),
+            store.clone(),
+            GrantKey::new(&issuer, &client_id, binding.clone()),
+            self.events.clone(),
+        )
+        .await?;
         Ok(Agent {
             inner: Arc::new(AgentInner {
                 transport,
@@ -419,9 +416,7 @@ impl AgentBuilder {
                 discover_resources: self.discover_resources,
                 allow_scope_upgrade: self.allow_scope_upgrade,
                 events: self.events,
-                grant_key,
-                grant_memory: Arc::default(),
-                has_grant: std::sync::atomic::AtomicBool::new(has_grant),
+                grant,
                 binding,
                 #[cfg(feature = "mtls")]
                 identity: self.identity,

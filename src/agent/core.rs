@@ -8,9 +8,9 @@ use url::Url;
 use crate::cache::{Binding, TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource};
 use crate::discovery::{resource_matches, AuthorizationServer};
 use crate::dpop::{DpopKey, NonceCache};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::grant::{OAuthClient, TokenParams};
-use crate::session::{method_shortcuts, within_deadline, RequestParts};
+use crate::session::{method_shortcuts, within_deadline, Grant, GrantKey, RequestParts};
 use crate::token::Scope;
 use crate::transport::HttpTransport;
 
@@ -58,7 +58,7 @@ impl Agent {
     /// bound to the old certificate is not carried over. Drop the old agent to drop its tokens.
     ///
     /// # Errors
-    /// [`Error::Config`] when the TLS configuration cannot be built; discovery errors.
+    /// [`Error::Config`](crate::Error::Config) when the TLS configuration cannot be built; discovery errors.
     #[cfg(feature = "mtls")]
     pub async fn with_client_identity(
         &self,
@@ -87,17 +87,13 @@ impl Agent {
             },
             _ => Binding::Mtls(x5t),
         };
-        let grant_key = TokenKey::new(self.issuer(), client.client_id())
-            .with_binding(binding.clone())
-            .with_subject("grant")
-            .store_key();
-        let has_grant = {
-            let (s, k) = (old.store.clone(), grant_key.clone());
-            tokio::task::spawn_blocking(move || s.load(&k))
-                .await
-                .map_err(|e| Error::Store(e.to_string()))??
-                .is_some_and(|v| v.value.refresh_token.is_some())
-        };
+        let grant = Grant::open(
+            client.clone(),
+            old.store.clone(),
+            GrantKey::new(self.issuer(), client.client_id(), binding.clone()),
+            old.events.clone(),
+        )
+        .await?;
         let resources = self.read_resources().clone();
         Ok(Agent {
             inner: Arc::new(AgentInner {
@@ -111,9 +107,7 @@ impl Agent {
                 discover_resources: old.discover_resources,
                 allow_scope_upgrade: old.allow_scope_upgrade,
                 events: old.events.clone(),
-                grant_key,
-                grant_memory: Arc::default(),
-                has_grant: std::sync::atomic::AtomicBool::new(has_grant),
+                grant,
                 binding,
                 identity: Some(identity),
                 roots: old.roots.clone(),
@@ -221,7 +215,7 @@ impl Agent {
     /// resource changes nothing (no cache entry is created).
     ///
     /// # Errors
-    /// [`Error::Config`] when `resource` is not an absolute URL.
+    /// [`Error::Config`](crate::Error::Config) when `resource` is not an absolute URL.
     pub fn invalidate_token(&self, resource: Option<&str>) -> Result<bool> {
         let r = resource.map(parse_resource).transpose()?;
         let base = self

@@ -73,10 +73,7 @@ impl Agent {
         if tokens.refresh_token.is_none() {
             return Err(Error::config("the grant has no refresh token to keep"));
         }
-        self.grant_source(self.login_params()).seed(&tokens).await?;
-        self.inner
-            .has_grant
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.grant.seed(&tokens, &self.login_params()).await?;
         EventHook::emit(
             self.inner.events.as_ref(),
             AgentEvent::TokenAcquired {
@@ -96,51 +93,16 @@ impl Agent {
     /// # Errors
     /// Revocation and store errors. The local state is cleared even when revocation fails.
     pub async fn logout(&self) -> Result<()> {
-        // A refresh token the store never took is the newest: that is the one to revoke. Forget
-        // it first, so that no background write puts the grant back after the removal.
-        let unstored = self.inner.grant_memory.pending_refresh_token();
-        self.inner.grant_memory.clear();
-        let (store, key) = (self.inner.store.clone(), self.inner.grant_key.clone());
-        let stored = tokio::task::spawn_blocking(move || -> Result<_> {
-            let _lock = store.lock(&key)?;
-            let current = store.load(&key)?;
-            let _ = store.remove(&key, None)?;
-            Ok(current)
-        })
-        .await
-        .map_err(|e| Error::Store(e.to_string()))??;
-        self.inner
-            .has_grant
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        self.inner.cache.retain(|_| false);
-        match unstored.or_else(|| stored.and_then(|v| v.value.refresh_token)) {
-            Some(rt) => {
-                let result = self
-                    .inner
-                    .client
-                    .revoke(rt.secret(), Some("refresh_token"))
-                    .await;
-                if result.is_ok() {
-                    EventHook::emit(
-                        self.inner.events.as_ref(),
-                        AgentEvent::TokenRevoked {
-                            fingerprint: rt.fingerprint(),
-                        },
-                    );
-                }
-                result
-            }
-            None => Ok(()),
+        let ended = self.inner.grant.logout().await;
+        // When the store could not be cleared, the grant (and its cached tokens) stay.
+        if !matches!(ended, Err(Error::Store(_))) {
+            self.inner.cache.retain(|_| false);
         }
+        ended
     }
 
+    /// The agent's grant as the source of tokens with `params`.
     pub(super) fn grant_source(&self, params: TokenParams) -> RefreshingSource {
-        RefreshingSource::new(
-            self.inner.client.clone(),
-            self.inner.store.clone(),
-            self.inner.grant_key.clone(),
-            params,
-        )
-        .with_memory(self.inner.grant_memory.clone(), self.inner.events.clone())
+        RefreshingSource::of(&self.inner.grant, params)
     }
 }

@@ -26,6 +26,7 @@ use crate::cache::{Binding, TokenCache};
 use crate::discovery::MetadataPolicy;
 use crate::event::EventHook;
 use crate::grant::OAuthClient;
+use crate::session::Grant;
 use crate::store::TokenStore;
 use crate::token::Scope;
 use crate::transport::HttpTransport;
@@ -48,10 +49,9 @@ struct AgentInner {
     discover_resources: bool,
     allow_scope_upgrade: bool,
     events: Option<EventHook>,
-    grant_key: String,
-    /// Tokens of the grant the store has not taken yet, and its dead refresh tokens.
-    grant_memory: Arc<crate::session::GrantMemory>,
-    has_grant: std::sync::atomic::AtomicBool,
+    /// The user grant (after a login, or found in the store): the one home of its refresh
+    /// token.
+    grant: Grant,
     binding: Binding,
     #[cfg(feature = "mtls")]
     identity: Option<crate::transport::tls::ClientIdentity>,

@@ -184,11 +184,7 @@ impl TokenSource for AgentSource {
             let agent = agent.ok_or_else(|| Error::config("the agent was dropped"))?;
             let resource = params.resources.first().cloned();
             let client_id = agent.inner.client.client_id().to_owned();
-            if agent
-                .inner
-                .has_grant
-                .load(std::sync::atomic::Ordering::SeqCst)
-            {
+            if agent.inner.grant.is_active() {
                 let (t, refreshed) = agent
                     .grant_source(params)
                     .refresh_reporting(current)

@@ -4,8 +4,9 @@
 //! the current token, serves hits without locks, refreshes ahead of expiry in the background,
 //! and makes exactly one request per key however many tasks ask at once.
 //!
-//! A [`TokenStore`](crate::store::TokenStore) is the durable home of refresh tokens (and optionally the last access token)
-//! for each grant. Writes are compare-and-swap on a per-key version, and
+//! The cache holds access tokens only. A grant's refresh token lives with the grant
+//! ([`RefreshingSource`](crate::RefreshingSource)), which persists it in a [`TokenStore`](crate::store::TokenStore) (with optionally the last
+//! access token). Writes are compare-and-swap on a per-key version, and
 //! [`lock`](crate::store::TokenStore::lock) serializes refreshes of one grant, so several threads, tasks or
 //! processes sharing a store never spend the same refresh token twice
 //! ([`RefreshingSource`](crate::RefreshingSource)).

@@ -7,6 +7,10 @@
 //! joins the key's single flight: one spawned task fetches, and every waiter is woken at once
 //! from its shared result — errors included. The task is spawned, so a caller that gives up
 //! cannot cancel a refresh that is rotating a token.
+//!
+//! The cache holds access tokens only: a token put in an entry (fetched or
+//! [inserted](TokenHandle::insert)) loses its refresh token, which stays with the grant that
+//! issued it (the entry's [`TokenSource`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,15 +27,16 @@ use tokio::sync::watch;
 
 use super::key::TokenKey;
 use crate::error::{Error, Result};
-use crate::token::{RefreshToken, TokenSet};
+use crate::token::TokenSet;
 
 /// A boxed future, as [`TokenSource::fetch`] returns (only on the slow path).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where a cache entry gets its tokens: a grant, with whatever state it needs.
 pub trait TokenSource: Send + Sync + 'static {
-    /// Obtain a new token. `current` is the token being replaced, if any (its refresh token may
-    /// be used). Called by at most one task per key at a time.
+    /// Obtain a new token. `current` is the token being replaced, if any (an access token: the
+    /// cache keeps no refresh token, the source knows its own grant). Called by at most one task
+    /// per key at a time.
     fn fetch(&self, current: Option<TokenSet>) -> BoxFuture<'static, Result<TokenSet>>;
 }
 
@@ -75,7 +80,8 @@ impl Default for CacheConfig {
     }
 }
 
-/// A cached token with its deadlines on the monotonic clock.
+/// A cached access token with its deadlines on the monotonic clock. It never carries a
+/// refresh token.
 pub struct CachedToken {
     token: TokenSet,
     refresh_at: Option<Mono>,
@@ -93,7 +99,9 @@ impl fmt::Debug for CachedToken {
 }
 
 impl CachedToken {
-    fn new(token: TokenSet, config: &CacheConfig) -> Self {
+    fn new(mut token: TokenSet, config: &CacheConfig) -> Self {
+        // A refresh token belongs to its grant, never to the cache.
+        token.refresh_token = None;
         let now = mono_now();
         let wall = SystemTime::now();
         let (refresh_at, expires_at) = match token.remaining(wall) {
@@ -126,7 +134,7 @@ impl CachedToken {
         }
     }
 
-    /// The token.
+    /// The token (its `refresh_token` is always `None`).
     pub fn token(&self) -> &TokenSet {
         &self.token
     }
@@ -325,11 +333,11 @@ impl TokenHandle {
     }
 
     /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,
-    /// handing the source the dropped token so it can use its refresh token.
+    /// handing the source the dropped token so that it does not return the same one.
     pub fn invalidate(&self) {
         // Keep the token, marked expired: `peek` no longer serves it, and the next fetch hands
-        // it to the source as `current` (whose refresh token it may need, and which a
-        // `RefreshingSource` must recognise so as not to return the stored copy of it).
+        // it to the source as `current` (which a `RefreshingSource` must recognise so as not to
+        // return the stored copy of it).
         let now = mono_now();
         self.entry.current.rcu(|cur| {
             cur.as_ref().map(|c| {
@@ -350,7 +358,8 @@ impl TokenHandle {
         self.entry.clone().fetch_shared().await.map(TokenRef::Owned)
     }
 
-    /// Put a token in the cache (e.g. one loaded from a store).
+    /// Put a token in the cache (e.g. one loaded from a store). Its refresh token, if any, is
+    /// not kept.
     pub fn insert(&self, token: TokenSet) {
         self.entry
             .current
@@ -401,7 +410,6 @@ impl Entry {
         tokio::spawn(async move {
             let entry = guard.entry.clone();
             let current = entry.current.load_full().map(|c| c.token.clone());
-            let sent = current.as_ref().and_then(|c| c.refresh_token.clone());
             let result = entry.source.fetch(current).await;
             let shared = match result {
                 Ok(token) => {
@@ -411,9 +419,6 @@ impl Entry {
                 }
                 Err(e) => {
                     tracing::debug!(target: "agent_oauth", error = %e, "token fetch failed");
-                    if let (Error::ReauthorizationRequired(_), Some(dead)) = (&e, &sent) {
-                        entry.forget_refresh_token(dead);
-                    }
                     entry.back_off();
                     Err(e)
                 }
@@ -421,29 +426,6 @@ impl Entry {
             guard.finish(shared);
         });
         rx
-    }
-
-    /// The grant of `dead` is gone: keep serving the access token while it lasts, but drop the
-    /// refresh token so that no later fetch presents it again. A token inserted meanwhile (with
-    /// another refresh token) is left alone.
-    fn forget_refresh_token(&self, dead: &RefreshToken) {
-        self.current.rcu(|cur| match cur {
-            Some(c)
-                if c.token
-                    .refresh_token
-                    .as_ref()
-                    .is_some_and(|r| r.ct_eq(dead)) =>
-            {
-                let mut token = c.token.clone();
-                token.refresh_token = None;
-                Some(Arc::new(CachedToken {
-                    token,
-                    refresh_at: c.refresh_at,
-                    expires_at: c.expires_at,
-                }))
-            }
-            other => other.clone(),
-        });
     }
 
     /// After a failed refresh-ahead, keep serving the still-valid token and try again later
@@ -619,42 +601,8 @@ impl TokenCache {
     }
 }
 
-/// Make room: drop entries with no usable token and no fetch in flight, then entries unused
-/// since the last sweep (clearing the flag of the rest, a clock-style second chance).
-fn evict(map: &mut HashMap<TokenKey, Arc<Entry>>, max: usize) {
-    let now = mono_now();
-    let idle = |e: &Arc<Entry>| {
-        let in_flight = e.flight.lock().map(|f| f.is_some()).unwrap_or(true);
-        // Two references: the published map and the copy being edited. More means a handle
-        // is held somewhere.
-        !in_flight && Arc::strong_count(e) <= 2
-    };
-    map.retain(|_, e| {
-        let dead = e
-            .current
-            .load()
-            .as_ref()
-            .is_none_or(|c| c.state(now) == Freshness::Expired);
-        !(dead && idle(e))
-    });
-    if map.len() < max {
-        return;
-    }
-    map.retain(|_, e| e.used.swap(false, Ordering::Relaxed) || !idle(e));
-    if map.len() >= max {
-        // Everything was used recently or is held: drop idle ones arbitrarily down to size.
-        let excess = map.len() + 1 - max;
-        let victims: Vec<TokenKey> = map
-            .iter()
-            .filter(|(_, e)| idle(e))
-            .take(excess)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in victims {
-            map.remove(&k);
-        }
-    }
-}
+mod evict;
+use evict::evict;
 
 #[cfg(test)]
 mod tests;

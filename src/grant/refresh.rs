@@ -1,7 +1,8 @@
 //! Refresh token grant (RFC 6749 §6).
 //!
 //! This is the raw grant: one request with one refresh token. Rotation safety (one refresh per
-//! grant at a time, persist before use, re-read on `invalid_grant`) lives in the token cache.
+//! grant at a time, persist before use, re-read on `invalid_grant`) lives with the grant, in
+//! the session layer ([`RefreshingSource`](crate::RefreshingSource)).
 
 use super::client::OAuthClient;
 use super::request::TokenParams;

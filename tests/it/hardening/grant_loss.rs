@@ -40,6 +40,8 @@ struct FlakyStore {
     /// Per operation: calls to let through first, then calls to fail.
     failures: Mutex<Vec<(Op, usize, usize)>>,
     keys: Mutex<Vec<String>>,
+    /// The refresh token of the last write asked for, taken or not.
+    offered: Mutex<Option<String>>,
 }
 
 impl Default for FlakyStore {
@@ -54,6 +56,7 @@ impl FlakyStore {
             inner,
             failures: Mutex::default(),
             keys: Mutex::default(),
+            offered: Mutex::default(),
         }
     }
 
@@ -103,6 +106,15 @@ impl FlakyStore {
             .map(|r| r.secret().to_owned())
     }
 
+    /// The refresh token the agent last tried to store (its newest, even when only in memory).
+    fn offered_rt(&self) -> String {
+        self.offered
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a write was tried")
+    }
+
     fn only_key(&self) -> String {
         let keys = self.keys.lock().unwrap();
         assert_eq!(keys.len(), 1, "{keys:?}");
@@ -117,6 +129,7 @@ impl TokenStore for FlakyStore {
     }
 
     fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+        *self.offered.lock().unwrap() = value.refresh_token.as_ref().map(|r| r.secret().to_owned());
         self.check(Op::Store, key)?;
         self.inner.store(key, value, expected)
     }
@@ -195,14 +208,6 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<AgentEvent>) -> Vec<AgentEvent> {
     out
 }
 
-fn rt_of(t: &TokenSet) -> String {
-    t.refresh_token
-        .as_ref()
-        .expect("refresh token")
-        .secret()
-        .to_owned()
-}
-
 // ---------------------------------------------------------------------------------------------
 // 01: a failed store write after rotation loses nothing.
 
@@ -225,7 +230,7 @@ async fn hardening_01_failed_store_write_after_rotation_keeps_the_issued_tokens(
         .expect("the issued access token is handed out although the store failed")
         .token()
         .clone();
-    let rt1 = rt_of(&t1);
+    let rt1 = store.offered_rt();
     assert_ne!(rt1, rt0, "the server rotated");
     assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
     let failed = drain(&mut events);
@@ -249,7 +254,8 @@ async fn hardening_01_failed_store_write_after_rotation_keeps_the_issued_tokens(
         .token()
         .clone();
     assert_ne!(t2.access_token.secret(), t1.access_token.secret());
-    let rt2 = rt_of(&t2);
+    assert!(t2.refresh_token.is_none());
+    let rt2 = store.offered_rt();
     assert_ne!(rt2, rt1);
     let stats = server.stats();
     assert_eq!(
@@ -285,7 +291,8 @@ async fn hardening_01_failed_store_write_after_rotation_keeps_the_issued_tokens(
         3,
         "refreshed from the stored RT2"
     );
-    assert_ne!(rt_of(t3.token()), rt2);
+    assert!(t3.token().refresh_token.is_none());
+    assert_ne!(store.stored_rt(&key).unwrap(), rt2);
     assert_eq!(server.stats().revoked_grants, 0);
 }
 
@@ -327,6 +334,8 @@ async fn hardening_01_grant_survives_store_failures_at_every_step_of_rotation() 
         .token()
         .clone();
     assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
+    assert!(t1.refresh_token.is_none());
+    let rt1 = store.offered_rt();
 
     // While the newest tokens live only in memory, a failing lock or load does not stop the
     // next refresh: memory is authoritative, and no other process can hold these tokens.
@@ -337,13 +346,16 @@ async fn hardening_01_grant_survives_store_failures_at_every_step_of_rotation() 
         .unwrap()
         .token()
         .clone();
-    assert_ne!(rt_of(&t2), rt_of(&t1));
+    assert!(t2.refresh_token.is_none());
+    let rt2 = store.offered_rt();
+    assert_ne!(rt2, rt1);
     let t3 = guard(agent.force_refresh(None))
         .await
         .unwrap()
         .token()
         .clone();
-    assert_ne!(rt_of(&t3), rt_of(&t2));
+    let rt3 = store.offered_rt();
+    assert_ne!(rt3, rt2);
     assert_eq!(server.stats().revoked_grants, 0);
     assert_eq!(server.stats().grants.refresh_token, 3);
 
@@ -354,7 +366,7 @@ async fn hardening_01_grant_survives_store_failures_at_every_step_of_rotation() 
             if *fingerprint == t3.access_token.fingerprint())
     })
     .await;
-    assert_eq!(store.stored_rt(&key), Some(rt_of(&t3)));
+    assert_eq!(store.stored_rt(&key), Some(rt3));
     let (restarted, _ev) = agent_on(&server, store.clone()).await;
     guard(restarted.access_token(None)).await.unwrap();
     guard(restarted.force_refresh(None)).await.unwrap();
@@ -406,7 +418,8 @@ async fn hardening_01_logout_revokes_the_refresh_token_the_store_never_took() {
         .unwrap()
         .token()
         .clone();
-    let rt1 = t1.refresh_token.clone().unwrap();
+    assert!(t1.refresh_token.is_none());
+    let rt1 = RefreshToken::new(store.offered_rt());
     assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
     guard(agent.logout()).await.expect("logout");
     // The in-memory RT1 (the live one) was revoked, not the store's stale RT0.

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::prelude::{
-    CacheConfig, Error, FileStore, MemoryStore, RefreshToken, RefreshingSource, Result, StoreLock,
-    StoreOutcome, StoredGrant, TokenCache, TokenHandle, TokenKey, TokenParams, TokenSource,
-    TokenStore, Versioned,
+    CacheConfig, Error, FileStore, MemoryStore, RefreshingSource, Result, StoreLock, StoreOutcome,
+    StoredGrant, TokenCache, TokenHandle, TokenKey, TokenParams, TokenSource, TokenStore,
+    Versioned,
 };
 use crate::support::prelude::{TestServer, TestServerConfig};
 
@@ -80,7 +80,7 @@ async fn refresh_store_write_failure_keeps_the_tokens_in_memory() {
     let t = handle.get().await.unwrap();
     assert_eq!(server.stats().grants.refresh_token, 1);
     assert_eq!(stored_rt(&*store).as_deref(), Some(first.as_str()));
-    assert_ne!(t.token().refresh_token.as_ref().unwrap().secret(), first);
+    assert!(t.token().refresh_token.is_none());
     // The next refresh presents the in-memory token, not the store's rotated one.
     handle.refresh().await.unwrap();
     assert_eq!(server.stats().grants.refresh_token, 2);
@@ -136,7 +136,13 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
     let server = TestServer::start().await;
     let (_source, handle, _) = seeded(&server, store.clone()).await;
     let held = handle.get().await.unwrap().token().clone();
-    let held_rt = held.refresh_token.clone().unwrap();
+    let held_rt = store
+        .load(KEY)
+        .unwrap()
+        .unwrap()
+        .value
+        .refresh_token
+        .unwrap();
     // The other writer: a raw refresh with the stored token, written back with CAS.
     let other = agent(&server);
     let current = store.load(KEY).unwrap().unwrap();
@@ -162,9 +168,14 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
     assert_eq!(stats.revoked_grants, 0, "the stale refresh token was sent");
     assert_eq!(stats.grants.refresh_token, 3);
     assert_ne!(secret_of(t.token()), secret_of(&held));
+    let stored = store.load(KEY).unwrap().unwrap().value;
+    assert!(
+        !stored.refresh_token.unwrap().ct_eq(&newer),
+        "the rotation was stored"
+    );
     assert_eq!(
-        stored_rt(&*store).as_deref(),
-        t.token().refresh_token.as_ref().map(RefreshToken::secret)
+        stored.access.map(|a| secret_of(&a)),
+        Some(secret_of(t.token()))
     );
 }
 
@@ -301,8 +312,14 @@ async fn refresh_file_store_survives_a_restart() {
         let store = dyn_store(FileStore::new(&path).unwrap());
         let (_source, handle, _) = seeded(&server, store.clone()).await;
         handle.get().await.unwrap();
-        let t = handle.refresh().await.unwrap();
-        t.token().refresh_token.clone().unwrap()
+        handle.refresh().await.unwrap();
+        store
+            .load(KEY)
+            .unwrap()
+            .unwrap()
+            .value
+            .refresh_token
+            .unwrap()
     };
     // "Restart": everything above is dropped. Wait for the stored access token to expire.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
