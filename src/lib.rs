@@ -15,6 +15,7 @@ mod jose;
 mod middleware;
 mod secret;
 mod session;
+mod sync;
 mod token;
 mod transport;
 

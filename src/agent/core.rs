@@ -140,10 +140,7 @@ impl Agent {
     }
 
     fn read_resources(&self) -> std::sync::RwLockReadGuard<'_, Vec<ResourceInfo>> {
-        match self.inner.resources.read() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::sync::read(&self.inner.resources)
     }
 
     #[cfg(feature = "middleware")]
@@ -162,10 +159,7 @@ impl Agent {
     }
 
     pub(super) fn add_resource(&self, info: ResourceInfo) {
-        let mut w = match self.inner.resources.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut w = crate::sync::write(&self.inner.resources);
         if !w.iter().any(|r| r.resource == info.resource) {
             w.push(info);
         }

@@ -44,10 +44,7 @@ pub(super) struct Exchanger {
 
 impl Exchanger {
     pub(super) fn issued(&self) -> std::sync::MutexGuard<'_, Vec<Issued>> {
-        match self.issued.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::sync::lock(&self.issued)
     }
 
     /// Exchange the parent's token (`subject`, or fetched now) for a child token.

@@ -25,7 +25,7 @@
 //!
 //! [`FileStore`]: crate::store::FileStore
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use backon::BackoffBuilder as _;
@@ -95,7 +95,7 @@ impl std::fmt::Debug for GrantMemory {
 impl GrantMemory {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         // Every update is a few assignments: a panic cannot leave the state half-written.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     fn pending(&self) -> Option<Pending> {
