@@ -11,6 +11,7 @@ mod dpop;
 mod error;
 mod event;
 mod jose;
+mod jwt;
 #[cfg(feature = "middleware")]
 mod middleware;
 mod secret;

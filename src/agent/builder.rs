@@ -352,18 +352,12 @@ impl AgentBuilder {
             DpopMode::Auto => md.supports_dpop_alg("ES256").then(DpopKey::generate),
         };
         let mut binding = match &dpop {
-            Some(k) => Binding::Dpop(k.thumbprint().to_owned()),
-            None => Binding::Bearer,
+            Some(k) => Binding::dpop(k.thumbprint()),
+            None => Binding::bearer(),
         };
         #[cfg(feature = "mtls")]
         if let Some(id) = &self.identity {
-            binding = match binding {
-                Binding::Dpop(jkt) => Binding::DpopMtls {
-                    jkt,
-                    x5t: id.thumbprint().to_owned(),
-                },
-                _ => Binding::Mtls(id.thumbprint().to_owned()),
-            };
+            binding = binding.with_mtls(id.thumbprint());
         }
         #[cfg(not(feature = "mtls"))]
         let _ = &mut binding;

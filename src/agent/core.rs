@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use http::Method;
 use url::Url;
 
-use crate::cache::{Binding, TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource};
+use crate::cache::{TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource};
 use crate::discovery::{resource_matches, AuthorizationServer};
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, Result};
@@ -80,13 +80,7 @@ impl Agent {
         }
         let client = old.client.with_server(server);
         let x5t = identity.thumbprint().to_owned();
-        let binding = match &old.binding {
-            Binding::Dpop(jkt) | Binding::DpopMtls { jkt, .. } => Binding::DpopMtls {
-                jkt: jkt.clone(),
-                x5t,
-            },
-            _ => Binding::Mtls(x5t),
-        };
+        let binding = old.binding.clone().with_mtls(x5t);
         let grant_key = TokenKey::new(self.issuer(), client.client_id())
             .with_binding(binding.clone())
             .with_subject("grant")
