@@ -33,7 +33,6 @@ pub use cache::{
     TokenSource,
 };
 pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
-pub use clock::{Clock, ClockSkew, SystemClock};
 pub use delegation::{
     delegation_chain, ChildAgent, ChildRequest, DelegationBuilder, DelegationChain,
     UnverifiedClaims,

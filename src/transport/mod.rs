@@ -10,7 +10,8 @@
 //! - response bodies capped while streaming (default 1 MiB);
 //! - HTTPS required except for loopback hosts, unless the caller opted out under
 //!   [`dangerous`](crate::dangerous);
-//! - the server's `Date` header recorded into a [`ClockSkew`](crate::ClockSkew) estimate.
+//! - the server's `Date` header recorded into a per-origin clock offset estimate
+//!   ([`HttpTransport::clock_skew_for`](crate::HttpTransport::clock_skew_for)).
 //!
 //! Requests are built by sans-IO protocol code as `http::Request<Vec<u8>>` and responses come back
 //! as `http::Response<Bytes>`, so protocol steps can be unit-tested without a network.
