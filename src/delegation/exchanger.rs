@@ -62,10 +62,7 @@ impl Exchanger {
                 self.parent_label
             )));
         }
-        let cap = match (self.lifetime, remaining) {
-            (Some(l), Some(r)) => Some(l.min(r)),
-            (l, r) => l.or(r),
-        };
+        let cap = lifetime_cap(self.lifetime, remaining);
         let mut params = self.params.clone();
         if let (Some(_), Some(c)) = (self.lifetime, cap) {
             params = params.param("expires_in", c.as_secs().max(1).to_string());
@@ -108,15 +105,12 @@ impl Exchanger {
         }
 
         // Never outlive the requested lifetime or the parent's token.
-        token.expires_at = [
+        token.expires_at = capped_expiry(
             token.expires_at,
-            // A lifetime too long to add (`Duration::MAX`) caps nothing.
-            self.lifetime.and_then(|l| token.issued_at.checked_add(l)),
+            token.issued_at,
+            self.lifetime,
             subject.expires_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        );
         token.refresh_token = None;
 
         {
