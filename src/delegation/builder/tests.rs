@@ -417,13 +417,9 @@ fn narrow_child_expiry_is_the_earliest_bound() {
     let at = now();
     let plus = |secs| Some(at + Duration::from_secs(secs));
     let s = Duration::from_secs;
+    type At = Option<SystemTime>;
     // (server's expiry, requested lifetime, parent's expiry) -> child's expiry
-    let cases: &[(
-        Option<SystemTime>,
-        Option<Duration>,
-        Option<SystemTime>,
-        Option<SystemTime>,
-    )] = &[
+    let cases: &[(At, Option<Duration>, At, At)] = &[
         (None, None, None, None),
         (plus(300), None, None, plus(300)),
         (plus(300), Some(s(60)), None, plus(60)),
