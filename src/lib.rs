@@ -12,6 +12,8 @@ mod error;
 mod event;
 mod jose;
 mod jwt;
+#[cfg(test)]
+mod layering;
 #[cfg(feature = "middleware")]
 mod middleware;
 mod secret;

@@ -284,7 +284,7 @@ impl AgentBuilder {
     /// Allow plain-http URLs off loopback. Reached through
     /// [`dangerous::agent_allow_insecure_http`](crate::dangerous::agent_allow_insecure_http).
     pub(crate) fn allow_insecure_http(mut self) -> Self {
-        crate::dangerous::allow_insecure_http(&mut self.transport);
+        self.transport.set_allow_insecure_http(true);
         self
     }
 

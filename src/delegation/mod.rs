@@ -1,15 +1,15 @@
 //! Delegation to sub-agents: narrowed, sender-constrained tokens by token exchange (RFC 8693).
 //!
-//! [`Agent::delegate`] starts a [`DelegationBuilder`]. [`spawn`](DelegationBuilder::spawn)
+//! [`Agent::delegate`](crate::Agent::delegate) starts a [`DelegationBuilder`]. [`spawn`](DelegationBuilder::spawn)
 //! checks locally that the request only narrows what the parent holds — scope a subset of the
 //! parent token's granted scope, every resource and audience covered by one of the parent's
 //! resources, lifetime at most what the parent token has left — and refuses anything wider with
-//! [`Error::Delegation`] before a request is sent. It then exchanges the parent's access token
+//! [`Error::Delegation`](crate::Error::Delegation) before a request is sent. It then exchanges the parent's access token
 //! (the subject token) for a child token. When the parent uses DPoP, the child gets its own
-//! fresh [`DpopKey`] and the exchange's proof is signed with it, so the issued token is bound to
+//! fresh [`DpopKey`](crate::DpopKey) and the exchange's proof is signed with it, so the issued token is bound to
 //! the child (`cnf.jkt` is the child key's thumbprint) and useless with the parent's key.
 //!
-//! The resulting [`ChildAgent`] calls its resources like an [`Agent`] does (token,
+//! The resulting [`ChildAgent`] calls its resources like an [`Agent`](crate::Agent) does (token,
 //! `Authorization` + `DPoP`, resource nonce retry, one renewal on `invalid_token`), and can
 //! delegate again ([`ChildAgent::delegate`]): a grandchild is narrowed relative to the child,
 //! and with actor tokens the issued tokens carry a nested `act` chain, readable with
@@ -20,9 +20,9 @@
 //! through its parent, with exactly the parameters of its first exchange, so it can never gain
 //! more than that first narrowing. When the parent no longer holds a valid token (its grant was
 //! revoked, say) or the delegation was [revoked](ChildAgent::revoke), renewal fails with
-//! [`Error::Delegation`].
+//! [`Error::Delegation`](crate::Error::Delegation).
 //!
-//! Every exchange emits [`AgentEvent::TokenExchanged`] (fingerprints and the child key's
+//! Every exchange emits [`AgentEvent::TokenExchanged`](crate::AgentEvent::TokenExchanged) (fingerprints and the child key's
 //! thumbprint, never tokens) to `tracing` and the parent's event hook.
 //!
 //! ```no_run

@@ -161,7 +161,7 @@ impl PublicJwk {
     }
 
     /// The key as a p256 ECDSA verifying key; fails when the point is not on the curve.
-    pub fn verifying_key(&self) -> Result<p256::ecdsa::VerifyingKey> {
+    pub(crate) fn verifying_key(&self) -> Result<p256::ecdsa::VerifyingKey> {
         let coord = |s: &str| -> Result<p256::FieldBytes> {
             let arr = <[u8; 32]>::try_from(b64_decode(s)?.as_slice())
                 .map_err(|_| Error::Crypto("JWK coordinate is not 32 bytes".into()))?;

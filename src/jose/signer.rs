@@ -54,7 +54,7 @@ impl RingSigner {
     }
 
     /// A signer over an existing P-256 secret key.
-    pub fn from_secret_key(secret: &p256::SecretKey) -> Result<Self> {
+    pub(crate) fn from_secret_key(secret: &p256::SecretKey) -> Result<Self> {
         let public = secret.public_key().to_encoded_point(false);
         let mut scalar = secret.to_bytes();
         let rng = ring::rand::SystemRandom::new();
@@ -117,7 +117,7 @@ impl P256Signer {
     }
 
     /// A signer over an existing P-256 secret key.
-    pub fn from_secret_key(secret: &p256::SecretKey) -> Self {
+    pub(crate) fn from_secret_key(secret: &p256::SecretKey) -> Self {
         P256Signer {
             key: p256::ecdsa::SigningKey::from(secret),
             jwk: public_jwk_of(secret),

@@ -1,7 +1,7 @@
-//! Behaviour every [`TokenStore`](super::TokenStore) must have, as functions a test suite calls
+//! Behaviour every [`TokenStore`] must have, as functions a test suite calls
 //! with its own store: load, round trip, compare-and-swap, remove, and the lock. Each panics
-//! when the store breaks the contract. The crate runs them against [`MemoryStore`](super::MemoryStore)
-//! and [`FileStore`](super::FileStore); a store of your own runs them the same way:
+//! when the store breaks the contract. The crate runs them against [`MemoryStore`]
+//! and [`FileStore`]; a store of your own runs them the same way:
 //!
 //! ```no_run
 //! # #[cfg(feature = "testkit")] {

@@ -4,7 +4,7 @@
 //! A store keeps, per grant, the refresh token and the last access token, with a version that
 //! every write compares and swaps, and a lock that serializes the grant's refreshes (across
 //! processes for [`FileStore`]). The refresh-token lifecycle built on it lives in the session
-//! layer; the in-memory access-token cache is [`crate::cache`].
+//! layer; the in-memory access-token cache is [`TokenCache`](crate::TokenCache).
 //!
 //! [`conformance`] (feature `testkit`) is the behaviour every implementation must have, as
 //! functions a test suite can call with its own store.
@@ -40,7 +40,7 @@ pub struct StoredGrant {
     /// The last access token, if it is worth keeping.
     ///
     /// Persistent stores may drop the members that duplicate or do not belong to the grant:
-    /// [`FileStore`](crate::FileStore) keeps neither `access.refresh_token` (the grant's
+    /// [`FileStore`] keeps neither `access.refresh_token` (the grant's
     /// [`refresh_token`](Self::refresh_token) is the one kept) nor `access.id_token`.
     pub access: Option<TokenSet>,
     /// When this value was written (persistent stores keep whole seconds).

@@ -10,11 +10,7 @@ use super::jose::random_token;
 use super::state::{now, secs, CodeRecord, DeviceRecord, DeviceStatus, Shared};
 use crate::Scope;
 
-
-/// Outcome of a request that gets a JSON answer.
-
-#[allow(unused_imports)]
-use super::grants::*;
+use super::grants::{check_scope, form, normalize_user_code, resources, user_code, Answer};
 
 impl Shared {
     /// RFC 7009 revocation. `Ok(())` is a 200 with an empty body.

@@ -3,25 +3,21 @@
 
 use serde_json::{json, Map, Value};
 
-use super::config::TestClient;
-use super::http_util::{OAuthErr, Params};
+use super::http_util::OAuthErr;
 use super::state::{bump, now, Inner, NewAccess, Shared};
 use crate::Scope;
 
-
-/// Outcome of a request that gets a JSON answer.
-
-#[allow(unused_imports)]
-use super::grants::*;
+use super::grants::{
+    check_scope, resources, token_response, Answer, TokenRequest, AT_TYPE, JWT_TYPE,
+};
 
 impl Shared {
-    pub(super) fn token_exchange(
-        &self,
-        inner: &mut Inner,
-        client: &TestClient,
-        params: &Params,
-        jkt: Option<String>,
-    ) -> Answer {
+    pub(super) fn token_exchange(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
+        let TokenRequest {
+            client,
+            params,
+            jkt,
+        } = req;
         let subject_token = params.required("subject_token")?;
         let subject_type = params.required("subject_token_type")?;
         if subject_type != AT_TYPE && subject_type != JWT_TYPE {

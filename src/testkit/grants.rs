@@ -97,6 +97,14 @@ pub(super) fn token_response(
     m
 }
 
+/// What every grant handler is given: the authenticated client, the form, and the thumbprint of
+/// the DPoP key that signed the request's proof.
+pub(super) struct TokenRequest<'a> {
+    pub(super) client: &'a TestClient,
+    pub(super) params: &'a Params,
+    pub(super) jkt: Option<String>,
+}
+
 impl Shared {
     /// Everything the token endpoint does after latency and fault injection.
     pub(crate) fn token(&self, headers: &HeaderMap, body: &[u8]) -> Answer {
@@ -118,13 +126,17 @@ impl Shared {
             ));
         }
         let proof = self.token_proof(inner, headers)?;
-        let jkt = proof.map(|p| p.jkt);
+        let req = TokenRequest {
+            client,
+            params: &params,
+            jkt: proof.map(|p| p.jkt),
+        };
         match grant_type {
-            "client_credentials" => self.client_credentials(inner, client, &params, jkt),
-            "authorization_code" => self.authorization_code(inner, client, &params, jkt),
-            "refresh_token" => self.refresh(inner, client, &params, jkt),
-            DEVICE_CODE => self.device_code(inner, client, &params, jkt),
-            _ => self.token_exchange(inner, client, &params, jkt),
+            "client_credentials" => self.client_credentials(inner, req),
+            "authorization_code" => self.authorization_code(inner, req),
+            "refresh_token" => self.refresh(inner, req),
+            DEVICE_CODE => self.device_code(inner, req),
+            _ => self.token_exchange(inner, req),
         }
     }
 
@@ -170,13 +182,12 @@ impl Shared {
         secs(self.config.access_token_ttl)
     }
 
-    fn client_credentials(
-        &self,
-        inner: &mut Inner,
-        client: &TestClient,
-        params: &Params,
-        jkt: Option<String>,
-    ) -> Answer {
+    fn client_credentials(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
+        let TokenRequest {
+            client,
+            params,
+            jkt,
+        } = req;
         if client.auth.is_public() {
             return Err(OAuthErr::unauthorized_client(
                 "public clients cannot use the client_credentials grant",
@@ -265,13 +276,12 @@ impl Shared {
         Ok(Value::Object(m))
     }
 
-    fn authorization_code(
-        &self,
-        inner: &mut Inner,
-        client: &TestClient,
-        params: &Params,
-        jkt: Option<String>,
-    ) -> Answer {
+    fn authorization_code(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
+        let TokenRequest {
+            client,
+            params,
+            jkt,
+        } = req;
         let code = params.required("code")?;
         let verifier = params.one("code_verifier")?;
         let redirect_uri = params.one("redirect_uri")?;
@@ -325,13 +335,12 @@ impl Shared {
         Ok(answer)
     }
 
-    fn refresh(
-        &self,
-        inner: &mut Inner,
-        client: &TestClient,
-        params: &Params,
-        jkt: Option<String>,
-    ) -> Answer {
+    fn refresh(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
+        let TokenRequest {
+            client,
+            params,
+            jkt,
+        } = req;
         let token = params.required("refresh_token")?;
         let requested_scope = params.one("scope")?.map(Scope::parse);
         let requested = resources(params)?;
@@ -410,13 +419,12 @@ impl Shared {
         Ok(Value::Object(m))
     }
 
-    fn device_code(
-        &self,
-        inner: &mut Inner,
-        client: &TestClient,
-        params: &Params,
-        jkt: Option<String>,
-    ) -> Answer {
+    fn device_code(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
+        let TokenRequest {
+            client,
+            params,
+            jkt,
+        } = req;
         let code = params.required("device_code")?;
         let requested = resources(params)?;
         let interval = self.config.device_interval;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agent_oauth::{
+use crate::support::prelude::{
     AuthorizationServer, Error, HttpRequest, HttpTransport, RetryPolicy, TransportConfig,
     TransportErrorKind,
 };
@@ -30,7 +30,7 @@ fn transport(config: TransportConfig) -> HttpTransport {
     HttpTransport::with_config(config).expect("transport")
 }
 
-fn get(url: &str) -> agent_oauth::Result<HttpRequest> {
+fn get(url: &str) -> crate::support::prelude::Result<HttpRequest> {
     Ok(http::Request::get(url).body(Vec::new()).expect("request"))
 }
 
@@ -39,7 +39,7 @@ fn counting_get(
     url: String,
 ) -> (
     Arc<AtomicUsize>,
-    impl FnMut() -> agent_oauth::Result<HttpRequest> + Send,
+    impl FnMut() -> crate::support::prelude::Result<HttpRequest> + Send,
 ) {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);

@@ -48,7 +48,7 @@ use lock::{check_private_dir, file_name, open_lock_file, open_no_follow, sync_di
 ///
 /// # Locking
 ///
-/// Both locks are OS file locks ([`File::lock`], `flock` on Unix, `LockFileEx` on Windows),
+/// Both locks are OS file locks ([`File::lock`](std::fs::File::lock), `flock` on Unix, `LockFileEx` on Windows),
 /// released by the OS if the process dies. Within one process, a per-key in-process lock is taken
 /// first, so threads queue in memory rather than each holding a descriptor blocked in the OS.
 ///
@@ -203,20 +203,29 @@ impl FileStore {
     }
 }
 
-impl TokenStore for FileStore {
-    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
-        Ok(self
-            .read(key, &file_name(key))?
-            .and_then(Record::into_versioned))
-    }
-
-    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+impl FileStore {
+    /// Compare-and-swap the record of `key` under its write lock: write `grant` (or the removal
+    /// marker, for `None`) when the current version is `expected`. Removing what is already gone
+    /// succeeds; a removal with no expected version removes whatever is there.
+    fn swap(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        grant: Option<&StoredGrant>,
+    ) -> Result<StoreOutcome> {
         let name = file_name(key);
         self.with_write_lock(&name, || {
             let current = self.read(key, &name)?;
             let (last, live) = current
                 .as_ref()
                 .map_or((0, false), |r| (r.version, r.live()));
+            let expected = match grant {
+                Some(_) => expected,
+                None if !live && expected.is_none() => {
+                    return Ok(StoreOutcome::Written { version: last })
+                }
+                None => expected.or(Some(last)),
+            };
             let Some(version) = next_version(last, live, expected)? else {
                 return Ok(StoreOutcome::Conflict {
                     current: current.and_then(Record::into_versioned),
@@ -225,34 +234,26 @@ impl TokenStore for FileStore {
             self.write_record(&Record {
                 version,
                 key: key.to_owned(),
-                grant: Some(value.clone()),
+                grant: grant.cloned(),
             })?;
             Ok(StoreOutcome::Written { version })
         })
     }
+}
+
+impl TokenStore for FileStore {
+    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+        Ok(self
+            .read(key, &file_name(key))?
+            .and_then(Record::into_versioned))
+    }
+
+    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+        self.swap(key, expected, Some(value))
+    }
 
     fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
-        let name = file_name(key);
-        self.with_write_lock(&name, || {
-            let current = self.read(key, &name)?;
-            let (last, live) = current
-                .as_ref()
-                .map_or((0, false), |r| (r.version, r.live()));
-            if !live && expected.is_none() {
-                return Ok(StoreOutcome::Written { version: last });
-            }
-            let Some(version) = next_version(last, live, expected.or(Some(last)))? else {
-                return Ok(StoreOutcome::Conflict {
-                    current: current.and_then(Record::into_versioned),
-                });
-            };
-            self.write_record(&Record {
-                version,
-                key: key.to_owned(),
-                grant: None,
-            })?;
-            Ok(StoreOutcome::Written { version })
-        })
+        self.swap(key, expected, None)
     }
 
     fn lock(&self, key: &str) -> Result<StoreLock> {

@@ -1,0 +1,72 @@
+//! The reqwest-middleware adapter over `Agent` (feature `middleware`) against the embedded
+//! server.
+
+use crate::support::prelude::{Agent, AgentMiddleware, ClientAuth};
+use crate::support::prelude::{TestServer, TestServerConfig};
+
+#[tokio::test]
+async fn middleware_adds_tokens_dpop_and_discovers_from_401() {
+    let server = TestServer::start_with(
+        TestServerConfig::default()
+            .with_require_dpop_nonce(true)
+            .with_resource_require_dpop_nonce(true),
+    )
+    .await;
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .scope("read")
+        .build()
+        .await
+        .expect("agent");
+    let jkt = agent.dpop_key().expect("dpop").thumbprint().to_owned();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AgentMiddleware::new(agent.clone()))
+        .build();
+    let resp = client
+        .get(format!("{}/reports", server.resource_url()))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.bytes().await.expect("body")).expect("json");
+    assert_eq!(body["jkt"], jkt.as_str());
+    assert_eq!(agent.resources(), vec![server.resource_url()]);
+
+    // invalid_token → one refresh and retry through the middleware too.
+    server.revoke_all();
+    let resp = client
+        .post(server.resource_url())
+        .body("x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn middleware_unknown_origin_without_discovery_is_refused() {
+    let server = TestServer::start().await;
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .resource(server.resource_url())
+        .discover_resources(false)
+        .build()
+        .await
+        .expect("agent");
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AgentMiddleware::new(agent))
+        .build();
+    let other = TestServer::start().await;
+    let err = client
+        .get(other.resource_url())
+        .send()
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("no configured resource"), "{err}");
+    assert_eq!(other.stats().resource_requests, 0);
+}
