@@ -223,22 +223,19 @@ impl DelegationBuilder {
             lifetime: self.lifetime,
             params: &self.extra,
         };
-        let targets = match &parent {
-            Parent::Agent(a) => targets(
-                &ParentView::Agent {
+        let targets = targets(
+            &match &parent {
+                Parent::Agent(a) => ParentView::Agent {
                     resources: a.resources(),
-                    covering: &|url| a.resource_for(url),
+                    covering: Box::new(|url| a.resource_for(url)),
                 },
-                &request,
-            )?,
-            Parent::Child(c) => targets(
-                &ParentView::Child {
+                Parent::Child(c) => ParentView::Child {
                     resources: c.resources(),
-                    covers: &|url| c.covers(url),
+                    covers: Box::new(|url| c.covers(url)),
                 },
-                &request,
-            )?,
-        };
+            },
+            &request,
+        )?;
         let subject = match (&parent, &targets.parent_resource) {
             (Parent::Agent(agent), Some(info)) => {
                 Subject::Agent(agent.params_for(Some(&info.resource), info.scope.as_ref()))
@@ -333,6 +330,9 @@ pub(super) struct Request<'a> {
     pub(super) params: &'a [(String, String)],
 }
 
+/// Finds the agent resource covering a URL.
+pub(super) type Covering<'a> = Box<dyn Fn(&Url) -> Option<ResourceInfo> + 'a>;
+
 /// The parent's side of a narrowing, known before its token is fetched.
 pub(super) enum ParentView<'a> {
     /// An agent: the child's token is exchanged from the agent's token for the one resource
@@ -341,14 +341,14 @@ pub(super) enum ParentView<'a> {
         /// The agent's resources.
         resources: Vec<String>,
         /// The agent resource covering a URL (the most specific one), with its scope.
-        covering: &'a dyn Fn(&Url) -> Option<ResourceInfo>,
+        covering: Covering<'a>,
     },
     /// A child (for a grandchild): targets must be covered by what the child may call.
     Child {
         /// The child's resources.
         resources: Vec<String>,
         /// Does the child cover a URL (its resources and audiences)?
-        covers: &'a dyn Fn(&Url) -> bool,
+        covers: Box<dyn Fn(&Url) -> bool + 'a>,
     },
 }
 

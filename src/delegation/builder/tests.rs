@@ -48,25 +48,19 @@ fn request<'a>(resources: &'a [String], audiences: &'a [String]) -> Request<'a> 
 }
 
 fn agent_targets(parent: &[&str], req: &Request<'_>) -> Result<Targets> {
-    let cover = |u: &Url| covering(parent, u);
-    targets(
-        &ParentView::Agent {
-            resources: strings(parent),
-            covering: &cover,
-        },
-        req,
-    )
+    let view = ParentView::Agent {
+        resources: strings(parent),
+        covering: Box::new(|u| covering(parent, u)),
+    };
+    targets(&view, req)
 }
 
 fn child_targets(parent: &[&str], req: &Request<'_>) -> Result<Targets> {
-    let covers = |u: &Url| parent.iter().any(|r| resource_matches(&url(r), u));
-    targets(
-        &ParentView::Child {
-            resources: strings(parent),
-            covers: &covers,
-        },
-        req,
-    )
+    let view = ParentView::Child {
+        resources: strings(parent),
+        covers: Box::new(|u| parent.iter().any(|r| resource_matches(&url(r), u))),
+    };
+    targets(&view, req)
 }
 
 /// `Ok(resources, parent resource)`, or the error's kind and a piece of its message.
