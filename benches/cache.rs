@@ -6,9 +6,8 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
-use agent_oauth::{
-    AccessToken, CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSet, TokenSource, TokenType,
-};
+use agent_oauth::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
+use agent_oauth::{AccessToken, TokenSet, TokenType};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn fresh_token(name: &str) -> TokenSet {

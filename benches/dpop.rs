@@ -11,9 +11,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use agent_oauth::{
-    ath, AccessToken, CacheConfig, DpopKey, TokenCache, TokenKey, TokenSet, TokenSource, TokenType,
-};
+use agent_oauth::cache::{CacheConfig, TokenCache, TokenKey, TokenSource};
+use agent_oauth::dpop::ath;
+use agent_oauth::{AccessToken, DpopKey, TokenSet, TokenType};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";

@@ -75,6 +75,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn agent_send(
     req: agent_oauth::AgentRequest,
-) -> Result<agent_oauth::HttpResponse, agent_oauth::Error> {
+) -> Result<agent_oauth::transport::HttpResponse, agent_oauth::Error> {
     req.send().await
 }

@@ -12,7 +12,8 @@
 //! from its 401 (RFC 9728). CI runs this example against oidc-provider over HTTPS
 //! (`hardening_13_mtls_example_runs_against_oidc_provider`).
 
-use agent_oauth::{cnf_x5t_s256, Agent, ClientAuth, ClientIdentity, TrustRoots};
+use agent_oauth::transport::cnf_x5t_s256;
+use agent_oauth::{Agent, ClientAuth, ClientIdentity, TrustRoots};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent_oauth::store::{MemoryStore, TokenStore};
 use agent_oauth::testkit::{TestServer, TestServerConfig};
-use agent_oauth::{Agent, AgentEvent, ClientAuth, MemoryStore, TokenStore};
+use agent_oauth::{Agent, AgentEvent, ClientAuth};
 
 type Failure = Box<dyn std::error::Error>;
 

@@ -9,8 +9,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agent_oauth::delegation::delegation_chain;
 use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
-use agent_oauth::{delegation_chain, Agent, ClientAuth, TokenSet};
+use agent_oauth::{Agent, ClientAuth, TokenSet};
 
 type BoxError = Box<dyn std::error::Error>;
 

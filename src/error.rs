@@ -11,7 +11,7 @@ use crate::challenge::Challenge;
 use crate::secret::SentSecrets;
 
 /// How many bytes of an unexpected response body an error keeps for diagnosis.
-pub const MAX_ERROR_BODY: usize = 512;
+pub(crate) const MAX_ERROR_BODY: usize = 512;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -67,7 +67,7 @@ pub enum Error {
     Http {
         /// The HTTP status code.
         status: u16,
-        /// The start of the body (at most [`MAX_ERROR_BODY`] bytes, lossily decoded).
+        /// The start of the body (at most 512 bytes, lossily decoded).
         body: String,
         /// Seconds the server asked us to wait (`Retry-After`), when given.
         retry_after: Option<std::time::Duration>,

@@ -63,7 +63,8 @@ pub enum AgentEvent {
         /// Fingerprint of the rejected token.
         fingerprint: String,
     },
-    /// A server's `Date` header was more than a day from our clock and was ignored: proofs and
+    /// A server's `Date` header was further from our clock than
+    /// one day and was ignored: proofs and
     /// assertions for that origin keep using the offset known before (or none).
     ClockOffsetIgnored {
         /// The origin that sent the `Date`.

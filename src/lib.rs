@@ -2,15 +2,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod agent;
-mod cache;
 mod challenge;
 mod client_auth;
 mod clock;
-mod discovery;
-mod dpop;
 mod error;
 mod event;
-mod jose;
 mod jwt;
 #[cfg(test)]
 mod layering;
@@ -20,50 +16,39 @@ mod secret;
 mod session;
 mod sync;
 mod token;
-mod transport;
 
+pub mod cache;
 pub mod dangerous;
 pub mod delegation;
+pub mod discovery;
+pub mod dpop;
 pub mod grant;
+pub mod jose;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod transport;
 
+// The public interface: what an agent author reaches for first is here; everything else lives in
+// exactly one of the namespaces above.
 pub use agent::{Agent, AgentBuilder, AgentRequest, DpopMode};
-pub use cache::{
-    Binding, BoxFuture, CacheConfig, CachedToken, TokenCache, TokenHandle, TokenKey, TokenRef,
-    TokenSource,
-};
-pub use client_auth::{AssertionKey, ClientAuth, JWT_BEARER_ASSERTION};
-pub use delegation::{
-    delegation_chain, ChildAgent, ChildRequest, DelegationBuilder, DelegationChain,
-    UnverifiedClaims,
-};
-pub use discovery::{
-    challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
-    resource_metadata_from_challenges, resource_metadata_url, AuthorizationServer, Challenge,
-    ChallengeError, ChallengeErrorKind, Endpoint, MetadataPatch, MetadataPolicy,
-    MtlsEndpointAliases, ResourceMetadata, ServerMetadata,
-};
-pub use dpop::{ath, normalize_htu, DpopKey, NonceCache};
-pub use error::ErrorContext;
-pub use error::{Error, OAuthError, OAuthErrorCode, Result, TransportErrorKind, MAX_ERROR_BODY};
-pub use event::{AgentEvent, EventHook};
-pub use grant::{OAuthClient, OAuthClientBuilder, TokenParams};
-pub use jose::{sign_compact, P256Signer, PublicJwk, RingSigner, Signer};
+pub use cache::Binding;
+pub use client_auth::{AssertionKey, ClientAuth};
+pub use discovery::resource_metadata::ResourceMetadata;
+pub use discovery::server_metadata::{AuthorizationServer, ServerMetadata};
+pub use dpop::key::DpopKey;
+pub use error::{Error, ErrorContext, OAuthError, OAuthErrorCode, Result};
+pub use event::AgentEvent;
+pub use grant::client::OAuthClient;
+pub use grant::request::TokenParams;
 #[cfg(feature = "middleware")]
 pub use middleware::AgentMiddleware;
 pub use secret::SecretString;
 pub use session::RefreshingSource;
-pub use store::{
-    FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
-};
 pub use token::{AccessToken, Confirmation, RefreshToken, Scope, TokenSet, TokenType};
+pub use transport::client::{HttpTransport, TransportConfig};
 #[cfg(feature = "mtls")]
-pub use transport::tls::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
-pub use transport::{
-    FormRequest, HttpRequest, HttpResponse, HttpTransport, RetryPolicy, TransportConfig,
-};
+pub use transport::tls::{ClientIdentity, TrustRoots};
 
 #[allow(dead_code)]
 fn _assert_send_sync() {
@@ -95,9 +80,12 @@ pub mod __fuzz {
 
     /// Parses arbitrary bytes as authorization server and protected resource metadata.
     pub fn metadata(data: &[u8]) {
-        let _ = crate::ServerMetadata::from_json(data, "https://as.example");
+        let _ = crate::discovery::server_metadata::ServerMetadata::from_json(
+            data,
+            "https://as.example",
+        );
         if let Ok(url) = url::Url::parse("https://api.example/v1/x") {
-            let _ = crate::ResourceMetadata::from_json(data, &url);
+            let _ = crate::discovery::resource_metadata::ResourceMetadata::from_json(data, &url);
         }
     }
 }

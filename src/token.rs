@@ -189,7 +189,7 @@ impl<S: AsRef<str>> FromIterator<S> for Scope {
 /// What a token is bound to (the `cnf` claim, RFC 7800): a DPoP key thumbprint (RFC 9449 §6)
 /// and/or a client certificate thumbprint (RFC 8705 §3); neither for a bearer token.
 ///
-/// One type says it everywhere: the binding a [`TokenKey`](crate::TokenKey) caches tokens
+/// One type says it everywhere: the binding a [`TokenKey`](crate::cache::TokenKey) caches tokens
 /// under, and what a [`TokenSet`] was bound to ([`TokenSet::cnf`]). It is also reachable as
 /// [`Confirmation`] (the claim's name) and `cache::Binding`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -105,7 +105,7 @@ impl TokenKey {
         &self.binding
     }
 
-    /// A stable string naming this key, for [`TokenStore`](crate::TokenStore) entries.
+    /// A stable string naming this key, for [`TokenStore`](crate::store::TokenStore) entries.
     pub fn store_key(&self) -> String {
         let b = match (&self.binding.jkt, &self.binding.x5t_s256) {
             (None, None) => "bearer".to_owned(),

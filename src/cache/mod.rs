@@ -1,17 +1,17 @@
-//! Where tokens live: the in-memory [`TokenCache`] and the durable [`TokenStore`].
+//! Where tokens live: the in-memory [`TokenCache`] and the durable [`TokenStore`](crate::store::TokenStore).
 //!
 //! The cache maps a [`TokenKey`] (issuer, client, scope set, resources, audiences, binding) to
 //! the current token, serves hits without locks, refreshes ahead of expiry in the background,
 //! and makes exactly one request per key however many tasks ask at once.
 //!
-//! A [`TokenStore`] is the durable home of refresh tokens (and optionally the last access token)
+//! A [`TokenStore`](crate::store::TokenStore) is the durable home of refresh tokens (and optionally the last access token)
 //! for each grant. Writes are compare-and-swap on a per-key version, and
-//! [`lock`](TokenStore::lock) serializes refreshes of one grant, so several threads, tasks or
+//! [`lock`](crate::store::TokenStore::lock) serializes refreshes of one grant, so several threads, tasks or
 //! processes sharing a store never spend the same refresh token twice
-//! ([`RefreshingSource`]).
+//! ([`RefreshingSource`](crate::RefreshingSource)).
 //!
-//! - [`MemoryStore`]: in-process only, for tests and short-lived agents.
-//! - [`FileStore`]: one file per key in a private directory, shared between processes.
+//! - [`MemoryStore`](crate::store::MemoryStore): in-process only, for tests and short-lived agents.
+//! - [`FileStore`](crate::store::FileStore): one file per key in a private directory, shared between processes.
 
 mod key;
 mod token_cache;

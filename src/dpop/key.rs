@@ -222,10 +222,10 @@ impl DpopKey {
     /// A DPoP proof JWT (RFC 9449 §4.2) for one request.
     ///
     /// * `htm` — the HTTP method (`"GET"`, `"POST"`, ...).
-    /// * `htu` — the request URL; query, fragment and userinfo are dropped ([`crate::normalize_htu`]).
+    /// * `htu` — the request URL; query, fragment and userinfo are dropped ([`normalize_htu`](crate::dpop::normalize_htu)).
     /// * `iat` — issue time, Unix seconds, in the server's clock where that is known.
     /// * `nonce` — the server's latest `DPoP-Nonce`, if it sent one.
-    /// * `ath` — for requests to a resource server, [`crate::ath`] of the access token.
+    /// * `ath` — for requests to a resource server, [`ath`](crate::dpop::ath) of the access token.
     ///
     /// Every proof gets a fresh `jti` of 128 random bits.
     pub fn proof(

@@ -8,11 +8,11 @@
 //! The key's protected header and thumbprint are computed once; a proof costs one ES256
 //! signature plus a few hundred bytes of string building.
 
-mod key;
+pub(crate) mod key;
 mod nonce;
 mod proof;
 
-pub use key::DpopKey;
+pub(crate) use key::DpopKey;
 #[allow(unused_imports)]
 pub use nonce::NonceCache;
 pub use proof::{ath, normalize_htu};

@@ -14,23 +14,25 @@
 //! the nonce changed, and parses the response per RFC 6749 §5.
 
 mod authorization_code;
-mod client;
+pub(crate) mod client;
 mod client_credentials;
 mod device;
 mod pkce;
 mod refresh;
-mod request;
+pub(crate) mod request;
 mod response;
 mod revocation;
 mod token_exchange;
 
+pub use crate::client_auth::JWT_BEARER_ASSERTION;
 pub use authorization_code::{LoopbackRedirect, PendingAuthorization};
-pub use client::{OAuthClient, OAuthClientBuilder};
+pub(crate) use client::OAuthClient;
+pub use client::OAuthClientBuilder;
 pub use client_credentials::CLIENT_CREDENTIALS;
 pub use device::{DeviceAuthorization, DEVICE_CODE};
 pub use pkce::PkceVerifier;
 pub use refresh::REFRESH_TOKEN;
-pub use request::TokenParams;
+pub(crate) use request::TokenParams;
 pub use revocation::Introspection;
 pub use token_exchange::{
     TokenExchangeRequest, ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_TOKEN_TYPE, REFRESH_TOKEN_TYPE,

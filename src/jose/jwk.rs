@@ -103,7 +103,7 @@ pub struct PublicJwk {
 impl PublicJwk {
     /// The key with affine coordinates `x` and `y` (32-byte big-endian each).
     ///
-    /// The point is not checked here; [`verifying_key`](Self::verifying_key) checks it.
+    /// The point is not checked here; signature verification checks it.
     pub fn ec_p256(x: &[u8; 32], y: &[u8; 32]) -> Self {
         PublicJwk {
             x: b64(x),

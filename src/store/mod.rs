@@ -4,7 +4,7 @@
 //! A store keeps, per grant, the refresh token and the last access token, with a version that
 //! every write compares and swaps, and a lock that serializes the grant's refreshes (across
 //! processes for [`FileStore`]). The refresh-token lifecycle built on it lives in the session
-//! layer; the in-memory access-token cache is [`TokenCache`](crate::TokenCache).
+//! layer; the in-memory access-token cache is [`TokenCache`](crate::cache::TokenCache).
 //!
 //! [`conformance`] (feature `testkit`) is the behaviour every implementation must have, as
 //! functions a test suite can call with its own store.

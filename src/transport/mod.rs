@@ -10,13 +10,12 @@
 //! - response bodies capped while streaming (default 1 MiB);
 //! - HTTPS required except for loopback hosts, unless the caller opted out under
 //!   [`dangerous`](crate::dangerous);
-//! - the server's `Date` header recorded into a per-origin clock offset estimate
-//!   ([`HttpTransport::clock_skew_for`](crate::HttpTransport::clock_skew_for)).
+//! - the server's `Date` header recorded into a per-origin clock offset estimate.
 //!
 //! Requests are built by sans-IO protocol code as `http::Request<Vec<u8>>` and responses come back
 //! as `http::Response<Bytes>`, so protocol steps can be unit-tested without a network.
 
-mod client;
+pub(crate) mod client;
 mod form;
 pub(crate) mod origin;
 mod response;
@@ -24,12 +23,16 @@ mod retry;
 #[cfg(feature = "mtls")]
 pub(crate) mod tls;
 
+pub use crate::clock::ClockOffset;
+pub use crate::error::TransportErrorKind;
 pub(crate) use client::is_loopback;
-pub use client::{HttpTransport, TransportConfig};
+pub(crate) use client::{HttpTransport, TransportConfig};
 pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error};
 pub(crate) use retry::parse_retry_after;
 pub use retry::RetryPolicy;
+#[cfg(feature = "mtls")]
+pub use tls::{cnf_x5t_s256, KeyFormat};
 
 /// A response as the transport returns it: status, headers and the whole (capped) body.
 pub type HttpResponse = http::Response<bytes::Bytes>;

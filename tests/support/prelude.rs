@@ -3,22 +3,33 @@
 //! Tests import the crate only through this module (`use crate::support::prelude::...`), so a
 //! change of the public paths touches this file alone.
 
+pub use agent_oauth::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
+pub use agent_oauth::delegation::delegation_chain;
+pub use agent_oauth::discovery::{
+    challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
+    resource_metadata_from_challenges, resource_metadata_url, Challenge, ChallengeError,
+    ChallengeErrorKind, Endpoint, MetadataPolicy,
+};
+pub use agent_oauth::dpop::{ath, NonceCache};
 pub use agent_oauth::grant::{
-    DeviceAuthorization, LoopbackRedirect, PendingAuthorization, TokenExchangeRequest,
+    DeviceAuthorization, LoopbackRedirect, OAuthClientBuilder, PendingAuthorization,
+    TokenExchangeRequest,
+};
+pub use agent_oauth::jose::PublicJwk;
+pub use agent_oauth::store::{
+    FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
 };
 pub use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
+#[cfg(feature = "mtls")]
+pub use agent_oauth::transport::{cnf_x5t_s256, KeyFormat};
+pub use agent_oauth::transport::{HttpRequest, HttpResponse, RetryPolicy, TransportErrorKind};
 #[cfg(feature = "middleware")]
 pub use agent_oauth::AgentMiddleware;
 pub use agent_oauth::{
-    ath, challenges_from_headers, dangerous, delegation_chain, fetch_resource_metadata,
-    parse_challenges, resource_matches, resource_metadata_from_challenges, resource_metadata_url,
-    AccessToken, Agent, AgentBuilder, AgentEvent, AssertionKey, AuthorizationServer, CacheConfig,
-    Challenge, ChallengeError, ChallengeErrorKind, ClientAuth, DpopKey, DpopMode, Endpoint, Error,
-    FileStore, HttpRequest, HttpResponse, HttpTransport, MemoryStore, MetadataPolicy, NonceCache,
-    OAuthClient, OAuthClientBuilder, OAuthErrorCode, PublicJwk, RefreshToken, RefreshingSource,
-    ResourceMetadata, Result, RetryPolicy, Scope, ServerMetadata, StoreLock, StoreOutcome,
-    StoredGrant, TokenCache, TokenHandle, TokenKey, TokenParams, TokenSet, TokenSource, TokenStore,
-    TokenType, TransportConfig, TransportErrorKind, Versioned,
+    dangerous, AccessToken, Agent, AgentBuilder, AgentEvent, AssertionKey, AuthorizationServer,
+    ClientAuth, DpopKey, DpopMode, Error, HttpTransport, OAuthClient, OAuthErrorCode, RefreshToken,
+    RefreshingSource, ResourceMetadata, Result, Scope, ServerMetadata, TokenParams, TokenSet,
+    TokenType, TransportConfig,
 };
 #[cfg(feature = "mtls")]
-pub use agent_oauth::{cnf_x5t_s256, ClientIdentity, KeyFormat, TrustRoots};
+pub use agent_oauth::{ClientIdentity, TrustRoots};
