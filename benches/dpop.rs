@@ -69,11 +69,16 @@ fn dpop(c: &mut Criterion) {
     c.bench_function("dpop/request_headers_ring", |b| {
         b.iter(|| {
             let t = handle.peek().expect("hit");
-            ring.proof_for_request(
+            let iat = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let ath = ath(t.token().access_token.secret());
+            ring.proof(
                 black_box("GET"),
                 black_box(&url),
-                Some(&t.token().access_token),
+                iat,
                 black_box(Some(NONCE)),
+                Some(&ath),
             )
             .expect("proof")
         })

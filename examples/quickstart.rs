@@ -221,7 +221,7 @@ async fn main() -> Result<(), Failure> {
             .unwrap_or_default()
     );
     check(widened.is_err(), "widening refused")?;
-    child.finish().await?;
+    child.revoke().await?;
 
     println!("done: every step succeeded");
     Ok(())

@@ -124,8 +124,8 @@ async fn run() -> Result<(), BoxError> {
     print_level("child", &child.token().await?)?;
     print_level("grandchild", &grandchild.token().await?)?;
 
-    grandchild.finish().await?;
-    child.finish().await?;
+    grandchild.revoke().await?;
+    child.revoke().await?;
     println!("\nchild and grandchild tokens revoked");
     Ok(())
 }

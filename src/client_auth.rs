@@ -18,10 +18,14 @@ use crate::transport::FormRequest;
 /// `client_assertion_type` for JWT client assertions (RFC 7523 §2.2).
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// How the client proves its identity to the authorization server.
+/// How the client proves its identity to the authorization server: one constructor per method
+/// (RFC 6749 §2.3, RFC 7523 §2.2, RFC 8705 §2).
 #[derive(Clone)]
-#[non_exhaustive]
-pub enum ClientAuth {
+pub struct ClientAuth(pub(crate) Method);
+
+/// The methods behind [`ClientAuth`].
+#[derive(Clone)]
+pub(crate) enum Method {
     /// A public client: `client_id` in the body, nothing else (RFC 6749 §2.1).
     None,
     /// A client secret, method picked from the server's `token_endpoint_auth_methods_supported`
@@ -48,77 +52,86 @@ impl fmt::Debug for ClientAuth {
 impl ClientAuth {
     /// A public client.
     pub fn none() -> Self {
-        ClientAuth::None
+        ClientAuth(Method::None)
     }
 
     /// A client secret; the method is chosen from the server's metadata.
     pub fn client_secret(secret: impl Into<SecretString>) -> Self {
-        ClientAuth::Secret(secret.into())
+        ClientAuth(Method::Secret(secret.into()))
     }
 
     /// `client_secret_basic`.
     pub fn client_secret_basic(secret: impl Into<SecretString>) -> Self {
-        ClientAuth::SecretBasic(secret.into())
+        ClientAuth(Method::SecretBasic(secret.into()))
     }
 
     /// `client_secret_post`.
     pub fn client_secret_post(secret: impl Into<SecretString>) -> Self {
-        ClientAuth::SecretPost(secret.into())
+        ClientAuth(Method::SecretPost(secret.into()))
     }
 
     /// `private_key_jwt` with `key`.
     pub fn private_key_jwt(key: AssertionKey) -> Self {
-        ClientAuth::PrivateKeyJwt(key)
+        ClientAuth(Method::PrivateKeyJwt(key))
     }
 
     /// `tls_client_auth` (RFC 8705 §2.1).
     pub fn tls_client_auth() -> Self {
-        ClientAuth::TlsClientAuth
+        ClientAuth(Method::TlsClientAuth)
     }
 
     /// `self_signed_tls_client_auth` (RFC 8705 §2.2).
     pub fn self_signed_tls_client_auth() -> Self {
-        ClientAuth::SelfSignedTlsClientAuth
+        ClientAuth(Method::SelfSignedTlsClientAuth)
     }
 
     /// The registered method name (`token_endpoint_auth_method`); `None` for
-    /// [`Secret`](ClientAuth::Secret) until [`resolve`](Self::resolve)d.
+    /// [`client_secret`](Self::client_secret) until [`resolve`](Self::resolve)d.
     pub fn method_name(&self) -> Option<&'static str> {
-        Some(match self {
-            ClientAuth::None => "none",
-            ClientAuth::Secret(_) => return None,
-            ClientAuth::SecretBasic(_) => "client_secret_basic",
-            ClientAuth::SecretPost(_) => "client_secret_post",
-            ClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
-            ClientAuth::TlsClientAuth => "tls_client_auth",
-            ClientAuth::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+        Some(match &self.0 {
+            Method::None => "none",
+            Method::Secret(_) => return None,
+            Method::SecretBasic(_) => "client_secret_basic",
+            Method::SecretPost(_) => "client_secret_post",
+            Method::PrivateKeyJwt(_) => "private_key_jwt",
+            Method::TlsClientAuth => "tls_client_auth",
+            Method::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         })
+    }
+
+    /// The secret this method sends as it is (`client_secret_basic`, `client_secret_post`), so
+    /// that a server echoing it can be redacted.
+    pub(crate) fn sent_secret(&self) -> Option<&SecretString> {
+        match &self.0 {
+            Method::SecretBasic(s) | Method::SecretPost(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// Does this method authenticate with a TLS client certificate?
     pub fn uses_mtls(&self) -> bool {
         matches!(
-            self,
-            ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth
+            self.0,
+            Method::TlsClientAuth | Method::SelfSignedTlsClientAuth
         )
     }
 
-    /// Pick a concrete method for [`Secret`](ClientAuth::Secret) from the server's
+    /// Pick a concrete method for [`client_secret`](Self::client_secret) from the server's
     /// `token_endpoint_auth_methods_supported` (RFC 8414 §2: absent means
     /// `client_secret_basic`). Other variants are returned unchanged.
     ///
     /// # Errors
     /// [`Error::Config`] when the server supports neither secret method.
     pub fn resolve(&self, metadata: &ServerMetadata) -> Result<ClientAuth> {
-        let ClientAuth::Secret(secret) = self else {
+        let Method::Secret(secret) = &self.0 else {
             return Ok(self.clone());
         };
         let supported = metadata.token_endpoint_auth_methods_supported.as_deref();
         let has = |m: &str| supported.is_none_or(|s| s.iter().any(|x| x == m));
         if has("client_secret_basic") {
-            Ok(ClientAuth::SecretBasic(secret.clone()))
+            Ok(ClientAuth(Method::SecretBasic(secret.clone())))
         } else if supported.is_some_and(|s| s.iter().any(|x| x == "client_secret_post")) {
-            Ok(ClientAuth::SecretPost(secret.clone()))
+            Ok(ClientAuth(Method::SecretPost(secret.clone())))
         } else {
             Err(Error::config(
                 "the server supports neither client_secret_basic nor client_secret_post",
@@ -131,7 +144,7 @@ impl ClientAuth {
     ///
     /// # Errors
     /// [`Error::Crypto`] when an assertion cannot be signed; [`Error::Config`] for an
-    /// unresolved [`Secret`](ClientAuth::Secret).
+    /// unresolved [`client_secret`](Self::client_secret).
     pub fn apply(
         &self,
         client_id: &str,
@@ -139,25 +152,25 @@ impl ClientAuth {
         form: &mut FormRequest,
         now: SystemTime,
     ) -> Result<()> {
-        match self {
-            ClientAuth::None | ClientAuth::TlsClientAuth | ClientAuth::SelfSignedTlsClientAuth => {
+        match &self.0 {
+            Method::None | Method::TlsClientAuth | Method::SelfSignedTlsClientAuth => {
                 form.param("client_id", client_id);
             }
-            ClientAuth::Secret(_) => {
+            Method::Secret(_) => {
                 return Err(Error::config("client secret method not resolved"));
             }
-            ClientAuth::SecretBasic(secret) => {
+            Method::SecretBasic(secret) => {
                 let value = basic_auth_header(client_id, secret);
                 let value = http::HeaderValue::from_str(value.expose_secret())
                     .map_err(|_| Error::config("client credentials not encodable"))?;
                 form.headers
                     .insert(http::header::AUTHORIZATION, sensitive(value));
             }
-            ClientAuth::SecretPost(secret) => {
+            Method::SecretPost(secret) => {
                 form.param("client_id", client_id);
                 form.param("client_secret", secret.expose_secret());
             }
-            ClientAuth::PrivateKeyJwt(key) => {
+            Method::PrivateKeyJwt(key) => {
                 let assertion = key.assertion(client_id, audience, now)?;
                 form.param("client_id", client_id);
                 form.param("client_assertion_type", JWT_BEARER_ASSERTION);

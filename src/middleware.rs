@@ -1,6 +1,9 @@
 //! A `reqwest_middleware::Middleware` over [`Agent`], so an existing
 //! `reqwest_middleware::ClientWithMiddleware` gains the agent's tokens, DPoP proofs, nonce
-//! retries, refresh on `invalid_token` and 401 discovery (feature `middleware`).
+//! retries, refresh on `invalid_token`, scope upgrade on `insufficient_scope` (when the agent
+//! allows it), rejection events and 401 discovery (feature `middleware`). It is an adapter:
+//! each call runs the agent's protected-call loop, the same as [`Agent::request`]; only the
+//! sending goes through the rest of the middleware chain.
 //!
 //! Retries (a nonce, a refreshed token) need to replay the request, so they happen only when
 //! the request can be cloned (`try_clone`); a streaming body is sent once, as is.
@@ -8,10 +11,15 @@
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
+use std::borrow::Cow;
+
 use crate::agent::Agent;
 use crate::challenge::challenges_from_headers;
-use crate::error::{Error, OAuthErrorCode};
-use crate::token::TokenType;
+use crate::dpop::Answer;
+use crate::error::Error;
+use crate::session::{protected_call, Outcome, Session};
+use crate::transport::oauth_error;
+use crate::transport::origin::{OriginFacts, OriginObserver as _};
 
 /// The middleware. Build it from an [`Agent`]:
 ///
@@ -39,20 +47,30 @@ fn mw(e: Error) -> reqwest_middleware::Error {
     reqwest_middleware::Error::middleware(e)
 }
 
-fn wants_nonce(resp: &reqwest::Response) -> bool {
-    challenges_from_headers(resp.headers())
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.error() == Some(OAuthErrorCode::UseDpopNonce.as_str()))
+/// A response of the middleware chain as the shared nonce retry sees it: the response and what
+/// it says about its origin (read once; the body stays unread and streams to the caller).
+struct ChainAnswer {
+    response: reqwest::Response,
+    facts: OriginFacts,
 }
 
-/// A 401 a new token may cure: `invalid_token`, or no error code at all.
-fn renews_token(resp: &reqwest::Response) -> bool {
-    challenges_from_headers(resp.headers())
-        .unwrap_or_default()
-        .iter()
-        .find_map(|c| c.error().map(str::to_owned))
-        .is_none_or(|code| code == OAuthErrorCode::InvalidToken.as_str())
+impl Answer for ChainAnswer {
+    fn status(&self) -> http::StatusCode {
+        self.response.status()
+    }
+
+    fn facts(&self) -> Cow<'_, OriginFacts> {
+        Cow::Borrowed(&self.facts)
+    }
+
+    /// The error from `WWW-Authenticate` (the body is left to the caller).
+    fn error(&self) -> Error {
+        let mut head = http::Response::new(bytes::Bytes::new());
+        *head.status_mut() = self.response.status();
+        *head.headers_mut() = self.response.headers().clone();
+        head.extensions_mut().insert(self.facts.clone());
+        oauth_error(&head)
+    }
 }
 
 #[async_trait::async_trait]
@@ -107,59 +125,62 @@ impl AgentMiddleware {
                 ))))
             }
         };
-        let handle = agent.handle(agent.params_for(Some(&info.resource), info.scope.as_ref()));
-        let mut spare = Some(req);
-        let mut refreshed = false;
-        let mut nonce_retried = false;
-        loop {
-            let token = handle.get().await.map_err(mw)?.token().clone();
-            // The first DPoP request to an origin without a nonce goes alone (see `attempt`).
-            let (nonce, first_use) = if token.token_type == TokenType::Dpop {
-                agent.nonces().acquire(&url).await
-            } else {
-                (agent.nonces().get(&url), None)
-            };
-            let original = spare
-                .take()
-                .ok_or_else(|| mw(Error::config("request consumed")))?;
-            spare = original.try_clone();
-            let mut attempt = original;
-            let method = attempt.method().clone();
-            agent
-                .authorize_headers(
+        // Replays (a nonce, a renewed token, more scope) need a copy of the request.
+        let spare = std::sync::Mutex::new(Some(req));
+        let take = || spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let replayable = || spare.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let extensions = tokio::sync::Mutex::new(extensions);
+        let chain_error = std::sync::Mutex::new(None);
+        let (url, take, next, extensions) = (&url, &take, &next, &extensions);
+        let (spare, chain_error) = (&spare, &chain_error);
+        let outcome = protected_call(
+            agent,
+            agent.call_for(&info),
+            url,
+            replayable,
+            |token, nonce| async move {
+                let original = take().ok_or_else(|| Error::config("request consumed"))?;
+                if let Some(copy) = original.try_clone() {
+                    *spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(copy);
+                }
+                let mut attempt = original;
+                let method = attempt.method().clone();
+                let proof_nonce = nonce.current();
+                Session::authorize(
+                    agent,
                     attempt.headers_mut(),
                     &method,
-                    &url,
+                    url,
                     &token,
-                    nonce.as_deref(),
-                )
-                .map_err(mw)?;
-            let resp = next.clone().run(attempt, extensions).await?;
-            let fresh = agent.nonces().update_from_headers(&url, resp.headers());
-            if first_use.is_some() && fresh.is_none() && !wants_nonce(&resp) {
-                agent.nonces().settle(&url);
-            }
-            drop(first_use);
-            if resp.status().is_success() || spare.is_none() {
-                return Ok(resp);
-            }
-            let status = resp.status().as_u16();
-            if (status == 401 || status == 400)
-                && token.token_type == TokenType::Dpop
-                && !nonce_retried
-                && fresh.is_some()
-                && fresh != nonce
-                && wants_nonce(&resp)
-            {
-                nonce_retried = true;
-                continue;
-            }
-            if status == 401 && !refreshed && renews_token(&resp) {
-                refreshed = true;
-                handle.invalidate();
-                continue;
-            }
-            return Ok(resp);
+                    proof_nonce.as_deref(),
+                )?;
+                let mut extensions = extensions.lock().await;
+                let response = match next.clone().run(attempt, &mut extensions).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Handed back as it is, once the loop stops.
+                        *chain_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                        return Err(Error::config("the middleware chain failed"));
+                    }
+                };
+                // Not sent by the transport: record what the response says about its origin.
+                let facts = OriginFacts::parse(response.headers());
+                agent.nonces().observe(url, &facts);
+                Ok(ChainAnswer { response, facts })
+            },
+        )
+        .await;
+        match outcome {
+            Ok(Outcome::Done(a)) | Ok(Outcome::Rejected { response: a, .. }) => Ok(a.response),
+            Err(e) => Err(chain_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| mw(e))),
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

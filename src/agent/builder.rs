@@ -23,22 +23,27 @@ use crate::transport::{HttpTransport, TransportConfig};
 
 use super::{Agent, AgentInner, ResourceInfo};
 
-/// Whether tokens are DPoP-bound.
-#[derive(Debug, Clone, Default)]
+/// Whether tokens are DPoP-bound, when no key is given with [`AgentBuilder::dpop`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DpopMode {
     /// Bind with a generated key when the server lists ES256 in
     /// `dpop_signing_alg_values_supported` (default). With a
     /// [client certificate](AgentBuilder::client_identity), tokens are bound to the certificate
     /// alone: servers refuse a request carrying two proof-of-possession mechanisms (oidc-provider:
-    /// "multiple proof-of-possession mechanisms are not allowed"). Use [`DpopMode::Key`] to ask
-    /// for both.
+    /// "multiple proof-of-possession mechanisms are not allowed"). Give a key with
+    /// [`AgentBuilder::dpop`] to ask for both.
     #[default]
     Auto,
-    /// Always bind to this key.
-    Key(DpopKey),
     /// Never use DPoP.
     Off,
+}
+
+/// What the builder was told about DPoP: a mode, or a key (the last setter called wins).
+#[derive(Debug, Clone)]
+enum DpopChoice {
+    Mode(DpopMode),
+    Key(DpopKey),
 }
 
 /// Builds an [`Agent`]. Setters never fail; [`build`](Self::build) reports the first problem.
@@ -48,7 +53,7 @@ pub struct AgentBuilder {
     protected_resource: Option<String>,
     client_id: Option<String>,
     auth: ClientAuth,
-    dpop: DpopMode,
+    dpop: DpopChoice,
     scope: Option<Scope>,
     resources: Vec<String>,
     store: Option<Arc<dyn TokenStore>>,
@@ -86,8 +91,8 @@ impl Default for AgentBuilder {
             issuer: None,
             protected_resource: None,
             client_id: None,
-            auth: ClientAuth::None,
-            dpop: DpopMode::Auto,
+            auth: ClientAuth::none(),
+            dpop: DpopChoice::Mode(DpopMode::Auto),
             scope: None,
             resources: Vec::new(),
             store: None,
@@ -146,13 +151,13 @@ impl AgentBuilder {
 
     /// Bind every token to this DPoP key.
     pub fn dpop(mut self, key: DpopKey) -> Self {
-        self.dpop = DpopMode::Key(key);
+        self.dpop = DpopChoice::Key(key);
         self
     }
 
     /// Choose the DPoP mode (default [`DpopMode::Auto`]).
     pub fn dpop_mode(mut self, mode: DpopMode) -> Self {
-        self.dpop = mode;
+        self.dpop = DpopChoice::Mode(mode);
         self
     }
 
@@ -346,10 +351,12 @@ impl AgentBuilder {
         let md = server.metadata().await?;
 
         let dpop = match self.dpop {
-            DpopMode::Key(k) => Some(k),
-            DpopMode::Off => None,
-            DpopMode::Auto if self.has_identity() => None,
-            DpopMode::Auto => md.supports_dpop_alg("ES256").then(DpopKey::generate),
+            DpopChoice::Key(k) => Some(k),
+            DpopChoice::Mode(DpopMode::Off) => None,
+            DpopChoice::Mode(DpopMode::Auto) if self.has_identity() => None,
+            DpopChoice::Mode(DpopMode::Auto) => {
+                md.supports_dpop_alg("ES256").then(DpopKey::generate)
+            }
         };
         let mut binding = match &dpop {
             Some(k) => Binding::dpop(k.thumbprint()),

@@ -4,10 +4,13 @@ use std::fmt;
 
 use url::Url;
 
-use crate::discovery::{challenges_from_headers, Challenge};
+use crate::discovery::challenges_from_headers;
+use crate::dpop::ProofNonce;
 use crate::error::{Error, Result};
-use crate::session::{attempt, request_builder_methods, within_deadline, Outcome, RequestParts};
-use crate::token::{Scope, TokenSet};
+use crate::session::{
+    protected_call, request_builder_methods, within_deadline, Outcome, RequestParts,
+};
+use crate::token::TokenSet;
 use crate::transport::HttpResponse;
 
 use super::Agent;
@@ -31,29 +34,30 @@ impl fmt::Debug for AgentRequest {
 request_builder_methods!(AgentRequest);
 
 impl AgentRequest {
+    /// Send one attempt; with a token, every transport attempt signs its proof with the nonce
+    /// current at that moment (a nonce from a retried 503 included).
     async fn send_with(
         &self,
         url: &Url,
         token: Option<&TokenSet>,
-        nonce: Option<&str>,
+        nonce: Option<&ProofNonce<'_>>,
     ) -> Result<HttpResponse> {
         let agent = &self.agent;
         agent
             .inner
             .transport
-            .execute_observed(
+            .execute_for(
                 self.parts.policy(),
                 || {
                     let mut req = self.parts.build(url)?;
                     if let Some(t) = token {
-                        agent.authorize(&mut req, url, t, nonce)?;
+                        let nonce = nonce.and_then(ProofNonce::current);
+                        agent.authorize(&mut req, url, t, nonce.as_deref())?;
                     }
                     Ok(req)
                 },
-                // Nonces on responses the transport retries (a 503) are remembered too.
-                |u, h| {
-                    agent.nonces().update_from_headers(u, h);
-                },
+                // Nonces on every response, retried ones (a 503) included, are remembered.
+                agent.nonces().as_ref(),
             )
             .await
     }
@@ -103,47 +107,25 @@ impl AgentRequest {
                 )))
             }
         };
-        let mut scope = info.scope.clone();
-        let mut refreshed = false;
-        let mut upgraded = false;
-        loop {
-            let handle = agent.handle(agent.params_for(Some(&info.resource), scope.as_ref()));
-            let token = handle.get().await?;
-            let token = token.token().clone();
-            let (this, url, token) = (&self, &url, &token);
-            let outcome = attempt(
-                agent.nonces(),
-                agent.events(),
-                url,
-                token,
-                |nonce| async move { this.send_with(url, Some(token), nonce.as_deref()).await },
-            )
-            .await?;
-            match outcome {
-                Outcome::Done(resp) => return Ok(resp),
-                Outcome::Unauthorized(_) if !refreshed => {
-                    refreshed = true;
-                    handle.invalidate();
-                }
-                Outcome::Unauthorized(err) | Outcome::Refused(err) => return Err(err),
-                Outcome::InsufficientScope(err) => {
-                    let wanted = err
-                        .oauth_error()
-                        .and_then(|o| o.challenges.iter().find_map(Challenge::scope))
-                        .map(Scope::parse);
-                    match wanted {
-                        Some(w) if agent.inner.allow_scope_upgrade && !upgraded => {
-                            upgraded = true;
-                            let base = scope
-                                .clone()
-                                .or_else(|| agent.inner.scope.clone())
-                                .unwrap_or_default();
-                            scope = Some(base.union(&w));
-                        }
-                        _ => return Err(err),
-                    }
-                }
-            }
+        let this = &self;
+        let outcome = protected_call(
+            &agent,
+            agent.call_for(&info),
+            &url,
+            || true,
+            |token, nonce| {
+                let url = &url;
+                async move { this.send_with(url, Some(&token), Some(&nonce)).await }
+            },
+        )
+        .await?;
+        match outcome {
+            Outcome::Done(resp) => Ok(resp),
+            Outcome::Rejected { error, .. } => Err(error),
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

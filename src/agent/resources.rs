@@ -1,17 +1,17 @@
 //! Authorizing requests and learning resources from a 401 (RFC 9728), and the token source
 //! behind every cache entry.
 
-use http::{HeaderMap, Method};
 use url::Url;
 
-use crate::cache::TokenSource;
+use crate::cache::{BoxFuture, TokenHandle, TokenSource};
 use crate::discovery::{fetch_resource_metadata, Challenge};
+use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::TokenParams;
-use crate::session::authorize_headers_with;
+use crate::session::{Rejection, Session};
 use crate::token::{Scope, TokenSet};
-use crate::transport::HttpRequest;
+use crate::transport::{HttpRequest, HttpTransport};
 
 use super::builder::{choose_issuer, parse_resource};
 use super::{Agent, AgentInner, ResourceInfo};
@@ -30,27 +30,7 @@ impl Agent {
         nonce: Option<&str>,
     ) -> Result<()> {
         let method = req.method().clone();
-        self.authorize_headers(req.headers_mut(), &method, url, token, nonce)
-    }
-
-    /// Set `Authorization` and `DPoP` headers for `token` on `headers`.
-    pub(crate) fn authorize_headers(
-        &self,
-        headers: &mut HeaderMap,
-        method: &Method,
-        url: &Url,
-        token: &TokenSet,
-        nonce: Option<&str>,
-    ) -> Result<()> {
-        authorize_headers_with(
-            &self.inner.transport,
-            self.dpop_key(),
-            headers,
-            method,
-            url,
-            token,
-            nonce,
-        )
+        Session::authorize(self, req.headers_mut(), &method, url, token, nonce)
     }
 
     /// Learn the resource behind a 401 (RFC 9728 §5): metadata from the challenge's
@@ -100,6 +80,90 @@ impl Agent {
         tracing::info!(target: "agent_oauth", resource = %info.resource, "discovered protected resource");
         self.add_resource(info.clone());
         Ok(info)
+    }
+}
+
+/// What one protected call of an agent tracks: its resource, the scope asked, the token
+/// handle in use, and whether it already renewed the token or widened the scope.
+pub(crate) struct AgentCall {
+    resource: Url,
+    scope: Option<Scope>,
+    handle: Option<TokenHandle>,
+    refreshed: bool,
+    upgraded: bool,
+}
+
+impl Agent {
+    /// A new call to `info`'s resource.
+    pub(crate) fn call_for(&self, info: &ResourceInfo) -> AgentCall {
+        AgentCall {
+            resource: info.resource.clone(),
+            scope: info.scope.clone(),
+            handle: None,
+            refreshed: false,
+            upgraded: false,
+        }
+    }
+}
+
+/// The agent's protected calls (its own requests and the middleware's): one renewal on
+/// `invalid_token`, one scope upgrade on `insufficient_scope` when allowed.
+impl Session for Agent {
+    type Call = AgentCall;
+
+    fn transport(&self) -> &HttpTransport {
+        &self.inner.transport
+    }
+
+    fn nonces(&self) -> &NonceCache {
+        Agent::nonces(self)
+    }
+
+    fn events(&self) -> Option<&EventHook> {
+        Agent::events(self)
+    }
+
+    fn dpop_key(&self) -> Option<&DpopKey> {
+        Agent::dpop_key(self)
+    }
+
+    fn token<'a>(&'a self, call: &'a mut AgentCall) -> BoxFuture<'a, Result<TokenSet>> {
+        Box::pin(async move {
+            let handle = self.handle(self.params_for(Some(&call.resource), call.scope.as_ref()));
+            let token = handle.get().await?.token().clone();
+            call.handle = Some(handle);
+            Ok(token)
+        })
+    }
+
+    fn retry_after(&self, call: &mut AgentCall, rejection: Rejection, error: &Error) -> bool {
+        match rejection {
+            Rejection::Unauthorized if !call.refreshed => {
+                call.refreshed = true;
+                if let Some(h) = &call.handle {
+                    h.invalidate();
+                }
+                true
+            }
+            Rejection::InsufficientScope if self.inner.allow_scope_upgrade && !call.upgraded => {
+                let wanted = error
+                    .oauth_error()
+                    .and_then(|o| o.challenges.iter().find_map(Challenge::scope))
+                    .map(Scope::parse);
+                let Some(wanted) = wanted else {
+                    return false;
+                };
+                call.upgraded = true;
+                let base = call
+                    .scope
+                    .clone()
+                    .or_else(|| self.inner.scope.clone())
+                    .unwrap_or_default();
+                call.scope = Some(base.union(&wanted));
+                true
+            }
+            _ => false,
+        }
     }
 }
 

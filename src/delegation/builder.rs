@@ -193,7 +193,7 @@ impl DelegationBuilder {
     }
 
     /// Revoke the child's tokens (best effort, RFC 7009) when the last clone of the
-    /// [`ChildAgent`] is dropped without [`finish`](ChildAgent::finish) (default off). Needs a
+    /// [`ChildAgent`] is dropped without [`revoke`](ChildAgent::revoke) (default off). Needs a
     /// running tokio runtime at that point; without one nothing is revoked.
     pub fn revoke_on_drop(mut self, on: bool) -> Self {
         self.revoke_on_drop = on;

@@ -1,5 +1,5 @@
 //! [`ChildAgent`] and [`ChildRequest`]: protected requests with the child's token, only to the
-//! child's resources, revoked on finish or drop.
+//! child's resources, revoked when the task ends or on drop.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -10,17 +10,17 @@ use http::Method;
 use url::Url;
 
 use crate::agent::Agent;
-use crate::cache::{TokenCache, TokenHandle};
+use crate::cache::{BoxFuture, TokenCache, TokenHandle};
 use crate::discovery::resource_matches;
-use crate::dpop::DpopKey;
+use crate::dpop::{DpopKey, NonceCache, ProofNonce};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::session::{
-    attempt, authorize_headers_with, method_shortcuts, request_builder_methods, within_deadline,
-    Outcome, RequestParts,
+    method_shortcuts, protected_call, request_builder_methods, within_deadline, Outcome, Rejection,
+    RequestParts, Session,
 };
 use crate::token::{AccessToken, Scope, TokenSet};
-use crate::transport::HttpResponse;
+use crate::transport::{HttpResponse, HttpTransport};
 
 #[allow(unused_imports)]
 use super::{builder::*, chain::*, exchanger::*};
@@ -154,8 +154,8 @@ impl ChildAgent {
         DelegationBuilder::new(Parent::Child(self.clone()))
     }
 
-    /// End the delegation: revoke every live token of the child (RFC 7009, by the parent
-    /// client) and refuse further renewals. Grandchildren can no longer renew either.
+    /// End the delegation (call it when the child's task is done): revoke every live token of
+    /// the child (RFC 7009, by the parent client) and refuse further renewals. Grandchildren can no longer renew either.
     ///
     /// # Errors
     /// The first revocation error (the others are still attempted).
@@ -170,14 +170,6 @@ impl ChildAgent {
             }
         }
         first.map_or(Ok(()), Err)
-    }
-
-    /// The task is done: [`revoke`](Self::revoke) and drop the child.
-    ///
-    /// # Errors
-    /// As [`revoke`](Self::revoke).
-    pub async fn finish(self) -> Result<()> {
-        self.revoke().await
     }
 
     pub(super) fn covers(&self, url: &Url) -> bool {
@@ -217,35 +209,65 @@ impl fmt::Debug for ChildRequest {
 method_shortcuts!(ChildAgent, ChildRequest);
 request_builder_methods!(ChildRequest);
 
+/// A child's protected calls: its own key and token, one renewal through the parent on
+/// `invalid_token`, never more scope.
+impl Session for ChildAgent {
+    /// Whether the call already renewed the token.
+    type Call = bool;
+
+    fn transport(&self) -> &HttpTransport {
+        self.inner.exchanger.root.transport()
+    }
+
+    fn nonces(&self) -> &NonceCache {
+        self.inner.exchanger.root.nonces()
+    }
+
+    fn events(&self) -> Option<&EventHook> {
+        self.inner.exchanger.root.events()
+    }
+
+    fn dpop_key(&self) -> Option<&DpopKey> {
+        self.inner.exchanger.key.as_ref()
+    }
+
+    fn token<'a>(&'a self, _renewed: &'a mut bool) -> BoxFuture<'a, Result<TokenSet>> {
+        Box::pin(self.token())
+    }
+
+    fn retry_after(&self, renewed: &mut bool, rejection: Rejection, _error: &Error) -> bool {
+        // A child never asks for more than its narrowing.
+        if rejection == Rejection::Unauthorized && !*renewed {
+            *renewed = true;
+            self.inner.handle.invalidate();
+            return true;
+        }
+        false
+    }
+}
+
 impl ChildRequest {
+    /// Send one attempt with the child's token and key, each transport attempt's proof
+    /// signed with the nonce current at that moment.
     async fn send_with(
         &self,
         url: &Url,
         token: &TokenSet,
-        nonce: Option<&str>,
+        nonce: &ProofNonce<'_>,
     ) -> Result<HttpResponse> {
-        let ex = &self.child.inner.exchanger;
-        let transport = ex.root.transport();
-        transport
-            .execute_observed(
+        let child = &self.child;
+        child
+            .transport()
+            .execute_for(
                 self.parts.policy(),
                 || {
                     let mut req = self.parts.build(url)?;
                     let method = req.method().clone();
-                    authorize_headers_with(
-                        transport,
-                        ex.key.as_ref(),
-                        req.headers_mut(),
-                        &method,
-                        url,
-                        token,
-                        nonce,
-                    )?;
+                    let nonce = nonce.current();
+                    child.authorize(req.headers_mut(), &method, url, token, nonce.as_deref())?;
                     Ok(req)
                 },
-                |u, h| {
-                    ex.root.nonces().update_from_headers(u, h);
-                },
+                child.nonces(),
             )
             .await
     }
@@ -272,29 +294,21 @@ impl ChildRequest {
                 url.origin().ascii_serialization()
             )));
         }
-        let mut renewed = false;
-        loop {
-            let token = self.child.token().await?;
-            let (this, url, token) = (&self, &url, &token);
-            let outcome = attempt(
-                ex.root.nonces(),
-                ex.root.events(),
-                url,
-                token,
-                |nonce| async move { this.send_with(url, token, nonce.as_deref()).await },
-            )
-            .await?;
-            match outcome {
-                Outcome::Done(resp) => return Ok(resp),
-                Outcome::Unauthorized(_) if !renewed => {
-                    renewed = true;
-                    self.child.inner.handle.invalidate();
-                }
-                // A child never asks for more than its narrowing.
-                Outcome::Unauthorized(err)
-                | Outcome::InsufficientScope(err)
-                | Outcome::Refused(err) => return Err(err),
-            }
+        let this = &self;
+        let outcome = protected_call(
+            &self.child,
+            false,
+            &url,
+            || true,
+            |token, nonce| {
+                let url = &url;
+                async move { this.send_with(url, &token, &nonce).await }
+            },
+        )
+        .await?;
+        match outcome {
+            Outcome::Done(resp) => Ok(resp),
+            Outcome::Rejected { error, .. } => Err(error),
         }
     }
 }

@@ -39,7 +39,7 @@
 //!     .await?;
 //! let resp = child.get("https://api.example.com/invoices/42").send().await?;
 //! println!("{}", resp.status());
-//! child.finish().await?; // revoke (RFC 7009)
+//! child.revoke().await?; // RFC 7009
 //! # Ok(()) }
 //! ```
 

@@ -227,7 +227,22 @@ impl DpopKey {
     /// * `nonce` — the server's latest `DPoP-Nonce`, if it sent one.
     /// * `ath` — for requests to a resource server, [`ath`](crate::dpop::ath) of the access token.
     ///
-    /// Every proof gets a fresh `jti` of 128 random bits.
+    /// Every proof gets a fresh `jti` of 128 random bits. Send it as the `DPoP` header, with
+    /// `Authorization: DPoP <token>` for resources; an [`Agent`](crate::Agent) does all of this
+    /// itself, this is for requests sent by your own HTTP stack.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) for an invalid method; signer errors.
+    ///
+    /// ```
+    /// use agent_oauth::dpop::ath;
+    /// let key = agent_oauth::DpopKey::generate();
+    /// let url = url::Url::parse("https://api.example.com/items?page=2").unwrap();
+    /// let iat = std::time::SystemTime::now()
+    ///     .duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    /// let proof = key.proof("GET", &url, iat, None, Some(&ath("an-access-token"))).unwrap();
+    /// assert_eq!(proof.split('.').count(), 3);
+    /// ```
     pub fn proof(
         &self,
         htm: &str,
@@ -247,23 +262,9 @@ impl DpopKey {
         )
     }
 
-    /// A proof for a request sent by your own HTTP stack: `iat` from the system clock, `ath`
-    /// computed from `access_token` when the request goes to a resource (pass `None` for token
-    /// endpoint requests), and the server's latest nonce if you have one.
-    ///
-    /// Send it as the `DPoP` header, with `Authorization: DPoP <token>` for resources.
-    ///
-    /// # Errors
-    /// [`Error::Config`](crate::Error::Config) for an invalid method; signer errors.
-    ///
-    /// ```
-    /// let key = agent_oauth::DpopKey::generate();
-    /// let url = url::Url::parse("https://api.example.com/items?page=2").unwrap();
-    /// let token = agent_oauth::AccessToken::new("an-access-token");
-    /// let proof = key.proof_for_request("GET", &url, Some(&token), None).unwrap();
-    /// assert_eq!(proof.split('.').count(), 3);
-    /// ```
-    pub fn proof_for_request(
+    /// A proof with `iat` from the system clock and `ath` of `access_token` (for resources).
+    #[cfg(test)]
+    pub(crate) fn proof_for_request(
         &self,
         method: &str,
         url: &url::Url,

@@ -5,14 +5,21 @@
 //! ([`normalize_htu`]), carry a fresh `jti`, the time, the server's latest nonce
 //! ([`NonceCache`]) and, towards a resource server, the access token hash ([`ath`]).
 //!
+//! Every DPoP request goes through one nonce retry (`retry`): a fresh proof per attempt with
+//! the nonce current at that attempt, one retry only when the server sent a new nonce.
+//!
 //! The key's protected header and thumbprint are computed once; a proof costs one ES256
 //! signature plus a few hundred bytes of string building.
 
 pub(crate) mod key;
 mod nonce;
 mod proof;
+mod retry;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub(crate) use key::DpopKey;
 #[allow(unused_imports)]
 pub use nonce::NonceCache;
 pub use proof::{ath, normalize_htu};
+pub(crate) use retry::{send_with_nonce_retry, Answer, Answered, ProofNonce};

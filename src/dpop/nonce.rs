@@ -7,7 +7,7 @@ use std::time::Duration;
 /// How many origins a [`NonceCache`] remembers; the least recently updated is dropped first.
 const MAX_ORIGINS: usize = 1024;
 
-use crate::transport::origin::{is_valid_nonce, origin_key, DPOP_NONCE};
+use crate::transport::origin::{is_valid_nonce, origin_key, OriginFacts, OriginObserver};
 
 /// How long a request that finds no nonce for an origin waits, by default, for the answer to
 /// the first request to that origin (see [`NonceCache::with_first_use_wait`]).
@@ -174,18 +174,25 @@ impl NonceCache {
     /// Read `DPoP-Nonce` from a response of `url`'s origin; if present and valid, remember it
     /// and return it.
     pub fn update_from_headers(&self, url: &url::Url, headers: &http::HeaderMap) -> Option<String> {
-        let nonce = headers.get(DPOP_NONCE)?.to_str().ok()?;
-        if !is_valid_nonce(nonce) {
-            return None;
-        }
-        self.set(url, nonce);
-        Some(nonce.to_owned())
+        let facts = OriginFacts::parse(headers);
+        self.observe(url, &facts);
+        facts.dpop_nonce
     }
 
     /// How many origins have a nonce.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().map.len()
+    }
+}
+
+/// The nonce store learns from every response the transport receives (retried attempts and
+/// successful answers included): the transport reads `DPoP-Nonce` once, this keeps it.
+impl OriginObserver for NonceCache {
+    fn observe(&self, url: &url::Url, facts: &OriginFacts) {
+        if let Some(nonce) = &facts.dpop_nonce {
+            self.set(url, nonce);
+        }
     }
 }
 

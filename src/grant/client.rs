@@ -11,7 +11,7 @@ use super::request::TokenParams;
 use super::response::{parse_token_response, ParseOptions};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{AuthorizationServer, Endpoint, ServerMetadata};
-use crate::dpop::{DpopKey, NonceCache};
+use crate::dpop::{send_with_nonce_retry, DpopKey, NonceCache};
 use crate::error::{sanitize, Error, ErrorContext, OAuthError, OAuthErrorCode, Result};
 use crate::secret::SentSecrets;
 use crate::token::{Confirmation, TokenSet, TokenType};
@@ -143,7 +143,7 @@ impl OAuthClient {
         OAuthClientBuilder {
             server,
             client_id: client_id.into(),
-            auth: ClientAuth::None,
+            auth: ClientAuth::none(),
             dpop: None,
             nonces: None,
             default_expires_in: None,
@@ -370,27 +370,31 @@ impl OAuthClient {
         let (url, md) = self.endpoint_url(call.endpoint).await?;
         *context = Some(ErrorContext::new(call.operation, &url));
         let auth = self.inner.auth.resolve(&md)?;
-        if let ClientAuth::SecretBasic(secret) | ClientAuth::SecretPost(secret) = &auth {
+        if let Some(secret) = auth.sent_secret() {
             sent.add(secret.expose_secret());
         }
         let dpop = call.dpop_override.or(self.inner.dpop.as_ref());
         let mut form = FormRequest::new(url.clone());
         form.params = call.params;
-        for attempt in 0..2 {
-            // The nonce each attempt uses is the newest known for the endpoint: responses of
-            // attempts the transport retried (a 503 with `DPoP-Nonce`) update it too.
-            let mut used_nonce: Option<String> = None;
-            let transport = self.transport();
-            let nonces = &self.inner.nonces;
-            let resp = transport
-                .execute_observed(
+        let transport = self.transport();
+        let nonces: &NonceCache = &self.inner.nonces;
+        let sent = std::sync::Mutex::new(sent);
+        let answered = send_with_nonce_retry(
+            nonces,
+            &url,
+            dpop.is_some(),
+            || true,
+            |nonce| {
+                let (form, auth, url, sent) = (&form, &auth, &url, &sent);
+                // Client authentication and the proof are minted anew for every attempt,
+                // transport retries included, each with the nonce current at that attempt.
+                transport.execute_for(
                     call.policy,
-                    || {
-                        let attempt_nonce = nonces.get(&url);
+                    move || {
                         // The server's time, as far as its `Date` headers tell: both the client
                         // assertion (`iat`/`exp`, RFC 7523 §3) and the proof (`iat`) are judged
                         // by its clock.
-                        let now = transport.server_time(&url);
+                        let now = transport.server_time(url);
                         let mut f = form.clone();
                         if call.authenticate {
                             auth.apply(
@@ -403,42 +407,21 @@ impl OAuthClient {
                         if let Some(key) = dpop {
                             let iat = crate::clock::unix_secs(now);
                             let proof =
-                                key.proof("POST", &url, iat, attempt_nonce.as_deref(), None)?;
+                                key.proof("POST", url, iat, nonce.current().as_deref(), None)?;
                             let value = http::HeaderValue::from_str(&proof).map_err(|_| {
                                 Error::Crypto("DPoP proof is not a header value".into())
                             })?;
                             f.headers.insert("dpop", value);
                         }
-                        used_nonce = attempt_nonce;
-                        register_sent(&f, sent);
+                        register_sent(&f, &mut sent.lock().unwrap_or_else(|e| e.into_inner()));
                         f.to_http()
                     },
-                    |u, h| {
-                        nonces.update_from_headers(u, h);
-                    },
+                    nonces,
                 )
-                .await?;
-            let fresh = nonces.update_from_headers(&url, resp.headers());
-            if attempt == 0 && dpop.is_some() && !resp.status().is_success() {
-                let err = oauth_error(&resp);
-                let wants_nonce = err
-                    .oauth_error()
-                    .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce);
-                if wants_nonce {
-                    match fresh {
-                        Some(n) if Some(&n) != used_nonce.as_ref() => {
-                            tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
-                            continue;
-                        }
-                        _ => return Err(err),
-                    }
-                }
-            }
-            return Ok(resp);
-        }
-        Err(Error::invalid(
-            "the server kept asking for a new DPoP nonce",
-        ))
+            },
+        )
+        .await?;
+        Ok(answered.response)
     }
 }
 
@@ -498,9 +481,15 @@ fn status_error(resp: &HttpResponse, token_endpoint: bool) -> Error {
             e.error_description = (!body.is_empty()).then_some(body);
             e.challenges =
                 crate::challenge::challenges_from_headers(resp.headers()).unwrap_or_default();
-            e.dpop_nonce = crate::transport::origin::dpop_nonce(resp.headers()).map(str::to_owned);
+            e.dpop_nonce = crate::transport::origin::OriginFacts::of(resp)
+                .dpop_nonce
+                .clone();
             e.into()
         }
         other => other,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

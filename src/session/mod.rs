@@ -4,14 +4,19 @@
 //!   lock, persist before hand-out, in-memory custody when the store fails, re-read on
 //!   rejection);
 //! - `request`: the request builder shared by agent and child requests;
-//! - `attempt`: one protected-call attempt (authorization headers, the nonce retry,
-//!   classification of the answer, events).
+//! - `protected`: the `Session` trait (token, `Authorization` and `DPoP` headers, answer to a
+//!   rejection) that the agent and child agents implement, and the one protected-call loop
+//!   over it;
+//! - `attempt`: one protected-call attempt (the shared DPoP nonce retry, classification of
+//!   the answer, rejection events) and the deadline of a whole call.
 
 mod attempt;
 mod grant;
+mod protected;
 mod request;
 
-pub(crate) use attempt::{attempt, authorize_headers_with, within_deadline, Outcome};
+pub(crate) use attempt::{within_deadline, Outcome, Rejection};
 pub(crate) use grant::GrantMemory;
 pub use grant::RefreshingSource;
+pub(crate) use protected::{protected_call, Session};
 pub(crate) use request::{method_shortcuts, request_builder_methods, RequestParts};

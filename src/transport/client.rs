@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use rand::Rng as _;
 use url::Url;
 
+use super::origin::{OriginFacts, OriginObserver};
 use super::retry::{parse_retry_after, Decision, RetryPolicy};
 use super::{HttpRequest, HttpResponse};
 use crate::clock::{Clock, ClockOffset, ClockSkew, SystemClock};
@@ -229,10 +230,7 @@ impl HttpTransport {
         let _ = self.inner.events.set(hook);
     }
 
-    fn observe_date(&self, url: &Url, date: &str) {
-        let Ok(server_date) = httpdate::parse_http_date(date) else {
-            return;
-        };
+    fn observe_date(&self, url: &Url, server_date: std::time::SystemTime) {
         let now = self.inner.clock.now();
         let offset_ms = crate::clock::offset_ms(server_date, now);
         let origin = url.origin().ascii_serialization();
@@ -317,23 +315,53 @@ impl HttpTransport {
         F: FnMut() -> Result<HttpRequest> + Send,
         O: Fn(&Url, &http::HeaderMap) + Send + Sync,
     {
+        let observe = |u: &Url, r: &HttpResponse| observe(u, r.headers());
+        self.execute_deadline(policy, &mut make, &observe).await
+    }
+
+    /// As [`execute`](Self::execute), and `observer` learns what every response (retried
+    /// attempts included) says about its origin: the facts the transport reads once per
+    /// response ([`OriginFacts`]), also attached to the response returned.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub(crate) async fn execute_for<F>(
+        &self,
+        policy: RetryPolicy,
+        mut make: F,
+        observer: &dyn OriginObserver,
+    ) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+    {
+        let observe = |u: &Url, r: &HttpResponse| observer.observe(u, &OriginFacts::of(r));
+        self.execute_deadline(policy, &mut make, &observe).await
+    }
+
+    async fn execute_deadline<F>(
+        &self,
+        policy: RetryPolicy,
+        make: &mut F,
+        observe: &(dyn Fn(&Url, &HttpResponse) + Send + Sync),
+    ) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+    {
         let deadline = self.inner.config.deadline;
-        match tokio::time::timeout(deadline, self.execute_inner(policy, &mut make, &observe)).await
-        {
+        match tokio::time::timeout(deadline, self.execute_inner(policy, make, observe)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(deadline)),
         }
     }
 
-    async fn execute_inner<F, O>(
+    async fn execute_inner<F>(
         &self,
         policy: RetryPolicy,
         make: &mut F,
-        observe: &O,
+        observe: &(dyn Fn(&Url, &HttpResponse) + Send + Sync),
     ) -> Result<HttpResponse>
     where
         F: FnMut() -> Result<HttpRequest> + Send,
-        O: Fn(&Url, &http::HeaderMap) + Send + Sync,
     {
         let cfg = &self.inner.config;
         let mut backoff = backon::ExponentialBuilder::default()
@@ -346,7 +374,7 @@ impl HttpTransport {
             let target = Url::parse(&request.uri().to_string()).ok();
             let outcome = self.send_once(request).await;
             if let (Ok(resp), Some(u)) = (&outcome, &target) {
-                observe(u, resp.headers());
+                observe(u, resp);
             }
             let decision = match &outcome {
                 Ok(resp) => {
@@ -382,7 +410,8 @@ impl HttpTransport {
         }
     }
 
-    /// One attempt: check, send, record `Date`, read the body under the cap.
+    /// One attempt: check, send, read what the response says about its origin (recording
+    /// `Date`), read the body under the cap.
     async fn send_once(&self, request: HttpRequest) -> Result<HttpResponse> {
         let url = Url::parse(&request.uri().to_string())
             .map_err(|_| Error::config("request URI is not an absolute URL"))?;
@@ -396,14 +425,15 @@ impl HttpTransport {
             .execute(req)
             .await
             .map_err(transport_error)?;
-        if let Some(date) = resp
-            .headers()
-            .get(http::header::DATE)
-            .and_then(|v| v.to_str().ok())
-        {
+        // What the response says about its origin, read once: the clock offset is recorded
+        // here, the nonce by the caller's observer, and both travel with the response.
+        let facts = OriginFacts::parse(resp.headers());
+        if let Some(date) = facts.date {
             self.observe_date(&url, date);
         }
-        read_capped(resp, self.inner.config.max_body_bytes).await
+        let mut out = read_capped(resp, self.inner.config.max_body_bytes).await?;
+        out.extensions_mut().insert(facts);
+        Ok(out)
     }
 }
 

@@ -36,3 +36,72 @@ pub(crate) fn origin_key(url: &url::Url) -> String {
         None => format!("{}://{}", url.scheme(), host),
     }
 }
+
+/// What one response teaches about its origin, read once by the transport: the latest valid
+/// `DPoP-Nonce` (RFC 9449 §8.1, §9) and the server's `Date` (its clock offset).
+///
+/// The transport attaches it to every response it returns (as an `http` extension), so that
+/// error parsing, the nonce retry and the nonce store never parse the headers again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OriginFacts {
+    /// The response's `DPoP-Nonce`, when valid.
+    pub(crate) dpop_nonce: Option<String>,
+    /// The response's `Date`, when it parses.
+    pub(crate) date: Option<std::time::SystemTime>,
+}
+
+impl OriginFacts {
+    /// Read the facts from response headers.
+    pub(crate) fn parse(headers: &http::HeaderMap) -> Self {
+        OriginFacts {
+            dpop_nonce: dpop_nonce(headers).map(str::to_owned),
+            date: headers
+                .get(http::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|d| httpdate::parse_http_date(d).ok()),
+        }
+    }
+
+    /// The facts the transport attached to `resp`, or (for a response built elsewhere) read
+    /// from its headers now.
+    pub(crate) fn of<B>(resp: &http::Response<B>) -> std::borrow::Cow<'_, OriginFacts> {
+        match resp.extensions().get::<OriginFacts>() {
+            Some(f) => std::borrow::Cow::Borrowed(f),
+            None => std::borrow::Cow::Owned(OriginFacts::parse(resp.headers())),
+        }
+    }
+}
+
+/// Something that keeps per-origin state learnt from responses (the DPoP nonce store). The
+/// transport calls it for every response it receives, retried attempts included.
+pub(crate) trait OriginObserver: Send + Sync {
+    /// `url`'s origin answered with `facts`.
+    fn observe(&self, url: &url::Url, facts: &OriginFacts);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_facts_parsed_once_and_attached() {
+        let mut h = http::HeaderMap::new();
+        h.insert("dpop-nonce", http::HeaderValue::from_static("n-1"));
+        h.insert(
+            http::header::DATE,
+            http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        let f = OriginFacts::parse(&h);
+        assert_eq!(f.dpop_nonce.as_deref(), Some("n-1"));
+        assert!(f.date.is_some());
+        h.insert("dpop-nonce", http::HeaderValue::from_static("bad nonce"));
+        h.insert(http::header::DATE, http::HeaderValue::from_static("soon"));
+        assert_eq!(OriginFacts::parse(&h), OriginFacts::default());
+        // Attached facts win over the headers (they were read when the response arrived).
+        let mut resp = http::Response::new(());
+        *resp.headers_mut() = h;
+        assert_eq!(*OriginFacts::of(&resp), OriginFacts::default());
+        resp.extensions_mut().insert(f.clone());
+        assert_eq!(*OriginFacts::of(&resp), f);
+    }
+}

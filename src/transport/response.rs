@@ -66,8 +66,9 @@ pub(crate) fn oauth_error(resp: &HttpResponse) -> Error {
     let status = resp.status().as_u16();
     let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
     // Only a valid nonce (1 to 512 NQCHAR, RFC 9449 §8.1) is kept: anything else would be
-    // refused by the nonce cache anyway, and must not bloat or garble the error.
-    let dpop_nonce = super::origin::dpop_nonce(resp.headers()).map(str::to_owned);
+    // refused by the nonce cache anyway, and must not bloat or garble the error. The transport
+    // read it once when the response arrived.
+    let dpop_nonce = super::origin::OriginFacts::of(resp).dpop_nonce.clone();
     let text = |v: &Option<serde_json::Value>, max| match v {
         Some(serde_json::Value::String(s)) => Some(sanitize(s, max)),
         _ => None,

@@ -98,7 +98,7 @@ async fn agent_from_protected_resource_alone(kind: Kind) {
             .client_id(SERVICE.id)
             .client_auth(SERVICE.auth())
             .scope("read")
-            .dpop_mode(dpop.clone())
+            .dpop_mode(dpop)
             .build()
             .await
             .expect("agent from resource metadata");

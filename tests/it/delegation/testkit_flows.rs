@@ -262,8 +262,8 @@ async fn delegation_revoke_on_finish_and_on_drop() {
         .secret()
         .to_owned();
     assert!(active(token.clone()).await);
-    child.finish().await.unwrap();
-    assert!(!active(token).await, "revoked on finish");
+    child.revoke().await.unwrap();
+    assert!(!active(token).await, "revoked when the task ends");
 
     let child = parent
         .delegate()

@@ -151,7 +151,7 @@ mod mtls {
             .client_auth(ClientAuth::tls_client_auth())
             .client_identity(identity)
             .trust_roots(pki.roots())
-            .dpop_mode(DpopMode::Key(crate::support::prelude::DpopKey::generate()))
+            .dpop(crate::support::prelude::DpopKey::generate())
             .build()
             .await
             .unwrap();

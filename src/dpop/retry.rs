@@ -1,0 +1,154 @@
+//! The DPoP nonce retry (RFC 9449 §8, §9), written once for every DPoP request: token
+//! endpoint, protected resources, child agents and the middleware.
+//!
+//! - Every proof carries the nonce current **when it is signed**: the sender asks
+//!   [`ProofNonce::current`] once per attempt, transport-level retries (a 503, a connect error)
+//!   included, so a nonce that arrived on a retried answer is used by the next attempt.
+//! - Nonces are remembered from every response, successful ones and the failed retry's too.
+//!   The transport does it for the requests it sends ([`OriginObserver`](crate::transport::origin::OriginObserver));
+//!   senders of other responses (the middleware's) record them before answering.
+//! - A `use_dpop_nonce` answer (AS: 400 JSON body; resource: 401 `WWW-Authenticate`, or a 400
+//!   from some resources) is retried **once**, and only when the server sent a nonce other than
+//!   the one the failed proof carried. A server that keeps asking gets its answer back.
+//! - The first DPoP request to an origin without a nonce goes alone ([`NonceCache`]'s
+//!   first-use single flight); the others wait, bounded, for the nonce its answer brings.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use http::StatusCode;
+use url::Url;
+
+use super::NonceCache;
+use crate::error::{Error, OAuthErrorCode, Result};
+use crate::transport::origin::OriginFacts;
+use crate::transport::{oauth_error, HttpResponse};
+
+/// A response as the nonce retry sees it: the transport's [`HttpResponse`], or another
+/// client's (the middleware's `reqwest::Response`).
+pub(crate) trait Answer {
+    /// The status.
+    fn status(&self) -> StatusCode;
+    /// What it says about its origin (read once when it arrived).
+    fn facts(&self) -> Cow<'_, OriginFacts>;
+    /// The error an unsuccessful answer carries (OAuth body, `WWW-Authenticate`, or status).
+    fn error(&self) -> Error;
+}
+
+impl Answer for HttpResponse {
+    fn status(&self) -> StatusCode {
+        http::Response::status(self)
+    }
+
+    fn facts(&self) -> Cow<'_, OriginFacts> {
+        OriginFacts::of(self)
+    }
+
+    fn error(&self) -> Error {
+        oauth_error(self)
+    }
+}
+
+/// The nonce for the proofs of one attempt, read from the store each time a proof is signed
+/// and remembered, so the retry decision compares the nonce the server refused with the one it
+/// sent.
+#[derive(Debug, Clone)]
+pub(crate) struct ProofNonce<'a> {
+    nonces: &'a NonceCache,
+    url: &'a Url,
+    used: Arc<Mutex<Option<String>>>,
+}
+
+impl<'a> ProofNonce<'a> {
+    fn new(nonces: &'a NonceCache, url: &'a Url) -> Self {
+        ProofNonce {
+            nonces,
+            url,
+            used: Arc::default(),
+        }
+    }
+
+    /// The nonce to sign the next proof with: the newest the origin sent. Call it once per
+    /// proof (per transport attempt).
+    pub(crate) fn current(&self) -> Option<String> {
+        let nonce = self.nonces.get(self.url);
+        nonce.clone_into(&mut self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        nonce
+    }
+
+    /// The nonce the last proof was signed with.
+    fn used(&self) -> Option<String> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What a DPoP request (with its nonce retry, if any) ended with.
+#[derive(Debug)]
+pub(crate) struct Answered<R> {
+    /// The last response.
+    pub(crate) response: R,
+    /// The error it carries, for an unsuccessful status.
+    pub(crate) error: Option<Error>,
+}
+
+/// Is `err` the server asking for a (new) DPoP nonce?
+pub(crate) fn is_use_dpop_nonce(err: &Error) -> bool {
+    err.oauth_error()
+        .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce)
+}
+
+/// Send with the nonce retry: `send` is called for each attempt with the [`ProofNonce`] its
+/// proofs must read; a second attempt is made only for a `use_dpop_nonce` answer bringing a
+/// nonce other than the one sent, and only when `replayable()` (the request can be sent again).
+///
+/// With `dpop` false (a Bearer request) there is no proof: the request is sent once.
+///
+/// # Errors
+/// Whatever `send` returns.
+pub(crate) async fn send_with_nonce_retry<'a, R, F, Fut>(
+    nonces: &'a NonceCache,
+    url: &'a Url,
+    dpop: bool,
+    replayable: impl Fn() -> bool,
+    mut send: F,
+) -> Result<Answered<R>>
+where
+    R: Answer,
+    F: FnMut(ProofNonce<'a>) -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    // The first DPoP request to an origin without a nonce goes alone; the others wait for its
+    // answer (bounded) and then read the nonce it brought.
+    let first_use = if dpop {
+        nonces.acquire(url).await.1
+    } else {
+        None
+    };
+    let nonce = ProofNonce::new(nonces, url);
+    let response = match send(nonce.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(first_use);
+            return Err(e);
+        }
+    };
+    let fresh = response.facts().dpop_nonce.clone();
+    let error = (!response.status().is_success()).then(|| response.error());
+    let wants_nonce = error.as_ref().is_some_and(is_use_dpop_nonce);
+    if first_use.is_some() && fresh.is_none() && !wants_nonce {
+        nonces.settle(url);
+    }
+    drop(first_use);
+    if wants_nonce && dpop && fresh.is_some() && fresh != nonce.used() && replayable() {
+        tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
+        let response = send(ProofNonce::new(nonces, url)).await?;
+        let error = (!response.status().is_success()).then(|| response.error());
+        return Ok(Answered { response, error });
+    }
+    Ok(Answered { response, error })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,133 @@
+//! [`Session`]: what a protected call needs from whoever holds the tokens (the agent, a child
+//! agent; the middleware goes through the agent's), and [`protected_call`], the one loop every
+//! protected request runs: token, authorized attempt with the nonce retry, and the holder's
+//! answer to a rejection (renew once, ask for more scope, or stop).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method};
+use url::Url;
+
+use super::attempt::{attempt, Outcome, Rejection};
+use crate::cache::BoxFuture;
+use crate::dpop::{ath, Answer, DpopKey, NonceCache, ProofNonce};
+use crate::error::{Error, Result};
+use crate::event::EventHook;
+use crate::token::{TokenSet, TokenType};
+use crate::transport::HttpTransport;
+
+/// A holder of tokens that can make protected calls.
+///
+/// Per-call state lives in [`Call`](Self::Call), not in the holder: which resource the call is
+/// for, the scope asked, what was already retried, and (for a holder registered at several
+/// authorization servers) which issuer's registration serves it. The holder itself only
+/// answers the questions below, so a holder with per-issuer state needs no other loop.
+pub(crate) trait Session: Send + Sync {
+    /// What one call tracks between its attempts.
+    type Call: Send;
+
+    /// The transport requests go through (its clock offsets time the proofs).
+    fn transport(&self) -> &HttpTransport;
+
+    /// The DPoP nonce store.
+    fn nonces(&self) -> &NonceCache;
+
+    /// Where rejection events go.
+    fn events(&self) -> Option<&EventHook>;
+
+    /// The key that signs this holder's proofs.
+    fn dpop_key(&self) -> Option<&DpopKey>;
+
+    /// The token for the call's next attempt.
+    fn token<'a>(&'a self, call: &'a mut Self::Call) -> BoxFuture<'a, Result<TokenSet>>;
+
+    /// The resource refused the token: prepare the call for another attempt (invalidate the
+    /// token, widen the scope) and return true, or return false to give the answer back.
+    fn retry_after(&self, call: &mut Self::Call, rejection: Rejection, error: &Error) -> bool;
+
+    /// Set `Authorization` and, for a DPoP token, a proof signed with [`dpop_key`](Self::dpop_key)
+    /// carrying `nonce` on `headers`. A DPoP token without a key is refused, never sent bare.
+    fn authorize(
+        &self,
+        headers: &mut HeaderMap,
+        method: &Method,
+        url: &Url,
+        token: &TokenSet,
+        nonce: Option<&str>,
+    ) -> Result<()> {
+        let key = self.dpop_key();
+        let scheme = match token.token_type {
+            TokenType::Dpop if key.is_none() => {
+                // Without a proof the resource must refuse it (RFC 9449 §7.1); never send it bare.
+                return Err(Error::config(
+                    "a DPoP token cannot be sent without a DPoP key",
+                ));
+            }
+            TokenType::Dpop => "DPoP",
+            _ => "Bearer",
+        };
+        let mut auth = HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
+            .map_err(|_| Error::invalid("access token is not a valid header value"))?;
+        auth.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, auth);
+        if let (TokenType::Dpop, Some(key)) = (&token.token_type, key) {
+            let iat = crate::clock::unix_secs(self.transport().server_time(url));
+            let proof = key.proof(
+                method.as_str(),
+                url,
+                iat,
+                nonce,
+                Some(&ath(token.access_token.secret())),
+            )?;
+            let v = HeaderValue::from_str(&proof)
+                .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
+            headers.insert("dpop", v);
+        }
+        Ok(())
+    }
+}
+
+/// Run a protected call: for each token the session gives, one [`attempt`] (the shared nonce
+/// retry inside), then the session's answer to a rejection. Retries happen only while
+/// `replayable()` (a request whose body cannot be replayed is sent once).
+///
+/// `send` sends one attempt with the given token; every proof it signs must read the nonce
+/// from the [`ProofNonce`] at signing time.
+///
+/// # Errors
+/// Token errors and whatever `send` returns; rejections are [`Outcome::Rejected`].
+pub(crate) async fn protected_call<'a, S, R, F, Fut>(
+    session: &'a S,
+    mut call: S::Call,
+    url: &'a Url,
+    replayable: impl Fn() -> bool,
+    mut send: F,
+) -> Result<Outcome<R>>
+where
+    S: Session,
+    R: Answer,
+    F: FnMut(Arc<TokenSet>, ProofNonce<'a>) -> Fut,
+    Fut: Future<Output = Result<R>>,
+{
+    loop {
+        let token = Arc::new(session.token(&mut call).await?);
+        let outcome = attempt(
+            session.nonces(),
+            session.events(),
+            url,
+            &token,
+            &replayable,
+            |nonce| send(token.clone(), nonce),
+        )
+        .await?;
+        match outcome {
+            Outcome::Rejected {
+                rejection,
+                ref error,
+                ..
+            } if replayable() && session.retry_after(&mut call, rejection, error) => {}
+            other => return Ok(other),
+        }
+    }
+}
