@@ -413,7 +413,7 @@ impl OAuthClient {
                             })?;
                             f.headers.insert("dpop", value);
                         }
-                        register_sent(&f, &mut sent.lock().unwrap_or_else(|e| e.into_inner()));
+                        register_sent(&f, &mut crate::sync::lock(sent));
                         f.to_http()
                     },
                     nonces,
