@@ -7,12 +7,14 @@ mod client_auth;
 mod clock;
 mod error;
 mod event;
+mod jwt;
 #[cfg(test)]
 mod layering;
 #[cfg(feature = "middleware")]
 mod middleware;
 mod secret;
 mod session;
+mod sync;
 mod token;
 
 pub mod cache;
@@ -30,7 +32,6 @@ pub mod transport;
 // The public interface: what an agent author reaches for first is here; everything else lives in
 // exactly one of the namespaces above.
 pub use agent::{Agent, AgentBuilder, AgentRequest, DpopMode};
-pub use cache::Binding;
 pub use client_auth::{AssertionKey, ClientAuth};
 pub use discovery::resource_metadata::ResourceMetadata;
 pub use discovery::server_metadata::{AuthorizationServer, ServerMetadata};
@@ -43,7 +44,7 @@ pub use grant::request::TokenParams;
 pub use middleware::AgentMiddleware;
 pub use secret::SecretString;
 pub use session::RefreshingSource;
-pub use token::{AccessToken, Confirmation, RefreshToken, Scope, TokenSet, TokenType};
+pub use token::{AccessToken, Binding, RefreshToken, Scope, TokenSet, TokenType};
 pub use transport::client::{HttpTransport, TransportConfig};
 #[cfg(feature = "mtls")]
 pub use transport::tls::{ClientIdentity, TrustRoots};

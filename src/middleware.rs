@@ -127,8 +127,8 @@ impl AgentMiddleware {
         };
         // Replays (a nonce, a renewed token, more scope) need a copy of the request.
         let spare = std::sync::Mutex::new(Some(req));
-        let take = || spare.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let replayable = || spare.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let take = || crate::sync::lock(&spare).take();
+        let replayable = || crate::sync::lock(&spare).is_some();
         let extensions = tokio::sync::Mutex::new(extensions);
         let chain_error = std::sync::Mutex::new(None);
         let (url, take, next, extensions) = (&url, &take, &next, &extensions);
@@ -141,7 +141,7 @@ impl AgentMiddleware {
             |token, nonce| async move {
                 let original = take().ok_or_else(|| Error::config("request consumed"))?;
                 if let Some(copy) = original.try_clone() {
-                    *spare.lock().unwrap_or_else(|e| e.into_inner()) = Some(copy);
+                    *crate::sync::lock(spare) = Some(copy);
                 }
                 let mut attempt = original;
                 let method = attempt.method().clone();
@@ -159,7 +159,7 @@ impl AgentMiddleware {
                     Ok(r) => r,
                     Err(e) => {
                         // Handed back as it is, once the loop stops.
-                        *chain_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                        *crate::sync::lock(chain_error) = Some(e);
                         return Err(Error::config("the middleware chain failed"));
                     }
                 };
@@ -172,9 +172,7 @@ impl AgentMiddleware {
         .await;
         match outcome {
             Ok(Outcome::Done(a)) | Ok(Outcome::Rejected { response: a, .. }) => Ok(a.response),
-            Err(e) => Err(chain_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            Err(e) => Err(crate::sync::lock(chain_error)
                 .take()
                 .unwrap_or_else(|| mw(e))),
         }

@@ -187,17 +187,62 @@ impl<S: AsRef<str>> FromIterator<S> for Scope {
 }
 
 /// What a token is bound to (the `cnf` claim, RFC 7800): a DPoP key thumbprint (RFC 9449 §6)
-/// and/or a client certificate thumbprint (RFC 8705 §3).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// and/or a client certificate thumbprint (RFC 8705 §3); neither for a bearer token.
+///
+/// One type says it everywhere: the binding a [`TokenKey`](crate::cache::TokenKey) caches tokens
+/// under, and what a [`TokenSet`] was bound to ([`TokenSet::cnf`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
-pub struct Confirmation {
+pub struct Binding {
     /// `jkt`: RFC 7638 thumbprint of the DPoP key.
     pub jkt: Option<String>,
     /// `x5t#S256`: SHA-256 thumbprint of the client certificate.
     pub x5t_s256: Option<String>,
     /// Read from the (unverified) JWT access token, rather than inferred from the key or
-    /// certificate the request was made with.
+    /// certificate the request was made with. Always `false` in a cache key.
     pub from_token: bool,
+}
+
+impl Binding {
+    /// No binding: a bearer token.
+    pub fn bearer() -> Self {
+        Binding::default()
+    }
+
+    /// Bound to the DPoP key with this RFC 7638 thumbprint (`cnf.jkt`).
+    pub fn dpop(jkt: impl Into<String>) -> Self {
+        Binding {
+            jkt: Some(jkt.into()),
+            ..Binding::default()
+        }
+    }
+
+    /// Bound to the client certificate with this SHA-256 thumbprint (`cnf.x5t#S256`).
+    pub fn mtls(x5t_s256: impl Into<String>) -> Self {
+        Binding::bearer().with_mtls(x5t_s256)
+    }
+
+    /// This binding, with the client certificate replaced by (or added as) `x5t_s256`; a DPoP
+    /// key stays (mTLS client authentication with DPoP-bound tokens).
+    pub fn with_mtls(mut self, x5t_s256: impl Into<String>) -> Self {
+        self.x5t_s256 = Some(x5t_s256.into());
+        self
+    }
+
+    /// Bound to nothing.
+    pub fn is_bearer(&self) -> bool {
+        self.jkt.is_none() && self.x5t_s256.is_none()
+    }
+
+    /// The `cnf` claim's value as a binding; members other than strings are ignored.
+    fn from_cnf(cnf: &serde_json::Value) -> Self {
+        let get = |k: &str| cnf.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Binding {
+            jkt: get("jkt"),
+            x5t_s256: get("x5t#S256"),
+            from_token: true,
+        }
+    }
 }
 
 /// What a token endpoint returned (RFC 6749 §5.1), with absolute times.
@@ -224,7 +269,7 @@ pub struct TokenSet {
     pub extra: serde_json::Map<String, serde_json::Value>,
     /// What the token is bound to: the `cnf` of a JWT access token when visible, else the DPoP
     /// key / client certificate the request was made with; `None` for a bearer token.
-    pub cnf: Option<Confirmation>,
+    pub cnf: Option<Binding>,
 }
 
 impl TokenSet {
@@ -245,22 +290,11 @@ impl TokenSet {
     }
 
     /// The `cnf` claim of a JWT access token, decoded WITHOUT verifying the signature (the
-    /// token is the resource's to verify; this is for bookkeeping). `None` for opaque tokens.
-    pub fn unverified_cnf(&self) -> Option<Confirmation> {
-        use base64::Engine as _;
-        let mut parts = self.access_token.secret().split('.');
-        let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .ok()?;
-        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        let cnf = claims.get("cnf")?;
-        let get = |k: &str| cnf.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-        Some(Confirmation {
-            jkt: get("jkt"),
-            x5t_s256: get("x5t#S256"),
-            from_token: true,
-        })
+    /// token is the resource's to verify; this is for bookkeeping). `None` for opaque and
+    /// encrypted tokens, tokens over 64 KiB and tokens without `cnf`.
+    pub fn unverified_cnf(&self) -> Option<Binding> {
+        let claims = crate::jwt::unverified_claims(self.access_token.secret()).ok()?;
+        claims.get("cnf").map(Binding::from_cnf)
     }
 
     /// The token's lifetime as issued, if known.
@@ -347,6 +381,45 @@ mod tests {
             );
             assert_eq!(t.unverified_cnf(), None, "{opaque}");
         }
+    }
+
+    #[test]
+    fn token_unverified_cnf_refuses_encrypted_and_huge_tokens() {
+        use base64::Engine as _;
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let cnf = b64(r#"{"cnf":{"jkt":"k"}}"#);
+        let token =
+            |t: String| TokenSet::new(AccessToken::new(t), TokenType::Dpop, SystemTime::now());
+        assert!(token(format!("h.{cnf}.s")).unverified_cnf().is_some());
+        // A JWE (five parts) cannot be read; its second part is not a payload.
+        assert_eq!(token(format!("h.{cnf}.iv.ct.tag")).unverified_cnf(), None);
+        let huge = format!("h.{cnf}.{}", "s".repeat(crate::jwt::MAX_LEN));
+        assert_eq!(token(huge).unverified_cnf(), None);
+        // A `cnf` that is not an object binds nothing, but is still read from the token.
+        let odd = token(format!("h.{}.s", b64(r#"{"cnf":5}"#))).unverified_cnf();
+        assert_eq!(
+            odd,
+            Some(Binding {
+                from_token: true,
+                ..Binding::bearer()
+            })
+        );
+    }
+
+    #[test]
+    fn token_binding_constructors() {
+        assert!(Binding::bearer().is_bearer());
+        let d = Binding::dpop("j");
+        assert_eq!((d.jkt.as_deref(), d.x5t_s256.as_deref()), (Some("j"), None));
+        let m = Binding::mtls("x");
+        assert_eq!((m.jkt.as_deref(), m.x5t_s256.as_deref()), (None, Some("x")));
+        let both = d.with_mtls("x");
+        assert_eq!(both.jkt.as_deref(), Some("j"));
+        assert_eq!(both.x5t_s256.as_deref(), Some("x"));
+        assert!(!both.is_bearer() && !both.from_token);
+        // The old name is the same type.
+        let c: Binding = both.clone();
+        assert_eq!(c, both);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::cache::{Binding, CacheConfig, TokenCache};
+use crate::cache::{CacheConfig, TokenCache};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{
     fetch_resource_metadata, AuthorizationServer, MetadataPatch, MetadataPolicy, ResourceMetadata,
@@ -19,6 +19,7 @@ use crate::event::{AgentEvent, EventHook};
 use crate::grant::OAuthClient;
 use crate::session::{Grant, GrantKey};
 use crate::store::{MemoryStore, TokenStore};
+use crate::token::Binding;
 use crate::token::Scope;
 use crate::transport::{HttpTransport, TransportConfig};
 
@@ -360,18 +361,12 @@ impl AgentBuilder {
             }
         };
         let mut binding = match &dpop {
-            Some(k) => Binding::Dpop(k.thumbprint().to_owned()),
-            None => Binding::Bearer,
+            Some(k) => Binding::dpop(k.thumbprint()),
+            None => Binding::bearer(),
         };
         #[cfg(feature = "mtls")]
         if let Some(id) = &self.identity {
-            binding = match binding {
-                Binding::Dpop(jkt) => Binding::DpopMtls {
-                    jkt,
-                    x5t: id.thumbprint().to_owned(),
-                },
-                _ => Binding::Mtls(id.thumbprint().to_owned()),
-            };
+            binding = binding.with_mtls(id.thumbprint());
         }
         #[cfg(not(feature = "mtls"))]
         let _ = &mut binding;

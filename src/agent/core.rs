@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use http::Method;
 use url::Url;
 
-use crate::cache::{Binding, TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource};
+use crate::cache::{TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource};
 use crate::discovery::{resource_matches, AuthorizationServer};
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::Result;
@@ -80,13 +80,7 @@ impl Agent {
         }
         let client = old.client.with_server(server);
         let x5t = identity.thumbprint().to_owned();
-        let binding = match &old.binding {
-            Binding::Dpop(jkt) | Binding::DpopMtls { jkt, .. } => Binding::DpopMtls {
-                jkt: jkt.clone(),
-                x5t,
-            },
-            _ => Binding::Mtls(x5t),
-        };
+        let binding = old.binding.clone().with_mtls(x5t);
         let grant = Grant::open(
             client.clone(),
             old.store.clone(),
@@ -134,10 +128,7 @@ impl Agent {
     }
 
     fn read_resources(&self) -> std::sync::RwLockReadGuard<'_, Vec<ResourceInfo>> {
-        match self.inner.resources.read() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::sync::read(&self.inner.resources)
     }
 
     #[cfg(feature = "middleware")]
@@ -156,10 +147,7 @@ impl Agent {
     }
 
     pub(super) fn add_resource(&self, info: ResourceInfo) {
-        let mut w = match self.inner.resources.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut w = crate::sync::write(&self.inner.resources);
         if !w.iter().any(|r| r.resource == info.resource) {
             w.push(info);
         }

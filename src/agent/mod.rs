@@ -22,12 +22,13 @@ use std::sync::{Arc, RwLock};
 
 use url::Url;
 
-use crate::cache::{Binding, TokenCache};
+use crate::cache::TokenCache;
 use crate::discovery::MetadataPolicy;
 use crate::event::EventHook;
 use crate::grant::OAuthClient;
 use crate::session::Grant;
 use crate::store::TokenStore;
+use crate::token::Binding;
 use crate::token::Scope;
 use crate::transport::HttpTransport;
 

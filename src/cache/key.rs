@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use crate::token::Scope;
 
+/// How a token is bound to its holder: the one binding type, defined with the tokens.
+use crate::token::Binding;
+
 /// What a cached token is valid for: issuer, client, normalized scope set, resources,
 /// audiences and sender binding. Two requests with equal keys may share a token; anything that
 /// differs gets its own.
@@ -19,26 +22,6 @@ pub struct TokenKey {
     subject: Option<String>,
 }
 
-/// How a token is bound to its holder.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[non_exhaustive]
-pub enum Binding {
-    /// A bearer token.
-    #[default]
-    Bearer,
-    /// DPoP-bound to the key with this RFC 7638 thumbprint (`cnf.jkt`).
-    Dpop(String),
-    /// Bound to the client certificate with this SHA-256 thumbprint (`cnf.x5t#S256`).
-    Mtls(String),
-    /// Both (mTLS client authentication with DPoP-bound tokens).
-    DpopMtls {
-        /// The DPoP key thumbprint.
-        jkt: String,
-        /// The certificate thumbprint.
-        x5t: String,
-    },
-}
-
 impl TokenKey {
     /// A key for tokens of `client_id` at `issuer`, with no scope, resource or binding yet.
     pub fn new(issuer: &str, client_id: &str) -> Self {
@@ -48,7 +31,7 @@ impl TokenKey {
             scope: Scope::empty(),
             resources: Vec::new(),
             audiences: Vec::new(),
-            binding: Binding::Bearer,
+            binding: Binding::bearer(),
             subject: None,
         }
     }
@@ -77,9 +60,12 @@ impl TokenKey {
         self
     }
 
-    /// Set the binding.
+    /// Set the binding. Where it was learnt ([`Binding::from_token`]) is not part of the key.
     pub fn with_binding(mut self, binding: Binding) -> Self {
-        self.binding = binding;
+        self.binding = Binding {
+            from_token: false,
+            ..binding
+        };
         self
     }
 
@@ -121,11 +107,11 @@ impl TokenKey {
 
     /// A stable string naming this key, for [`TokenStore`](crate::store::TokenStore) entries.
     pub fn store_key(&self) -> String {
-        let b = match &self.binding {
-            Binding::Bearer => "bearer".to_owned(),
-            Binding::Dpop(j) => format!("dpop:{j}"),
-            Binding::Mtls(x) => format!("x5t:{x}"),
-            Binding::DpopMtls { jkt, x5t } => format!("dpop:{jkt}+x5t:{x5t}"),
+        let b = match (&self.binding.jkt, &self.binding.x5t_s256) {
+            (None, None) => "bearer".to_owned(),
+            (Some(jkt), None) => format!("dpop:{jkt}"),
+            (None, Some(x5t)) => format!("x5t:{x5t}"),
+            (Some(jkt), Some(x5t)) => format!("dpop:{jkt}+x5t:{x5t}"),
         };
         serde_json::json!([
             &*self.issuer,
@@ -171,9 +157,46 @@ mod tests {
             .with_resource("https://r1");
         assert_eq!(a, b);
         assert_eq!(a.store_key(), b.store_key());
-        let c = b.clone().with_binding(Binding::Dpop("jkt".into()));
+        let c = b.clone().with_binding(Binding::dpop("jkt"));
         assert_ne!(a, c);
         assert_ne!(a.store_key(), c.store_key());
         assert_ne!(a, a.clone().with_subject("user-1"));
+    }
+
+    #[test]
+    fn cache_key_store_key_names_each_binding_as_before() {
+        let key = |b: Binding| TokenKey::new("https://as", "c").with_binding(b).store_key();
+        let tail = |b: Binding| {
+            let k = key(b);
+            let v: serde_json::Value = serde_json::from_str(&k).expect("json");
+            v[5].as_str().expect("binding").to_owned()
+        };
+        assert_eq!(tail(Binding::bearer()), "bearer");
+        assert_eq!(tail(Binding::dpop("j")), "dpop:j");
+        assert_eq!(tail(Binding::mtls("x")), "x5t:x");
+        assert_eq!(tail(Binding::dpop("j").with_mtls("x")), "dpop:j+x5t:x");
+        // A certificate rotation replaces the thumbprint and keeps the DPoP key.
+        assert_eq!(
+            tail(Binding::dpop("j").with_mtls("x").with_mtls("y")),
+            "dpop:j+x5t:y"
+        );
+        assert_eq!(
+            key(Binding::bearer()),
+            r#"["https://as","c","",[],[],"bearer",null]"#
+        );
+    }
+
+    #[test]
+    fn cache_key_ignores_where_a_binding_was_read() {
+        let read = Binding {
+            from_token: true,
+            ..Binding::dpop("j")
+        };
+        let k = TokenKey::new("https://as", "c").with_binding(read);
+        assert_eq!(
+            k,
+            TokenKey::new("https://as", "c").with_binding(Binding::dpop("j"))
+        );
+        assert!(!k.binding().from_token);
     }
 }

@@ -17,7 +17,7 @@
 mod key;
 mod token_cache;
 
-pub use key::{Binding, TokenKey};
+pub use key::TokenKey;
 pub use token_cache::{
     BoxFuture, CacheConfig, CachedToken, TokenCache, TokenHandle, TokenRef, TokenSource,
 };

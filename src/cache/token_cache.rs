@@ -201,10 +201,7 @@ impl FlightGuard {
             return;
         };
         {
-            let mut flight = match self.entry.flight.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut flight = crate::sync::lock(&self.entry.flight);
             *flight = None;
         }
         self.entry.refreshing.store(false, Ordering::Release);
@@ -392,10 +389,7 @@ impl Entry {
     }
 
     fn start_or_join(self: &Arc<Self>) -> Flight {
-        let mut flight = match self.flight.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut flight = crate::sync::lock(&self.flight);
         if let Some(rx) = flight.as_ref() {
             return rx.clone();
         }
@@ -550,10 +544,7 @@ impl TokenCache {
         if let Some(e) = self.inner.map.load().get(key) {
             return TokenHandle { entry: e.clone() };
         }
-        let _w = match self.inner.write.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _w = crate::sync::lock(&self.inner.write);
         let map = self.inner.map.load_full();
         if let Some(e) = map.get(key) {
             return TokenHandle { entry: e.clone() };
@@ -579,10 +570,7 @@ impl TokenCache {
 
     /// Remove `key` (and its token).
     pub fn remove(&self, key: &TokenKey) {
-        let _w = match self.inner.write.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _w = crate::sync::lock(&self.inner.write);
         let mut next = (*self.inner.map.load_full()).clone();
         if next.remove(key).is_some() {
             self.inner.map.store(Arc::new(next));
@@ -591,10 +579,7 @@ impl TokenCache {
 
     /// Remove every entry whose key matches `pred` (e.g. tokens bound to a retired key).
     pub fn retain(&self, mut pred: impl FnMut(&TokenKey) -> bool) {
-        let _w = match self.inner.write.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let _w = crate::sync::lock(&self.inner.write);
         let mut next = (*self.inner.map.load_full()).clone();
         next.retain(|k, _| pred(k));
         self.inner.map.store(Arc::new(next));

@@ -4,12 +4,12 @@
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use url::Url;
 
-use crate::agent::{parse_resource, Agent};
+use crate::agent::{parse_resource, Agent, ResourceInfo};
 use crate::cache::{CacheConfig, TokenCache, TokenKey, TokenSource};
 use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
@@ -17,9 +17,9 @@ use crate::grant::{TokenParams, ACCESS_TOKEN_TYPE};
 use crate::secret::SecretString;
 use crate::token::{AccessToken, Scope, TokenSet};
 
+use super::child::ChildInner;
+use super::exchanger::{ChildSource, Exchanger};
 use super::*;
-#[allow(unused_imports)]
-use super::{chain::*, child::*, exchanger::*};
 
 impl Agent {
     /// Start a delegation to a child agent (RFC 8693 token exchange of this agent's token).
@@ -216,115 +216,42 @@ impl DelegationBuilder {
     /// `invalid_scope` / `invalid_target` from the server).
     pub async fn spawn(self) -> Result<ChildAgent> {
         let parent = self.parent.clone();
-        if let Some((k, _)) = self
-            .extra
-            .iter()
-            .find(|(k, _)| RESERVED_PARAMS.contains(&k.as_str()))
-        {
-            return Err(Error::Delegation(format!(
-                "parameter `{k}` cannot be set with param(); use the builder's own setter"
-            )));
-        }
-        if self.lifetime.is_some_and(|l| l < Duration::from_secs(1)) {
-            return Err(Error::Delegation(
-                "a delegated lifetime must be at least one second".into(),
-            ));
-        }
-
-        // Resources: each covered by a parent resource.
-        let names = if self.resources.is_empty() {
-            match &parent {
-                Parent::Agent(a) => {
-                    let known = a.resources();
-                    if known.len() != 1 {
-                        return Err(Error::Delegation(format!(
-                            "the parent agent has {} resources; name the child's resource",
-                            known.len()
-                        )));
-                    }
-                    known
-                }
-                Parent::Child(c) => c.resources(),
-            }
-        } else {
-            self.resources.clone()
+        let request = Request {
+            scope: self.scope.as_ref(),
+            resources: &self.resources,
+            audiences: &self.audiences,
+            lifetime: self.lifetime,
+            params: &self.extra,
         };
-        let mut resources = Vec::new();
-        for r in &names {
-            resources.push(parse_resource(r)?);
-        }
-        let mut audiences = Vec::new();
-        for a in &self.audiences {
-            let url = Url::parse(a).map_err(|_| {
-                Error::Delegation(format!(
-                    "audience `{}` is not an absolute URI covered by the parent's resources",
-                    crate::error::sanitize(a, 200)
-                ))
-            })?;
-            audiences.push(url);
-        }
-        let subject = match &parent {
-            Parent::Agent(agent) => {
-                let mut chosen: Option<crate::agent::ResourceInfo> = None;
-                for url in resources.iter().chain(audiences.iter()) {
-                    let info = agent.resource_for(url).ok_or_else(|| {
-                        Error::Delegation(format!(
-                            "`{url}` is not covered by any of the parent's resources"
-                        ))
-                    })?;
-                    match &chosen {
-                        Some(c) if c.resource != info.resource => {
-                            return Err(Error::Delegation(format!(
-                                "`{url}` lies under parent resource `{}`, not `{}`: one child \
-                                 token is exchanged from one parent token",
-                                info.resource, c.resource
-                            )))
-                        }
-                        Some(_) => {}
-                        None => chosen = Some(info),
-                    }
-                }
-                let info = chosen.ok_or_else(|| {
-                    Error::Delegation("a delegation needs at least one resource".into())
-                })?;
+        let targets = targets(
+            &match &parent {
+                Parent::Agent(a) => ParentView::Agent {
+                    resources: a.resources(),
+                    covering: Box::new(|url| a.resource_for(url)),
+                },
+                Parent::Child(c) => ParentView::Child {
+                    resources: c.resources(),
+                    covers: Box::new(|url| c.covers(url)),
+                },
+            },
+            &request,
+        )?;
+        let subject = match (&parent, &targets.parent_resource) {
+            (Parent::Agent(agent), Some(info)) => {
                 Subject::Agent(agent.params_for(Some(&info.resource), info.scope.as_ref()))
             }
-            Parent::Child(child) => {
-                for url in resources.iter().chain(audiences.iter()) {
-                    if !child.covers(url) {
-                        return Err(Error::Delegation(format!(
-                            "`{url}` is not covered by the parent child's resources"
-                        )));
-                    }
-                }
-                Subject::Child
-            }
+            (Parent::Agent(_), None) => return Err(Error::config("delegation parent mismatch")),
+            (Parent::Child(_), _) => Subject::Child,
         };
 
-        // Scope: a subset of what the parent's token actually grants.
         let parent_token = subject.fetch(&parent).await?;
-        let scope = match self.scope {
-            Some(s) => {
-                if !s.is_subset(&parent_token.scope) {
-                    let extra: Vec<&str> = s
-                        .iter()
-                        .filter(|v| !parent_token.scope.contains(v))
-                        .collect();
-                    return Err(Error::Delegation(format!(
-                        "requested scope `{s}` widens the parent's scope `{}` (not granted: {})",
-                        parent_token.scope,
-                        extra.join(" ")
-                    )));
-                }
-                s
-            }
-            None => parent_token.scope.clone(),
-        };
         let root = parent.root().clone();
         let now = root.transport().clock().now();
-        if parent_token.is_expired(now) {
-            return Err(Error::Delegation("the parent's token has expired".into()));
-        }
+        let Narrowing {
+            scope,
+            resources,
+            audiences,
+        } = narrow(targets, &parent_token, request.scope, now)?;
 
         let key = match self.dpop_key {
             Some(k) => Some(k),
@@ -393,6 +320,222 @@ impl DelegationBuilder {
     }
 }
 
+/// What a child asks for, as set on the [`DelegationBuilder`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Request<'a> {
+    pub(super) scope: Option<&'a Scope>,
+    pub(super) resources: &'a [String],
+    pub(super) audiences: &'a [String],
+    pub(super) lifetime: Option<Duration>,
+    pub(super) params: &'a [(String, String)],
+}
+
+/// Finds the agent resource covering a URL.
+pub(super) type Covering<'a> = Box<dyn Fn(&Url) -> Option<ResourceInfo> + 'a>;
+
+/// The parent's side of a narrowing, known before its token is fetched.
+pub(super) enum ParentView<'a> {
+    /// An agent: the child's token is exchanged from the agent's token for the one resource
+    /// that covers every target of the child.
+    Agent {
+        /// The agent's resources.
+        resources: Vec<String>,
+        /// The agent resource covering a URL (the most specific one), with its scope.
+        covering: Covering<'a>,
+    },
+    /// A child (for a grandchild): targets must be covered by what the child may call.
+    Child {
+        /// The child's resources.
+        resources: Vec<String>,
+        /// Does the child cover a URL (its resources and audiences)?
+        covers: Box<dyn Fn(&Url) -> bool + 'a>,
+    },
+}
+
+/// Where a child's tokens may go, checked against the parent.
+#[derive(Debug)]
+pub(super) struct Targets {
+    pub(super) resources: Vec<Url>,
+    pub(super) audiences: Vec<Url>,
+    /// For an agent parent, its resource whose token is exchanged.
+    pub(super) parent_resource: Option<ResourceInfo>,
+}
+
+/// What a child gets: never more than its parent holds.
+#[derive(Debug, PartialEq)]
+pub(super) struct Narrowing {
+    pub(super) scope: Scope,
+    pub(super) resources: Vec<Url>,
+    pub(super) audiences: Vec<Url>,
+}
+
+/// The first half of the narrowing, before anything is sent: the request's own rules (no
+/// reserved parameter, a lifetime of at least a second) and its targets, every resource and
+/// audience covered by the parent (for an agent, all by one of its resources).
+///
+/// # Errors
+/// [`Error::Delegation`] for a request wider than the parent or malformed;
+/// [`Error::Config`] for a resource that is not an absolute URL without fragment.
+pub(super) fn targets(parent: &ParentView<'_>, requested: &Request<'_>) -> Result<Targets> {
+    if let Some((k, _)) = requested
+        .params
+        .iter()
+        .find(|(k, _)| RESERVED_PARAMS.contains(&k.as_str()))
+    {
+        return Err(Error::Delegation(format!(
+            "parameter `{k}` cannot be set with param(); use the builder's own setter"
+        )));
+    }
+    if requested
+        .lifetime
+        .is_some_and(|l| l < Duration::from_secs(1))
+    {
+        return Err(Error::Delegation(
+            "a delegated lifetime must be at least one second".into(),
+        ));
+    }
+
+    // Resources: each covered by a parent resource.
+    let names = if !requested.resources.is_empty() {
+        requested.resources.to_vec()
+    } else {
+        match parent {
+            ParentView::Agent { resources, .. } if resources.len() != 1 => {
+                return Err(Error::Delegation(format!(
+                    "the parent agent has {} resources; name the child's resource",
+                    resources.len()
+                )));
+            }
+            ParentView::Agent { resources, .. } | ParentView::Child { resources, .. } => {
+                resources.clone()
+            }
+        }
+    };
+    let mut resources = Vec::new();
+    for r in &names {
+        resources.push(parse_resource(r)?);
+    }
+    let mut audiences = Vec::new();
+    for a in requested.audiences {
+        let url = Url::parse(a).map_err(|_| {
+            Error::Delegation(format!(
+                "audience `{}` is not an absolute URI covered by the parent's resources",
+                crate::error::sanitize(a, 200)
+            ))
+        })?;
+        audiences.push(url);
+    }
+    let parent_resource = match parent {
+        ParentView::Agent { covering, .. } => {
+            let mut chosen: Option<ResourceInfo> = None;
+            for url in resources.iter().chain(audiences.iter()) {
+                let info = covering(url).ok_or_else(|| {
+                    Error::Delegation(format!(
+                        "`{url}` is not covered by any of the parent's resources"
+                    ))
+                })?;
+                match &chosen {
+                    Some(c) if c.resource != info.resource => {
+                        return Err(Error::Delegation(format!(
+                            "`{url}` lies under parent resource `{}`, not `{}`: one child \
+                             token is exchanged from one parent token",
+                            info.resource, c.resource
+                        )))
+                    }
+                    Some(_) => {}
+                    None => chosen = Some(info),
+                }
+            }
+            Some(chosen.ok_or_else(|| {
+                Error::Delegation("a delegation needs at least one resource".into())
+            })?)
+        }
+        ParentView::Child { covers, .. } => {
+            if let Some(url) = resources
+                .iter()
+                .chain(audiences.iter())
+                .find(|u| !covers(u))
+            {
+                return Err(Error::Delegation(format!(
+                    "`{url}` is not covered by the parent child's resources"
+                )));
+            }
+            None
+        }
+    };
+    Ok(Targets {
+        resources,
+        audiences,
+        parent_resource,
+    })
+}
+
+/// The second half of the narrowing, once the parent's token is known: the scope is a subset
+/// of what that token grants (by default all of it), and the token is still valid at `now`.
+///
+/// # Errors
+/// [`Error::Delegation`] for a wider scope or an expired parent token.
+pub(super) fn narrow(
+    targets: Targets,
+    parent_token: &TokenSet,
+    requested_scope: Option<&Scope>,
+    now: SystemTime,
+) -> Result<Narrowing> {
+    let scope = match requested_scope {
+        Some(s) if !s.is_subset(&parent_token.scope) => {
+            let extra: Vec<&str> = s
+                .iter()
+                .filter(|v| !parent_token.scope.contains(v))
+                .collect();
+            return Err(Error::Delegation(format!(
+                "requested scope `{s}` widens the parent's scope `{}` (not granted: {})",
+                parent_token.scope,
+                extra.join(" ")
+            )));
+        }
+        Some(s) => s.clone(),
+        None => parent_token.scope.clone(),
+    };
+    if parent_token.is_expired(now) {
+        return Err(Error::Delegation("the parent's token has expired".into()));
+    }
+    Ok(Narrowing {
+        scope,
+        resources: targets.resources,
+        audiences: targets.audiences,
+    })
+}
+
+/// The lifetime to ask for: the requested one, capped by what the parent's token has left.
+pub(super) fn lifetime_cap(
+    requested: Option<Duration>,
+    parent_remaining: Option<Duration>,
+) -> Option<Duration> {
+    match (requested, parent_remaining) {
+        (Some(l), Some(r)) => Some(l.min(r)),
+        (l, r) => l.or(r),
+    }
+}
+
+/// When a child token expires: the earliest of the server's expiry, `issued_at` plus the
+/// requested lifetime (a lifetime too long to add, like `Duration::MAX`, caps nothing) and the
+/// parent token's expiry.
+pub(super) fn capped_expiry(
+    expires_at: Option<SystemTime>,
+    issued_at: SystemTime,
+    lifetime: Option<Duration>,
+    parent_expires_at: Option<SystemTime>,
+) -> Option<SystemTime> {
+    [
+        expires_at,
+        lifetime.and_then(|l| issued_at.checked_add(l)),
+        parent_expires_at,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
 fn random_label() -> String {
     let id = crate::secret::random_id();
     format!("child-{}", id.get(..8).unwrap_or(&id))
@@ -417,3 +560,6 @@ impl Subject {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

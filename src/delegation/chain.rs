@@ -1,13 +1,10 @@
 //! Reading a token's delegation chain (the nested `act` claims of RFC 8693 §4.1), unverified.
 
-use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::token::{AccessToken, Scope};
 
 use super::*;
-#[allow(unused_imports)]
-use super::{builder::*, child::*, exchanger::*};
 
 /// The claims of a JWT access token, decoded WITHOUT verifying its signature, issuer, audience
 /// or expiry. Fine for display, audit and tests; never for an authorization decision.
@@ -53,22 +50,9 @@ pub struct DelegationChain {
 }
 
 /// Decode a JWT access token's payload WITHOUT verification and read its delegation chain.
-/// `None` when the token is not a JWT with a JSON object payload.
+/// `None` when the token is not a JWT with a JSON object payload, or is over 64 KiB.
 pub fn delegation_chain(token: &AccessToken) -> Option<DelegationChain> {
-    let t = token.secret();
-    if t.len() > MAX_TOKEN_LEN {
-        return None;
-    }
-    let mut parts = t.split('.');
-    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
-        return None;
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let Value::Object(claims) = serde_json::from_slice(&bytes).ok()? else {
-        return None;
-    };
+    let claims = crate::jwt::unverified_claims(token.secret()).ok()?;
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let mut actors = Vec::new();
     let mut act = claims.get("act");
@@ -112,6 +96,7 @@ pub fn delegation_chain(token: &AccessToken) -> Option<DelegationChain> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn jwt(claims: &Value) -> AccessToken {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -149,5 +134,10 @@ mod tests {
         assert!(delegation_chain(&AccessToken::new("a.!!.c")).is_none());
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         assert!(delegation_chain(&AccessToken::new(format!("a.{}.c", e.encode("[1]")))).is_none());
+        let huge = format!(
+            "a.{}.c",
+            e.encode(format!(r#"{{"sub":"{}"}}"#, "x".repeat(64 * 1024)))
+        );
+        assert!(delegation_chain(&AccessToken::new(huge)).is_none());
     }
 }

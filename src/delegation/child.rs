@@ -22,8 +22,9 @@ use crate::session::{
 use crate::token::{AccessToken, Scope, TokenSet};
 use crate::transport::{HttpResponse, HttpTransport};
 
-#[allow(unused_imports)]
-use super::{builder::*, chain::*, exchanger::*};
+use super::builder::{DelegationBuilder, Parent};
+use super::chain::{delegation_chain, DelegationChain};
+use super::exchanger::Exchanger;
 
 pub(super) struct ChildInner {
     pub(super) exchanger: Arc<Exchanger>,

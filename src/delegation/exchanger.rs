@@ -15,8 +15,8 @@ use crate::event::{AgentEvent, EventHook};
 use crate::grant::{TokenExchangeRequest, TokenParams};
 use crate::token::{AccessToken, Scope, TokenSet, TokenType};
 
-#[allow(unused_imports)]
-use super::{builder::*, chain::*, child::*};
+use super::builder::{capped_expiry, lifetime_cap, Actor, Parent, Subject};
+use super::chain::delegation_chain;
 
 /// A token issued to the child, kept until it expires so it can be revoked.
 pub(super) struct Issued {
@@ -44,10 +44,7 @@ pub(super) struct Exchanger {
 
 impl Exchanger {
     pub(super) fn issued(&self) -> std::sync::MutexGuard<'_, Vec<Issued>> {
-        match self.issued.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::sync::lock(&self.issued)
     }
 
     /// Exchange the parent's token (`subject`, or fetched now) for a child token.
@@ -65,10 +62,7 @@ impl Exchanger {
                 self.parent_label
             )));
         }
-        let cap = match (self.lifetime, remaining) {
-            (Some(l), Some(r)) => Some(l.min(r)),
-            (l, r) => l.or(r),
-        };
+        let cap = lifetime_cap(self.lifetime, remaining);
         let mut params = self.params.clone();
         if let (Some(_), Some(c)) = (self.lifetime, cap) {
             params = params.param("expires_in", c.as_secs().max(1).to_string());
@@ -111,15 +105,12 @@ impl Exchanger {
         }
 
         // Never outlive the requested lifetime or the parent's token.
-        token.expires_at = [
+        token.expires_at = capped_expiry(
             token.expires_at,
-            // A lifetime too long to add (`Duration::MAX`) caps nothing.
-            self.lifetime.and_then(|l| token.issued_at.checked_add(l)),
+            token.issued_at,
+            self.lifetime,
             subject.expires_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        );
         token.refresh_token = None;
 
         {

@@ -87,6 +87,3 @@ const RESERVED_PARAMS: &[&str] = &[
 
 /// Deepest `act` nesting [`delegation_chain`] follows.
 const MAX_ACT_DEPTH: usize = 32;
-
-/// Largest token [`delegation_chain`] decodes.
-const MAX_TOKEN_LEN: usize = 64 * 1024;

@@ -132,7 +132,7 @@ impl NonceCache {
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
         // The map stays consistent even if a holder panicked: every update is a single insert.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// The nonce to use for a request to `url`'s origin, if that origin sent one.

@@ -73,13 +73,13 @@ impl<'a> ProofNonce<'a> {
     /// proof (per transport attempt).
     pub(crate) fn current(&self) -> Option<String> {
         let nonce = self.nonces.get(self.url);
-        nonce.clone_into(&mut self.used.lock().unwrap_or_else(|e| e.into_inner()));
+        nonce.clone_into(&mut crate::sync::lock(&self.used));
         nonce
     }
 
     /// The nonce the last proof was signed with.
     fn used(&self) -> Option<String> {
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.used).clone()
     }
 }
 

@@ -30,9 +30,7 @@ pub(crate) struct Scripted {
 impl Scripted {
     /// The nonce each DPoP proof sent to `path` carried, in order.
     pub(crate) fn nonces(&self, path: &str) -> Vec<Option<String>> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.seen)
             .get(path)
             .cloned()
             .unwrap_or_default()
@@ -51,7 +49,7 @@ fn proof_nonce(headers: &HeaderMap) -> Option<String> {
 
 /// Record the proof's nonce for `path` and return how many requests `path` had before.
 fn record(seen: &Seen, path: &str, headers: &HeaderMap) -> usize {
-    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = crate::sync::lock(seen);
     let list = seen.entry(path.to_owned()).or_default();
     list.push(proof_nonce(headers));
     list.len() - 1

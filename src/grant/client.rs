@@ -14,7 +14,7 @@ use crate::discovery::{AuthorizationServer, Endpoint, ServerMetadata};
 use crate::dpop::{send_with_nonce_retry, DpopKey, NonceCache};
 use crate::error::{sanitize, Error, ErrorContext, OAuthError, OAuthErrorCode, Result};
 use crate::secret::SentSecrets;
-use crate::token::{Confirmation, TokenSet, TokenType};
+use crate::token::{Binding, TokenSet, TokenType};
 use crate::transport::{oauth_error, FormRequest, HttpResponse, HttpTransport, RetryPolicy};
 
 /// A client registered at an authorization server: identity, authentication, optional DPoP key.
@@ -300,7 +300,7 @@ impl OAuthClient {
                     .client_certificate_thumbprint()
                     .filter(|_| self.inner.mtls)
                     .map(str::to_owned);
-                (jkt.is_some() || x5t.is_some()).then_some(Confirmation {
+                (jkt.is_some() || x5t.is_some()).then_some(Binding {
                     jkt,
                     x5t_s256: x5t,
                     from_token: false,
@@ -413,7 +413,7 @@ impl OAuthClient {
                             })?;
                             f.headers.insert("dpop", value);
                         }
-                        register_sent(&f, &mut sent.lock().unwrap_or_else(|e| e.into_inner()));
+                        register_sent(&f, &mut crate::sync::lock(sent));
                         f.to_http()
                     },
                     nonces,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use super::{next_version, KeyLocks, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 use crate::error::Result;
@@ -53,7 +53,7 @@ impl MemoryStore {
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // Every update below is a single assignment: a panic cannot leave an entry half-written.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.entries)
     }
 }
 

@@ -12,7 +12,7 @@
 use std::any::Any;
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
@@ -170,12 +170,9 @@ impl KeyLocks {
     /// Block until `name` is free, then hold it until the guard drops.
     pub(crate) fn acquire(self: &Arc<Self>, name: &str) -> KeyGuard {
         // The set stays consistent whatever panicked while holding the mutex: recover from poison.
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = crate::sync::lock(&self.held);
         while held.contains(name) {
-            held = self
-                .released
-                .wait(held)
-                .unwrap_or_else(PoisonError::into_inner);
+            held = crate::sync::wait(&self.released, held);
         }
         held.insert(name.to_owned());
         KeyGuard {
@@ -194,11 +191,7 @@ pub(crate) struct KeyGuard {
 
 impl Drop for KeyGuard {
     fn drop(&mut self) {
-        let mut held = self
-            .locks
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut held = crate::sync::lock(&self.locks.held);
         held.remove(&self.name);
         drop(held);
         self.locks.released.notify_all();

@@ -199,9 +199,7 @@ pub(crate) struct Shared {
 }
 
 /// Lock ignoring poison: every critical section leaves the state consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 /// Parameters of a new access token.
 #[derive(Debug)]

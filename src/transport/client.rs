@@ -12,7 +12,7 @@ use url::Url;
 use super::origin::{OriginFacts, OriginObserver};
 use super::retry::{parse_retry_after, Decision, RetryPolicy};
 use super::{HttpRequest, HttpResponse};
-use crate::clock::{Clock, ClockSkew, SystemClock};
+use crate::clock::{Clock, ClockOffset, ClockSkew, SystemClock};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::event::{AgentEvent, EventHook};
 
@@ -200,17 +200,17 @@ impl HttpTransport {
     /// The estimated clock offset of the server seen last, learnt from `Date` headers (for
     /// diagnosis: requests use the offset of their own origin, see
     /// [`server_time`](Self::server_time)).
-    pub fn clock_skew(&self) -> &ClockSkew {
-        &self.inner.skew
+    pub fn clock_skew(&self) -> ClockOffset {
+        self.inner.skew.offset()
     }
 
     /// The estimated clock offset of `url`'s origin, if a response from it carried `Date`.
-    pub fn clock_skew_for(&self, url: &Url) -> Option<Arc<ClockSkew>> {
+    pub fn clock_skew_for(&self, url: &Url) -> Option<ClockOffset> {
         self.inner
             .origin_skews
             .load()
             .get(&url.origin().ascii_serialization())
-            .cloned()
+            .map(|s| s.offset())
     }
 
     /// Now, as `url`'s server reads its clock: corrected by that origin's offset when known,

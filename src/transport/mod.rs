@@ -23,6 +23,7 @@ mod retry;
 #[cfg(feature = "mtls")]
 pub(crate) mod tls;
 
+pub use crate::clock::ClockOffset;
 pub use crate::error::TransportErrorKind;
 pub(crate) use client::is_loopback;
 pub(crate) use client::{HttpTransport, TransportConfig};

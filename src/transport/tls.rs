@@ -365,19 +365,7 @@ impl TrustRoots {
 /// bookkeeping (checking that the server bound the token to the expected certificate), never for
 /// an authorization decision.
 pub fn cnf_x5t_s256(token: &TokenSet) -> Option<String> {
-    let jwt = token.access_token.secret();
-    let mut parts = jwt.split('.');
-    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = B64URL.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims
-        .get("cnf")?
-        .get("x5t#S256")?
-        .as_str()
-        .map(str::to_owned)
+    token.unverified_cnf()?.x5t_s256
 }
 
 type KeyItem = (KeyFormat, Zeroizing<Vec<u8>>);

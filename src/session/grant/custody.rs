@@ -2,7 +2,7 @@
 //! that must never be presented again, and the background write that hands pending tokens to
 //! the store once it works again.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use backon::BackoffBuilder as _;
@@ -65,7 +65,7 @@ impl std::fmt::Debug for Custody {
 impl Custody {
     fn lock(&self) -> std::sync::MutexGuard<'_, CustodyState> {
         // Every update is a few assignments: a panic cannot leave the state half-written.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     pub(super) fn pending(&self) -> Option<Pending> {

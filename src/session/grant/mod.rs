@@ -46,11 +46,12 @@ mod tests;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::cache::{Binding, BoxFuture, TokenKey, TokenSource};
+use crate::cache::{BoxFuture, TokenKey, TokenSource};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::{OAuthClient, TokenParams};
 use crate::store::{StoreOutcome, TokenStore};
+use crate::token::Binding;
 use crate::token::TokenSet;
 
 use custody::Custody;

@@ -14,11 +14,12 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::{Grant, GrantKey, RefreshingSource};
-use crate::cache::{Binding, TokenCache, TokenKey, TokenSource};
+use crate::cache::{TokenCache, TokenKey, TokenSource};
 use crate::discovery::{AuthorizationServer, ServerMetadata};
 use crate::error::{Error, Result};
 use crate::grant::{OAuthClient, TokenParams};
 use crate::store::{MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
+use crate::token::Binding;
 use crate::token::{AccessToken, RefreshToken, TokenSet, TokenType};
 use crate::transport::HttpTransport;
 
@@ -118,7 +119,7 @@ fn seed_tokens(rt: &str) -> TokenSet {
 }
 
 fn grant(client: &OAuthClient, store: Arc<dyn TokenStore>) -> Grant {
-    let key = GrantKey::new(client.server().issuer(), "agent", Binding::Bearer);
+    let key = GrantKey::new(client.server().issuer(), "agent", Binding::bearer());
     Grant::new(client.clone(), store, key, None)
 }
 
@@ -139,9 +140,9 @@ fn stored_rt(store: &dyn TokenStore, grant: &Grant) -> Option<String> {
 
 #[test]
 fn grant_key_keeps_the_agent_store_key() {
-    let key = GrantKey::new("https://as.example", "agent", Binding::Bearer);
+    let key = GrantKey::new("https://as.example", "agent", Binding::bearer());
     let old = TokenKey::new("https://as.example", "agent")
-        .with_binding(Binding::Bearer)
+        .with_binding(Binding::bearer())
         .with_subject("grant")
         .store_key();
     assert_eq!(key.store_key(), old);
