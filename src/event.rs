@@ -95,11 +95,11 @@ pub enum AgentEvent {
 
 /// A hook receiving [`AgentEvent`]s.
 #[derive(Clone)]
-pub struct EventHook(Arc<dyn Fn(&AgentEvent) + Send + Sync>);
+pub(crate) struct EventHook(Arc<dyn Fn(&AgentEvent) + Send + Sync>);
 
 impl EventHook {
     /// Wrap a function.
-    pub fn new(f: impl Fn(&AgentEvent) + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(f: impl Fn(&AgentEvent) + Send + Sync + 'static) -> Self {
         EventHook(Arc::new(f))
     }
 

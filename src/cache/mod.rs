@@ -18,6 +18,5 @@ mod key;
 mod token_cache;
 
 pub use key::TokenKey;
-pub use token_cache::{
-    BoxFuture, CacheConfig, CachedToken, TokenCache, TokenHandle, TokenRef, TokenSource,
-};
+pub(crate) use token_cache::BoxFuture;
+pub use token_cache::{CacheConfig, CachedToken, TokenCache, TokenHandle, TokenRef, TokenSource};

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::token::TokenSet;
 
 /// A boxed future, as [`TokenSource::fetch`] returns (only on the slow path).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where a cache entry gets its tokens: a grant, with whatever state it needs.
 pub trait TokenSource: Send + Sync + 'static {
@@ -233,9 +233,12 @@ struct Entry {
     fetches: AtomicU64,
 }
 
-/// A borrowed or owned cached token, returned by [`TokenHandle::get`]. Derefs to
-/// [`CachedToken`]. A hit borrows without touching the reference count.
-pub enum TokenRef {
+/// A cached token, returned by [`TokenHandle::get`]. Derefs to [`CachedToken`]. A hit borrows
+/// from the cache slot without touching the reference count.
+pub struct TokenRef(Held);
+
+/// How a [`TokenRef`] holds its token.
+enum Held {
     /// Borrowed from the cache slot.
     Borrowed(Guard<Option<Arc<CachedToken>>>),
     /// Shared from a fetch.
@@ -251,20 +254,20 @@ impl fmt::Debug for TokenRef {
 impl Deref for TokenRef {
     type Target = CachedToken;
     fn deref(&self) -> &CachedToken {
-        match self {
+        match &self.0 {
             // A Borrowed guard is only built after checking it holds `Some`.
-            TokenRef::Borrowed(g) => match g.as_ref() {
+            Held::Borrowed(g) => match g.as_ref() {
                 Some(t) => t,
                 None => unreachable_empty(),
             },
-            TokenRef::Owned(t) => t,
+            Held::Owned(t) => t,
         }
     }
 }
 
 #[cold]
 fn unreachable_empty() -> &'static CachedToken {
-    // TokenRef::Borrowed is constructed only from a guard that holds a token; this function
+    // A borrowed TokenRef is constructed only from a guard that holds a token; this function
     // exists so that no path can panic. It is never reached.
     static EMPTY: std::sync::OnceLock<CachedToken> = std::sync::OnceLock::new();
     EMPTY.get_or_init(|| CachedToken {
@@ -308,10 +311,10 @@ impl TokenHandle {
             self.entry.used.store(true, Ordering::Relaxed);
         }
         match state {
-            Freshness::Fresh => Some(TokenRef::Borrowed(guard)),
+            Freshness::Fresh => Some(TokenRef(Held::Borrowed(guard))),
             Freshness::RefreshAhead => {
                 self.entry.refresh_in_background();
-                Some(TokenRef::Borrowed(guard))
+                Some(TokenRef(Held::Borrowed(guard)))
             }
             Freshness::Expired => None,
         }
@@ -326,7 +329,11 @@ impl TokenHandle {
         if let Some(t) = self.peek() {
             return Ok(t);
         }
-        self.entry.clone().fetch_shared().await.map(TokenRef::Owned)
+        self.entry
+            .clone()
+            .fetch_shared()
+            .await
+            .map(|t| TokenRef(Held::Owned(t)))
     }
 
     /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,
@@ -352,7 +359,11 @@ impl TokenHandle {
     /// # Errors
     /// The fetch's error.
     pub async fn refresh(&self) -> Result<TokenRef> {
-        self.entry.clone().fetch_shared().await.map(TokenRef::Owned)
+        self.entry
+            .clone()
+            .fetch_shared()
+            .await
+            .map(|t| TokenRef(Held::Owned(t)))
     }
 
     /// Put a token in the cache (e.g. one loaded from a store). Its refresh token, if any, is

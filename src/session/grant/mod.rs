@@ -288,13 +288,6 @@ impl RefreshingSource {
         }
     }
 
-    /// Report store write failures and recoveries ([`AgentEvent::StoreWriteFailed`],
-    /// [`AgentEvent::StoreWriteRecovered`]) to `hook` as well as to `tracing`.
-    pub fn with_event_hook(mut self, hook: EventHook) -> Self {
-        self.grant.events = Some(hook);
-        self
-    }
-
     /// Save a freshly obtained grant (from a code or device flow) as the starting point.
     ///
     /// When the store fails, the grant is kept in memory (and used from there) and the write is
