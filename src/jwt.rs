@@ -26,6 +26,20 @@ pub(crate) enum JwtError {
     NotJsonObject,
 }
 
+/// The `aud` claim's values (RFC 7519 §4.1.3: one string or an array of strings); anything else
+/// is no audience.
+pub(crate) fn audiences(claims: &Map<String, Value>) -> Vec<String> {
+    match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The claims of a compact JWT, decoded WITHOUT verifying its signature, issuer, audience or
 /// expiry. Trailing `=` padding on the payload is tolerated.
 pub(crate) fn unverified_claims(jwt: &str) -> Result<Map<String, Value>, JwtError> {

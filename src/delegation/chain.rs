@@ -67,15 +67,7 @@ pub fn delegation_chain(token: &AccessToken) -> Option<DelegationChain> {
         );
         act = a.get("act");
     }
-    let aud = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    };
+    let aud = crate::jwt::audiences(&claims);
     Some(DelegationChain {
         sub: text(claims.get("sub")),
         actors,

@@ -13,11 +13,7 @@ use super::grants::{
 
 impl Shared {
     pub(super) fn token_exchange(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
-        let TokenRequest {
-            client,
-            params,
-            jkt,
-        } = req;
+        let (client, params, jkt) = (req.client, req.params, req.jkt);
         let subject_token = params.required("subject_token")?;
         let subject_type = params.required("subject_token_type")?;
         if subject_type != AT_TYPE && subject_type != JWT_TYPE {
@@ -83,15 +79,7 @@ impl Shared {
             }
         }
         if aud.is_empty() {
-            aud = match subject.get("aud") {
-                Some(Value::String(a)) => vec![a.clone()],
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-                _ => Vec::new(),
-            };
+            aud = crate::jwt::audiences(&subject);
         }
         let subject_act = subject.get("act").cloned();
         let act = match actor {

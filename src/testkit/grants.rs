@@ -183,11 +183,7 @@ impl Shared {
     }
 
     fn client_credentials(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
-        let TokenRequest {
-            client,
-            params,
-            jkt,
-        } = req;
+        let (client, params, jkt) = (req.client, req.params, req.jkt);
         if client.auth.is_public() {
             return Err(OAuthErr::unauthorized_client(
                 "public clients cannot use the client_credentials grant",
@@ -277,11 +273,7 @@ impl Shared {
     }
 
     fn authorization_code(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
-        let TokenRequest {
-            client,
-            params,
-            jkt,
-        } = req;
+        let (client, params, jkt) = (req.client, req.params, req.jkt);
         let code = params.required("code")?;
         let verifier = params.one("code_verifier")?;
         let redirect_uri = params.one("redirect_uri")?;
@@ -336,11 +328,7 @@ impl Shared {
     }
 
     fn refresh(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
-        let TokenRequest {
-            client,
-            params,
-            jkt,
-        } = req;
+        let (client, params, jkt) = (req.client, req.params, req.jkt);
         let token = params.required("refresh_token")?;
         let requested_scope = params.one("scope")?.map(Scope::parse);
         let requested = resources(params)?;
@@ -420,11 +408,7 @@ impl Shared {
     }
 
     fn device_code(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
-        let TokenRequest {
-            client,
-            params,
-            jkt,
-        } = req;
+        let (client, params, jkt) = (req.client, req.params, req.jkt);
         let code = params.required("device_code")?;
         let requested = resources(params)?;
         let interval = self.config.device_interval;
