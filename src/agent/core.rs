@@ -1,22 +1,30 @@
 //! The agent's own state: accessors, resources it may send tokens to, and tokens per resource.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+#[cfg(feature = "mtls")]
+use std::sync::RwLock;
 
 use http::Method;
 use url::Url;
 
 use crate::cache::{TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource};
-use crate::discovery::{resource_matches, AuthorizationServer};
+use crate::discovery::resource_matches;
+#[cfg(feature = "mtls")]
+use crate::discovery::AuthorizationServer;
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::Result;
 use crate::grant::{OAuthClient, TokenParams};
-use crate::session::{method_shortcuts, within_deadline, Grant, GrantKey, RequestParts};
+use crate::session::{method_shortcuts, within_deadline, RequestParts};
+#[cfg(feature = "mtls")]
+use crate::session::{Grant, GrantKey};
 use crate::token::Scope;
 use crate::transport::HttpTransport;
 
 use super::builder::parse_resource;
 use super::resources::AgentSource;
-use super::{Agent, AgentBuilder, AgentInner, AgentRequest, ResourceInfo};
+#[cfg(feature = "mtls")]
+use super::AgentInner;
+use super::{Agent, AgentBuilder, AgentRequest, ResourceInfo};
 
 impl Agent {
     /// Start configuring an agent.

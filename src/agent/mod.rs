@@ -43,6 +43,8 @@ struct AgentInner {
     transport: HttpTransport,
     client: OAuthClient,
     cache: TokenCache,
+    /// Kept for a certificate rotation, which opens the grant again under the new binding.
+    #[cfg_attr(not(feature = "mtls"), allow(dead_code))]
     store: Arc<dyn TokenStore>,
     scope: Option<Scope>,
     resources: RwLock<Vec<ResourceInfo>>,

@@ -40,7 +40,8 @@ pub(crate) enum Outcome<R> {
         rejection: Rejection,
         /// The error, the sent token redacted from it.
         error: Error,
-        /// The response.
+        /// The response (handed back as it is by the middleware).
+        #[cfg_attr(not(feature = "middleware"), allow(dead_code))]
         response: R,
     },
 }
