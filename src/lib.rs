@@ -77,6 +77,21 @@ pub mod __fuzz {
         crate::grant::fuzz_token_response(data)
     }
 
+    /// Reads arbitrary bytes (lossily as text) as an unverified JWT, and as an access token whose
+    /// `cnf` and delegation chain are read through it.
+    pub fn jwt(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let _ = crate::jwt::unverified_claims(&text);
+        let token = crate::token::AccessToken::new(text.into_owned());
+        let _ = crate::delegation::delegation_chain(&token);
+        let set = crate::token::TokenSet::new(
+            token,
+            crate::token::TokenType::Bearer,
+            std::time::SystemTime::UNIX_EPOCH,
+        );
+        let _ = set.unverified_cnf();
+    }
+
     /// Parses arbitrary bytes as authorization server and protected resource metadata.
     pub fn metadata(data: &[u8]) {
         let _ = crate::discovery::server_metadata::ServerMetadata::from_json(
