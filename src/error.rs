@@ -119,6 +119,21 @@ pub enum Error {
         /// The challenges of the resource's 401 (`WWW-Authenticate`), as parsed.
         challenges: Vec<Challenge>,
     },
+
+    /// A resource kept answering 403 `insufficient_scope` after the agent had asked for more
+    /// scope as many times as it may ([`AgentBuilder::max_step_ups`](crate::AgentBuilder::max_step_ups)).
+    #[error("resource `{resource}` still refuses the token after {attempts} scope step-ups (last asked for `{scope}`)")]
+    StepUpExhausted {
+        /// The resource.
+        resource: String,
+        /// The scope of the last token sent.
+        scope: String,
+        /// Step-ups made for this resource.
+        attempts: u32,
+        /// The resource's last answer.
+        #[source]
+        last: Box<Error>,
+    },
 }
 
 /// The request a transport error happened in, kept as the error's source so that the variant

@@ -54,6 +54,27 @@ pub enum AgentEvent {
         /// Fingerprint of the revoked token.
         fingerprint: String,
     },
+    /// The agent needs the user to authorize it at an authorization server (first use, expired
+    /// access-token-only session, refresh token rejected, or a step-up to more scope) and is
+    /// calling the authorization hook.
+    AuthorizationRequired {
+        /// The authorization server.
+        issuer: String,
+        /// The resource the token is for, if any.
+        resource: Option<String>,
+        /// The scope asked for (space-separated; empty when none is asked).
+        scope: String,
+        /// Why: `first_use`, `expired`, `reauthorization` or `step_up`.
+        reason: &'static str,
+    },
+    /// A client was registered at an authorization server (RFC 7591 dynamic registration), or
+    /// a stored registration was dropped after the server refused it.
+    ClientRegistered {
+        /// The authorization server.
+        issuer: String,
+        /// The client identifier it issued.
+        client_id: String,
+    },
     /// A resource rejected a token (401 `invalid_token` / 403 `insufficient_scope`).
     TokenRejected {
         /// The resource's origin.

@@ -31,7 +31,9 @@ pub mod transport;
 
 // The public interface: what an agent author reaches for first is here; everything else lives in
 // exactly one of the namespaces above.
-pub use agent::{Agent, AgentBuilder, AgentRequest, DpopMode};
+pub use agent::{
+    Agent, AgentBuilder, AgentRequest, AuthorizationPrompt, AuthorizationReason, DpopMode,
+};
 pub use client_auth::{AssertionKey, ClientAuth};
 pub use discovery::resource_metadata::ResourceMetadata;
 pub use discovery::server_metadata::{AuthorizationServer, ServerMetadata};

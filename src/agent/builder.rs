@@ -10,20 +10,21 @@ use url::Url;
 use crate::cache::{CacheConfig, TokenCache};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{
-    fetch_resource_metadata, AuthorizationServer, MetadataPatch, MetadataPolicy, ResourceMetadata,
-    ServerMetadata,
+    fetch_resource_metadata, MetadataPatch, MetadataPolicy, ResourceMetadata, ServerMetadata,
+    TrustPolicy,
 };
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
-use crate::grant::OAuthClient;
+use crate::grant::DeviceAuthorization;
 use crate::session::{Grant, GrantKey};
 use crate::store::{MemoryStore, TokenStore};
-use crate::token::Binding;
 use crate::token::Scope;
 use crate::transport::{HttpTransport, TransportConfig};
 
-use super::{Agent, AgentInner, ResourceInfo};
+use super::authority::{DpopChoice, RegistrationKind};
+use super::authorize::Authorizer;
+use super::{Agent, AgentInner, Authority, AuthorizationPrompt, Registrar, ResourceInfo};
 
 /// Whether tokens are DPoP-bound, when no key is given with [`AgentBuilder::dpop`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub enum DpopMode {
 
 /// What the builder was told about DPoP: a mode, or a key (the last setter called wins).
 #[derive(Debug, Clone)]
-enum DpopChoice {
+enum DpopSetting {
     Mode(DpopMode),
     Key(DpopKey),
 }
@@ -55,7 +56,7 @@ pub struct AgentBuilder {
     protected_resource: Option<String>,
     client_id: Option<String>,
     auth: ClientAuth,
-    dpop: DpopChoice,
+    dpop: DpopSetting,
     scope: Option<Scope>,
     resources: Vec<String>,
     store: Option<Arc<dyn TokenStore>>,
@@ -63,6 +64,12 @@ pub struct AgentBuilder {
     cache: CacheConfig,
     metadata_policy: MetadataPolicy,
     trusted_issuers: Vec<String>,
+    trust: Option<TrustPolicy>,
+    per_issuer: Vec<(String, String, ClientAuth)>,
+    metadata_url: Option<String>,
+    authorizer: Option<Authorizer>,
+    require_pkce: bool,
+    max_step_ups: Option<u32>,
     discover_resources: bool,
     allow_scope_upgrade: bool,
     accept_bearer: bool,
@@ -94,7 +101,7 @@ impl Default for AgentBuilder {
             protected_resource: None,
             client_id: None,
             auth: ClientAuth::none(),
-            dpop: DpopChoice::Mode(DpopMode::Auto),
+            dpop: DpopSetting::Mode(DpopMode::Auto),
             scope: None,
             resources: Vec::new(),
             store: None,
@@ -102,6 +109,12 @@ impl Default for AgentBuilder {
             cache: CacheConfig::default(),
             metadata_policy: MetadataPolicy::SameOrigin,
             trusted_issuers: Vec::new(),
+            trust: None,
+            per_issuer: Vec::new(),
+            metadata_url: None,
+            authorizer: None,
+            require_pkce: true,
+            max_step_ups: None,
             discover_resources: true,
             allow_scope_upgrade: false,
             accept_bearer: false,
@@ -139,6 +152,99 @@ impl AgentBuilder {
         self
     }
 
+    /// Which authorization servers the agent accepts when a resource names them (default:
+    /// the configured [issuer](Self::issuer) and those given to
+    /// [`trust_issuer`](Self::trust_issuer)). An agent without an issuer learns its servers
+    /// from the resources it calls (RFC 9728, the MCP authorization flow) and needs a policy
+    /// that accepts them, such as [`TrustPolicy::any_https`].
+    pub fn trust(mut self, policy: TrustPolicy) -> Self {
+        self.trust = Some(policy);
+        self
+    }
+
+    /// A client pre-registered at `issuer`, used there instead of any other registration.
+    pub fn client_for_issuer(
+        mut self,
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> Self {
+        self.per_issuer.push((issuer.into(), client_id.into(), auth));
+        self
+    }
+
+    /// The URL of the agent's Client ID Metadata Document (an HTTPS URL the agent's owner
+    /// hosts; draft-ietf-oauth-client-id-metadata-document): the agent's `client_id` at every
+    /// authorization server that advertises `client_id_metadata_document_supported` and has no
+    /// pre-registered client.
+    pub fn client_metadata_url(mut self, url: impl Into<String>) -> Self {
+        self.metadata_url = Some(url.into());
+        self
+    }
+
+    /// Obtain user grants with the authorization code flow (PKCE `S256`) whenever the agent
+    /// needs one: on first use of an authorization server, when an access token without a
+    /// refresh token expires, when the server ends the refresh token, and to step up to more
+    /// scope. `hook` gets the [`AuthorizationPrompt`] (open its URL in a browser, or drive a
+    /// headless one) and returns the URL the server redirected to, `redirect_uri` with `code`
+    /// and `state`; an error from it is returned to the call that needed the token.
+    ///
+    /// ```no_run
+    /// # use agent_oauth::{Agent, discovery::TrustPolicy};
+    /// # async fn run() -> agent_oauth::Result<()> {
+    /// let agent = Agent::builder()
+    ///     .trust(TrustPolicy::any_https())
+    ///     .client_metadata_url("https://agent.example.com/oauth-client.json")
+    ///     .on_authorization("http://127.0.0.1:8765/callback", |prompt| async move {
+    ///         println!("open {}", prompt.url);
+    ///         // ... wait for the browser to come back to the redirect URI ...
+    ///         # let callback: url::Url = prompt.url.clone();
+    ///         Ok(callback)
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_authorization<F, Fut>(mut self, redirect_uri: impl Into<String>, hook: F) -> Self
+    where
+        F: Fn(AuthorizationPrompt) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Url>> + Send + 'static,
+    {
+        self.authorizer = Some(Authorizer::code(redirect_uri.into(), hook));
+        self
+    }
+
+    /// Obtain user grants with the device flow (RFC 8628) whenever the agent needs one (see
+    /// [`on_authorization`](Self::on_authorization)): `show` displays the user code and
+    /// verification URI; the agent polls until the user approves.
+    pub fn on_device_authorization(
+        mut self,
+        show: impl Fn(&DeviceAuthorization) + Send + Sync + 'static,
+    ) -> Self {
+        self.authorizer = Some(Authorizer::device(show));
+        self
+    }
+
+    /// Refuse the authorization code flow at servers whose metadata does not list `S256` in
+    /// `code_challenge_methods_supported` (default on, as the MCP authorization specification
+    /// requires). Turn off only for servers known to support PKCE without saying so.
+    pub fn require_pkce_metadata(mut self, on: bool) -> Self {
+        self.require_pkce = on;
+        self
+    }
+
+    /// How many times in a row a resource may answer 403 `insufficient_scope` and get a
+    /// token with the union of the scope held and the scope it asks for (a new user
+    /// authorization for user grants), before the call ends in
+    /// [`Error::StepUpExhausted`](crate::Error::StepUpExhausted). Default 2 for an agent
+    /// without an issuer or with an authorization hook, else 1 with
+    /// [`allow_scope_upgrade`](Self::allow_scope_upgrade) and 0 without. A success resets
+    /// the count.
+    pub fn max_step_ups(mut self, n: u32) -> Self {
+        self.max_step_ups = Some(n);
+        self
+    }
+
     /// The registered client identifier.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
@@ -153,13 +259,13 @@ impl AgentBuilder {
 
     /// Bind every token to this DPoP key.
     pub fn dpop(mut self, key: DpopKey) -> Self {
-        self.dpop = DpopChoice::Key(key);
+        self.dpop = DpopSetting::Key(key);
         self
     }
 
     /// Choose the DPoP mode (default [`DpopMode::Auto`]).
     pub fn dpop_mode(mut self, mode: DpopMode) -> Self {
-        self.dpop = DpopChoice::Mode(mode);
+        self.dpop = DpopSetting::Mode(mode);
         self
     }
 
@@ -261,16 +367,6 @@ impl AgentBuilder {
         self
     }
 
-    #[cfg(feature = "mtls")]
-    fn has_identity(&self) -> bool {
-        self.identity.is_some()
-    }
-
-    #[cfg(not(feature = "mtls"))]
-    fn has_identity(&self) -> bool {
-        false
-    }
-
     /// Present this client certificate on every connection (RFC 8705); token requests use the
     /// server's `mtls_endpoint_aliases`, or the advertised endpoint when it is `https` (see
     /// [`patch_metadata`](Self::patch_metadata) to name the alias yourself). With
@@ -297,17 +393,20 @@ impl AgentBuilder {
 
     /// Discover the server and build the agent.
     ///
+    /// With an [issuer](Self::issuer) (or a [protected resource](Self::protected_resource)
+    /// naming one), that server's metadata is fetched now and a
+    /// [client id](Self::client_id) is required. Without one, nothing is fetched: the agent
+    /// learns the authorization server of each resource from the resource's first 401, checks
+    /// it against the [trust policy](Self::trust) and registers there on first use.
+    ///
     /// # Errors
-    /// The first configuration error of a setter; [`Error::Config`] when no issuer or client
-    /// id is known; discovery errors (issuer mismatch, untrusted issuer, transport).
+    /// The first configuration error of a setter; [`Error::Config`] when an issuer is known but
+    /// no client id, or when resources are configured without an issuer; discovery errors
+    /// (issuer mismatch, untrusted issuer, transport).
     pub async fn build(self) -> Result<Agent> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let client_id = self
-            .client_id
-            .clone()
-            .ok_or_else(|| Error::config("client_id is required"))?;
         #[cfg(feature = "mtls")]
         let transport = match (&self.identity, &self.roots) {
             (None, None) => HttpTransport::with_config(self.transport.clone())?,
@@ -322,97 +421,126 @@ impl AgentBuilder {
         if let Some(hook) = &self.events {
             transport.set_event_hook(hook.clone());
         }
-
-        let mut resources = Vec::new();
-        for r in &self.resources {
-            resources.push(ResourceInfo {
-                resource: parse_resource(r)?,
-                scope: None,
-            });
-        }
-
-        // From a protected resource alone: its metadata names the authorization server.
-        let mut issuer = self.issuer.clone();
-        if let Some(pr) = &self.protected_resource {
-            let url = parse_resource(pr)?;
-            let md = fetch_resource_metadata(&transport, &url, None).await?;
-            let chosen = choose_issuer(&md, issuer.as_deref(), &self.trusted_issuers)?;
-            issuer = Some(chosen);
-            resources.push(ResourceInfo {
-                resource: parse_resource(&md.resource)?,
-                scope: None,
-            });
-        }
-        let issuer = issuer.ok_or_else(|| {
-            Error::config("an issuer (or a protected resource naming one) is required")
-        })?;
-        let mut server = AuthorizationServer::new(&issuer, transport.clone())?;
-        if let Some(patch) = self.metadata_patch.clone() {
-            server = server.with_metadata_patch(patch);
-        }
-        let md = server.metadata().await?;
-
-        let dpop = match self.dpop {
-            DpopChoice::Key(k) => Some(k),
-            DpopChoice::Mode(DpopMode::Off) => None,
-            DpopChoice::Mode(DpopMode::Auto) if self.has_identity() => None,
-            DpopChoice::Mode(DpopMode::Auto) => {
-                md.supports_dpop_alg("ES256").then(DpopKey::generate)
-            }
-        };
-        let mut binding = match &dpop {
-            Some(k) => Binding::dpop(k.thumbprint()),
-            None => Binding::bearer(),
-        };
         #[cfg(feature = "mtls")]
-        if let Some(id) = &self.identity {
-            binding = binding.with_mtls(id.thumbprint());
-        }
+        let mtls_thumbprint = self.identity.as_ref().map(|i| i.thumbprint().to_owned());
         #[cfg(not(feature = "mtls"))]
-        let _ = &mut binding;
+        let mtls_thumbprint = None;
 
-        let mut cb = OAuthClient::builder(server, &client_id)
-            .auth(self.auth)
-            .accept_bearer_with_dpop(self.accept_bearer);
-        if let Some(d) = self.default_expires_in {
-            cb = cb.default_expires_in(d);
+        let mut trust = self
+            .trust
+            .clone()
+            .unwrap_or_else(|| TrustPolicy::issuers(self.trusted_issuers.clone()));
+        if let Some(iss) = &self.issuer {
+            trust = trust.with_issuer(iss.clone());
         }
-        if let Some(k) = dpop {
-            cb = cb.dpop(k);
-        }
-        if let Some(n) = self.nonces {
-            cb = cb.nonce_cache(n);
-        }
-        #[cfg(feature = "mtls")]
-        if self.identity.is_some() {
-            cb = cb.mtls_endpoints(true);
-        }
-        let client = cb.build();
+        let configured = self.issuer.is_some() || self.protected_resource.is_some();
+        let registrar = Registrar {
+            trust,
+            client_id: if configured {
+                None
+            } else {
+                self.client_id.clone()
+            },
+            auth: self.auth.clone(),
+            per_issuer: self.per_issuer,
+            metadata_url: self.metadata_url,
+            dpop: match self.dpop {
+                DpopSetting::Key(k) => DpopChoice::Key(k),
+                DpopSetting::Mode(DpopMode::Off) => DpopChoice::Off,
+                DpopSetting::Mode(DpopMode::Auto) => DpopChoice::Auto(DpopKey::generate()),
+            },
+            nonces: self.nonces.unwrap_or_default(),
+            accept_bearer: self.accept_bearer,
+            default_expires_in: self.default_expires_in,
+            metadata_patch: self.metadata_patch,
+            mtls_thumbprint,
+            require_pkce: self.require_pkce,
+        };
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn TokenStore>);
-        // A grant persisted by an earlier run (refresh token) is picked up.
-        let grant = Grant::open(
-            client.clone(),
-            store.clone(),
-            GrantKey::new(&issuer, &client_id, binding.clone()),
-            self.events.clone(),
-        )
-        .await?;
+
+        let mut home = None;
+        let mut resources = Vec::new();
+        if configured {
+            let client_id = self
+                .client_id
+                .clone()
+                .ok_or_else(|| Error::config("client_id is required"))?;
+            // From a protected resource alone: its metadata names the authorization server.
+            let mut issuer = self.issuer.clone();
+            let mut learnt_resource = None;
+            if let Some(pr) = &self.protected_resource {
+                let url = parse_resource(pr)?;
+                let md = fetch_resource_metadata(&transport, &url, None).await?;
+                issuer = Some(choose_issuer(&md, issuer.as_deref(), &registrar.trust)?);
+                learnt_resource = Some(parse_resource(&md.resource)?);
+            }
+            let issuer = issuer.ok_or_else(|| {
+                Error::config("an issuer (or a protected resource naming one) is required")
+            })?;
+            let server = registrar.server(&issuer, &transport)?;
+            let md = server.metadata().await?;
+            let (client, binding) = registrar.client(server, &md, &client_id, self.auth);
+            // A grant persisted by an earlier run (refresh token) is picked up.
+            let grant = Grant::open(
+                client.clone(),
+                store.clone(),
+                GrantKey::new(&issuer, &client_id, binding.clone()),
+                self.events.clone(),
+            )
+            .await?;
+            let authority = Arc::new(Authority::new(
+                client,
+                grant,
+                binding,
+                RegistrationKind::PreRegistered,
+            ));
+            for r in self.resources.iter().map(String::as_str) {
+                resources.push(ResourceInfo {
+                    resource: parse_resource(r)?,
+                    scope: None,
+                    authority: authority.clone(),
+                });
+            }
+            if let Some(resource) = learnt_resource {
+                resources.push(ResourceInfo {
+                    resource,
+                    scope: None,
+                    authority: authority.clone(),
+                });
+            }
+            home = Some(authority);
+        } else if !self.resources.is_empty() {
+            return Err(Error::config(
+                "resources need an issuer; an agent without one learns each resource and its \
+                 authorization server from the resource's metadata",
+            ));
+        }
+        let max_step_ups = self.max_step_ups.unwrap_or(
+            if home.is_none() || self.authorizer.is_some() {
+                2
+            } else {
+                u32::from(self.allow_scope_upgrade)
+            },
+        );
         Ok(Agent {
             inner: Arc::new(AgentInner {
                 transport,
-                client,
                 cache: TokenCache::new(self.cache),
                 store,
                 scope: self.scope,
+                home,
+                registrar,
+                learnt: tokio::sync::Mutex::new(Vec::new()),
+                discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
                 metadata_policy: self.metadata_policy,
                 discover_resources: self.discover_resources,
-                allow_scope_upgrade: self.allow_scope_upgrade,
+                max_step_ups,
+                step_ups: std::sync::Mutex::new(Vec::new()),
+                authorizer: self.authorizer,
                 events: self.events,
-                grant,
-                binding,
                 #[cfg(feature = "mtls")]
                 identity: self.identity,
                 #[cfg(feature = "mtls")]
@@ -434,11 +562,11 @@ pub(crate) fn parse_resource(r: &str) -> Result<Url> {
 }
 
 /// Pick the authorization server for a resource: the configured issuer if the metadata lists
-/// it, else the first listed one that is trusted.
+/// it, else the first listed one the trust policy accepts.
 pub(super) fn choose_issuer(
     md: &ResourceMetadata,
     configured: Option<&str>,
-    trusted: &[String],
+    trust: &TrustPolicy,
 ) -> Result<String> {
     let listed = md.authorization_servers();
     if let Some(iss) = configured {
@@ -453,7 +581,7 @@ pub(super) fn choose_issuer(
     }
     listed
         .iter()
-        .find(|a| trusted.iter().any(|t| t == *a))
+        .find(|a| trust.check(a).is_ok())
         .cloned()
         .ok_or_else(|| {
             Error::Discovery(format!(

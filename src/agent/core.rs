@@ -11,8 +11,9 @@ use crate::cache::{TokenCache, TokenHandle, TokenKey, TokenRef, TokenSource};
 use crate::discovery::resource_matches;
 #[cfg(feature = "mtls")]
 use crate::discovery::AuthorizationServer;
+
 use crate::dpop::{DpopKey, NonceCache};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::grant::{OAuthClient, TokenParams};
 use crate::session::{method_shortcuts, within_deadline, RequestParts};
 #[cfg(feature = "mtls")]
@@ -24,7 +25,7 @@ use super::builder::parse_resource;
 use super::resources::AgentSource;
 #[cfg(feature = "mtls")]
 use super::AgentInner;
-use super::{Agent, AgentBuilder, AgentRequest, ResourceInfo};
+use super::{Agent, AgentBuilder, AgentRequest, Authority, ResourceInfo};
 
 impl Agent {
     /// Start configuring an agent.
@@ -32,9 +33,47 @@ impl Agent {
         AgentBuilder::default()
     }
 
-    /// The OAuth client (grants, revocation, introspection).
-    pub fn client(&self) -> &OAuthClient {
-        &self.inner.client
+    /// The OAuth client at the configured authorization server (grants, revocation,
+    /// introspection); `None` for an agent built without an issuer, whose clients are created
+    /// per authorization server as resources name them (see [`client_for`](Self::client_for)).
+    pub fn client(&self) -> Option<&OAuthClient> {
+        self.inner.home.as_ref().map(|a| &a.client)
+    }
+
+    /// The OAuth client whose tokens go to `resource`: the one at the authorization server the
+    /// resource's metadata names (once the agent has called it) or the configured one.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) when `resource` is not an absolute URL, or the
+    /// agent knows no authorization server for it.
+    pub fn client_for(&self, resource: &str) -> Result<OAuthClient> {
+        let url = parse_resource(resource)?;
+        Ok(self.authority_of(Some(&url))?.client.clone())
+    }
+
+    /// The configured issuer; `None` for an agent that learns its authorization servers from
+    /// resources (see [`issuers`](Self::issuers)).
+    pub fn issuer(&self) -> Option<&str> {
+        self.inner.home.as_ref().map(|a| a.issuer())
+    }
+
+    /// Every authorization server the agent has a client at: the configured one, then those
+    /// learnt from resources, in the order they were first used.
+    pub fn issuers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.inner.home.iter().map(|a| a.issuer().to_owned()).collect();
+        if let Ok(learnt) = self.inner.learnt.try_lock() {
+            out.extend(learnt.iter().map(|a| a.issuer().to_owned()));
+        } else {
+            // An authority is being created right now: report those already known.
+            out.extend(
+                self.read_resources()
+                    .iter()
+                    .map(|r| r.authority.issuer().to_owned())
+                    .filter(|i| self.inner.home.as_ref().is_none_or(|h| h.issuer() != i)),
+            );
+            out.dedup();
+        }
+        out
     }
 
     /// The transport.
@@ -42,14 +81,13 @@ impl Agent {
         &self.inner.transport
     }
 
-    /// The issuer.
-    pub fn issuer(&self) -> &str {
-        self.inner.client.server().issuer()
-    }
-
-    /// The DPoP key, if tokens are DPoP-bound.
+    /// The DPoP key tokens are bound to: the configured server's client's key when there is a
+    /// configured server, else the agent's key (used at each server that supports DPoP).
     pub fn dpop_key(&self) -> Option<&DpopKey> {
-        self.inner.client.dpop_key()
+        match &self.inner.home {
+            Some(home) => home.client.dpop_key(),
+            None => self.inner.registrar.dpop_key(),
+        }
     }
 
     /// The client certificate presented on every connection, if any.
@@ -64,15 +102,20 @@ impl Agent {
     /// empty token cache: tokens bound to the old certificate (`cnf.x5t#S256`) are never sent
     /// over the new one. Its cache and grant are keyed by the new thumbprint, so a user grant
     /// bound to the old certificate is not carried over. Drop the old agent to drop its tokens.
+    /// Authorization servers learnt from resources are learnt again.
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) when the TLS configuration cannot be built; discovery errors.
+    /// [`Error::Config`](crate::Error::Config) when the TLS configuration cannot be built or the
+    /// agent has no configured issuer; discovery errors.
     #[cfg(feature = "mtls")]
     pub async fn with_client_identity(
         &self,
         identity: crate::transport::tls::ClientIdentity,
     ) -> Result<Agent> {
         let old = &self.inner;
+        let home = old.home.as_ref().ok_or_else(|| {
+            Error::config("a certificate rotation needs an agent with a configured issuer")
+        })?;
         let transport = HttpTransport::with_tls(
             old.transport.config().clone(),
             Some(&identity),
@@ -81,36 +124,51 @@ impl Agent {
         if let Some(hook) = &old.events {
             transport.set_event_hook(hook.clone());
         }
-        let md = old.client.server().metadata().await?;
+        let md = home.client.server().metadata().await?;
         let mut server = AuthorizationServer::from_metadata((*md).clone(), transport.clone())?;
-        if let Some(patch) = old.client.server().metadata_patch() {
+        if let Some(patch) = home.client.server().metadata_patch() {
             server = server.with_metadata_patch(patch);
         }
-        let client = old.client.with_server(server);
+        let client = home.client.with_server(server);
         let x5t = identity.thumbprint().to_owned();
-        let binding = old.binding.clone().with_mtls(x5t);
+        let binding = home.binding.clone().with_mtls(x5t.clone());
+        let issuer = home.issuer().to_owned();
         let grant = Grant::open(
             client.clone(),
             old.store.clone(),
-            GrantKey::new(self.issuer(), client.client_id(), binding.clone()),
+            GrantKey::new(&issuer, client.client_id(), binding.clone()),
             old.events.clone(),
         )
         .await?;
-        let resources = self.read_resources().clone();
+        let authority = Arc::new(Authority::new(client, grant, binding, home.kind));
+        let resources = self
+            .read_resources()
+            .iter()
+            .filter(|r| r.authority.issuer() == issuer)
+            .map(|r| ResourceInfo {
+                authority: authority.clone(),
+                ..r.clone()
+            })
+            .collect();
+        let mut registrar = old.registrar.clone();
+        registrar.mtls_thumbprint = Some(x5t);
         Ok(Agent {
             inner: Arc::new(AgentInner {
                 transport,
-                client,
                 cache: TokenCache::new(old.cache.config().clone()),
                 store: old.store.clone(),
                 scope: old.scope.clone(),
+                home: Some(authority),
+                registrar,
+                learnt: tokio::sync::Mutex::new(Vec::new()),
+                discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
                 metadata_policy: old.metadata_policy.clone(),
                 discover_resources: old.discover_resources,
-                allow_scope_upgrade: old.allow_scope_upgrade,
+                max_step_ups: old.max_step_ups,
+                step_ups: std::sync::Mutex::new(Vec::new()),
+                authorizer: old.authorizer.clone(),
                 events: old.events.clone(),
-                grant,
-                binding,
                 identity: Some(identity),
                 roots: old.roots.clone(),
             }),
@@ -124,7 +182,7 @@ impl Agent {
 
     /// The nonce cache shared by token and resource requests.
     pub fn nonces(&self) -> &Arc<NonceCache> {
-        self.inner.client.nonces()
+        &self.inner.registrar.nonces
     }
 
     /// The resources the agent may send tokens to (configured and discovered).
@@ -172,10 +230,24 @@ impl Agent {
         p
     }
 
-    fn key_for(&self, params: &TokenParams) -> TokenKey {
-        let mut k = TokenKey::new(self.issuer(), self.inner.client.client_id())
+    /// The authority whose tokens go to `resource` (`None`: the agent's tokens without a
+    /// resource): the one the resource's metadata named, else the configured one.
+    pub(crate) fn authority_of(&self, resource: Option<&Url>) -> Result<Arc<Authority>> {
+        if let Some(info) = resource.and_then(|r| self.resource_for(r)) {
+            return Ok(info.authority);
+        }
+        self.inner.home.clone().ok_or_else(|| {
+            Error::config(
+                "the agent has no configured issuer and knows no authorization server for this \
+                 resource yet: call it first, its 401 names one",
+            )
+        })
+    }
+
+    fn key_for(&self, authority: &Authority, params: &TokenParams) -> TokenKey {
+        let mut k = TokenKey::new(authority.issuer(), authority.client.client_id())
             .with_scope(params.scope.clone().unwrap_or_default())
-            .with_binding(self.inner.binding.clone());
+            .with_binding(authority.binding.clone());
         for r in &params.resources {
             k = k.with_resource(r.clone());
         }
@@ -184,12 +256,13 @@ impl Agent {
 
     /// The cache handle for tokens with `params`: refreshed from the agent's grant when it has
     /// one (after a login), else obtained with client credentials.
-    pub(crate) fn handle(&self, params: TokenParams) -> TokenHandle {
-        let key = self.key_for(&params);
+    pub(crate) fn handle(&self, authority: &Arc<Authority>, params: TokenParams) -> TokenHandle {
+        let key = self.key_for(authority, &params);
         let this = self.clone();
         self.inner.cache.handle(&key, move || {
             Arc::new(AgentSource {
                 agent: Arc::downgrade(&this.inner),
+                authority: authority.clone(),
                 params,
             }) as Arc<dyn TokenSource>
         })
@@ -201,7 +274,8 @@ impl Agent {
     /// Token endpoint and discovery errors.
     pub async fn access_token(&self, resource: Option<&str>) -> Result<TokenRef> {
         let r = resource.map(parse_resource).transpose()?;
-        let handle = self.handle(self.params_for(r.as_ref(), None));
+        let authority = self.authority_of(r.as_ref())?;
+        let handle = self.handle(&authority, self.params_for(r.as_ref(), None));
         within_deadline(&self.inner.transport, handle.get()).await
     }
 
@@ -214,8 +288,11 @@ impl Agent {
     /// [`Error::Config`](crate::Error::Config) when `resource` is not an absolute URL.
     pub fn invalidate_token(&self, resource: Option<&str>) -> Result<bool> {
         let r = resource.map(parse_resource).transpose()?;
+        let Ok(authority) = self.authority_of(r.as_ref()) else {
+            return Ok(false);
+        };
         let base = self
-            .key_for(&self.params_for(r.as_ref(), None))
+            .key_for(&authority, &self.params_for(r.as_ref(), None))
             .with_scope(Scope::empty());
         let handles = self
             .inner
@@ -236,7 +313,8 @@ impl Agent {
     /// Token endpoint and store errors.
     pub async fn force_refresh(&self, resource: Option<&str>) -> Result<TokenRef> {
         let r = resource.map(parse_resource).transpose()?;
-        self.handle(self.params_for(r.as_ref(), None))
+        let authority = self.authority_of(r.as_ref())?;
+        self.handle(&authority, self.params_for(r.as_ref(), None))
             .refresh()
             .await
     }

@@ -1,14 +1,17 @@
 //! User-delegated grants: device and authorization-code logins, adopting a grant, logout.
 
+use std::sync::Arc;
+
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::{DeviceAuthorization, PendingAuthorization, TokenParams};
-use crate::session::{within_deadline, RefreshingSource};
+use crate::session::within_deadline;
 use crate::token::TokenSet;
 
-use super::Agent;
+use super::builder::parse_resource;
+use super::{Agent, Authority};
 
 impl Agent {
     /// Log in with the device flow (RFC 8628): `show` receives the code to display; the grant's
@@ -17,9 +20,20 @@ impl Agent {
     /// # Errors
     /// Device flow errors; [`Error::Store`].
     pub async fn login_device(&self, show: impl FnOnce(&DeviceAuthorization)) -> Result<TokenSet> {
+        let home = self.home()?;
         let params = self.login_params();
-        let tokens = self.inner.client.device_flow(&params, show).await?;
+        let tokens = home.client.device_flow(&params, show).await?;
         self.adopt_grant(tokens).await
+    }
+
+    /// The configured authorization server, which logins, adoption and logout are for.
+    fn home(&self) -> Result<&Arc<Authority>> {
+        self.inner.home.as_ref().ok_or_else(|| {
+            Error::config(
+                "logins need an agent with a configured issuer; an agent without one authorizes \
+                 through its authorization hook (AgentBuilder::on_authorization)",
+            )
+        })
     }
 
     /// Start an authorization code flow (PKCE, `state`, `dpop_jkt`); open the returned URL, then
@@ -28,10 +42,11 @@ impl Agent {
     /// # Errors
     /// Discovery errors.
     pub async fn authorization_url(&self, redirect_uri: &str) -> Result<PendingAuthorization> {
+        let home = self.home()?;
         let params = self.login_params();
         within_deadline(
             &self.inner.transport,
-            self.inner.client.authorization_url(redirect_uri, &params),
+            home.client.authorization_url(redirect_uri, &params),
         )
         .await
     }
@@ -55,29 +70,48 @@ impl Agent {
         pending: &PendingAuthorization,
         callback: &Url,
     ) -> Result<TokenSet> {
+        let home = self.home()?;
         let tokens = within_deadline(
             &self.inner.transport,
-            self.inner.client.exchange_code(pending, callback),
+            home.client.exchange_code(pending, callback),
         )
         .await?;
         // Not under the deadline: the grant is kept whatever time it takes to store it.
         self.adopt_grant(tokens).await
     }
 
-    /// Keep a grant obtained elsewhere (its refresh token is stored; tokens for resources are
-    /// refreshed from it from now on).
+    /// Keep a grant obtained elsewhere: its refresh token is stored and tokens for the agent's
+    /// resources are refreshed from it from now on. A grant without a refresh token is kept as
+    /// an access-token-only session: its access token is used until it expires (then, with an
+    /// [authorization hook](crate::AgentBuilder::on_authorization), the user is asked again).
     ///
     /// # Errors
-    /// [`Error::Config`] without a refresh token; [`Error::Store`].
+    /// [`Error::Config`] without a configured issuer; [`Error::Store`].
     pub async fn adopt_grant(&self, tokens: TokenSet) -> Result<TokenSet> {
-        if tokens.refresh_token.is_none() {
-            return Err(Error::config("the grant has no refresh token to keep"));
+        let home = self.home()?.clone();
+        let params = self.login_params();
+        if !tokens.scope.is_empty() {
+            home.set_granted(tokens.scope.clone());
         }
-        self.inner.grant.seed(&tokens, &self.login_params()).await?;
+        if tokens.refresh_token.is_some() {
+            home.grant.seed(&tokens, &params).await?;
+        } else {
+            // No refresh token: the access token is the session. It goes to every resource the
+            // login was for, under the scope it was asked with.
+            let mut access = tokens.clone();
+            access.refresh_token = None;
+            let mut keys = vec![self.params_for(None, None)];
+            for r in self.resources() {
+                keys.push(self.params_for(Some(&parse_resource(&r)?), None));
+            }
+            for p in keys {
+                self.handle(&home, p).insert(access.clone());
+            }
+        }
         EventHook::emit(
             self.inner.events.as_ref(),
             AgentEvent::TokenAcquired {
-                client_id: self.inner.client.client_id().to_owned(),
+                client_id: home.client.client_id().to_owned(),
                 resource: self.resources().first().cloned(),
                 scope: tokens.scope.to_string(),
                 fingerprint: tokens.access_token.fingerprint(),
@@ -93,16 +127,18 @@ impl Agent {
     /// # Errors
     /// Revocation and store errors. The local state is cleared even when revocation fails.
     pub async fn logout(&self) -> Result<()> {
-        let ended = self.inner.grant.logout().await;
+        let mut ended = Ok(());
+        let learnt: Vec<_> = self.inner.learnt.lock().await.clone();
+        for a in self.inner.home.iter().chain(learnt.iter()) {
+            let r = a.grant.logout().await;
+            if ended.is_ok() {
+                ended = r;
+            }
+        }
         // When the store could not be cleared, the grant (and its cached tokens) stay.
         if !matches!(ended, Err(Error::Store(_))) {
             self.inner.cache.retain(|_| false);
         }
         ended
-    }
-
-    /// The agent's grant as the source of tokens with `params`.
-    pub(super) fn grant_source(&self, params: TokenParams) -> RefreshingSource {
-        RefreshingSource::of(&self.inner.grant, params)
     }
 }

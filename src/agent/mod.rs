@@ -7,6 +7,8 @@
 //! follows the 401's RFC 9728 `resource_metadata` to learn which resource and authorization
 //! server it belongs to (the MCP authorization flow).
 
+mod authority;
+mod authorize;
 mod builder;
 mod core;
 mod login;
@@ -14,6 +16,10 @@ mod request;
 mod resources;
 
 pub(crate) use builder::parse_resource;
+pub(crate) use authority::Authority;
+use authority::Registrar;
+pub use authorize::{AuthorizationPrompt, AuthorizationReason};
+use authorize::Authorizer;
 pub use builder::{AgentBuilder, DpopMode};
 pub use request::AgentRequest;
 
@@ -25,37 +31,41 @@ use url::Url;
 use crate::cache::TokenCache;
 use crate::discovery::MetadataPolicy;
 use crate::event::EventHook;
-use crate::grant::OAuthClient;
-use crate::session::Grant;
 use crate::store::TokenStore;
-use crate::token::Binding;
 use crate::token::Scope;
 use crate::transport::HttpTransport;
 
-/// A resource the agent may send tokens to.
+/// A resource the agent may send tokens to, and the authorization server whose tokens it
+/// takes (a token from one server is never sent to a resource that names another).
 #[derive(Debug, Clone)]
 pub(crate) struct ResourceInfo {
     pub(crate) resource: Url,
     pub(crate) scope: Option<Scope>,
+    pub(crate) authority: Arc<Authority>,
 }
 
 struct AgentInner {
     transport: HttpTransport,
-    client: OAuthClient,
     cache: TokenCache,
-    /// Kept for a certificate rotation, which opens the grant again under the new binding.
-    #[cfg_attr(not(feature = "mtls"), allow(dead_code))]
     store: Arc<dyn TokenStore>,
     scope: Option<Scope>,
+    /// The configured authorization server, if any.
+    home: Option<Arc<Authority>>,
+    /// How the agent registers at, and which of, the authorization servers resources name.
+    registrar: Registrar,
+    /// Authorization servers learnt from resources, by issuer, created on first use.
+    learnt: tokio::sync::Mutex<Vec<Arc<Authority>>>,
+    /// Serializes first calls to unknown URLs, so concurrent ones share one discovery.
+    discovery: tokio::sync::Mutex<()>,
     resources: RwLock<Vec<ResourceInfo>>,
     metadata_policy: MetadataPolicy,
     discover_resources: bool,
-    allow_scope_upgrade: bool,
+    /// Step-ups (403 `insufficient_scope` answered with more scope) allowed per resource in a
+    /// row; 0 returns the 403.
+    max_step_ups: u32,
+    step_ups: std::sync::Mutex<Vec<(Url, u32)>>,
+    authorizer: Option<Authorizer>,
     events: Option<EventHook>,
-    /// The user grant (after a login, or found in the store): the one home of its refresh
-    /// token.
-    grant: Grant,
-    binding: Binding,
     #[cfg(feature = "mtls")]
     identity: Option<crate::transport::tls::ClientIdentity>,
     #[cfg(feature = "mtls")]
@@ -87,9 +97,8 @@ pub struct Agent {
 impl fmt::Debug for Agent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Agent")
-            .field("client", &self.inner.client)
+            .field("home", &self.inner.home.as_ref().map(|a| &a.client))
             .field("scope", &self.inner.scope.as_ref().map(ToString::to_string))
-            .field("binding", &self.inner.binding)
             .finish_non_exhaustive()
     }
 }

@@ -8,7 +8,7 @@ use crate::discovery::challenges_from_headers;
 use crate::dpop::ProofNonce;
 use crate::error::{Error, Result};
 use crate::session::{
-    protected_call, request_builder_methods, within_deadline, Outcome, RequestParts,
+    protected_call, request_builder_methods, within_deadline, Outcome, Rejection, RequestParts,
 };
 use crate::token::TokenSet;
 use crate::transport::HttpResponse;
@@ -92,13 +92,23 @@ impl AgentRequest {
         let info = match agent.resource_for(&url) {
             Some(info) => info,
             None if agent.inner.discover_resources => {
-                // Ask without a token; a protected resource answers 401 with its metadata.
-                let resp = self.send_with(&url, None, None).await?;
-                if resp.status() != http::StatusCode::UNAUTHORIZED {
-                    return Ok(resp);
+                // First calls to unknown URLs share one discovery: the others wait here and
+                // then find the resource learnt.
+                let _one = agent.inner.discovery.lock().await;
+                match agent.resource_for(&url) {
+                    Some(info) => info,
+                    None => {
+                        // Ask without a token; a protected resource answers 401 with its
+                        // metadata.
+                        let resp = self.send_with(&url, None, None).await?;
+                        if resp.status() != http::StatusCode::UNAUTHORIZED {
+                            return Ok(resp);
+                        }
+                        let challenges =
+                            challenges_from_headers(resp.headers()).unwrap_or_default();
+                        agent.discover_resource(&url, &challenges).await?
+                    }
                 }
-                let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
-                agent.discover_resource(&url, &challenges).await?
             }
             None => {
                 return Err(Error::config(format!(
@@ -108,6 +118,7 @@ impl AgentRequest {
             }
         };
         let this = &self;
+        let mut scope = None;
         let outcome = protected_call(
             &agent,
             agent.call_for(&info),
@@ -115,12 +126,30 @@ impl AgentRequest {
             || true,
             |token, nonce| {
                 let url = &url;
+                scope = Some(token.scope.clone());
                 async move { this.send_with(url, Some(&token), Some(&nonce)).await }
             },
         )
         .await?;
         match outcome {
-            Outcome::Done(resp) => Ok(resp),
+            Outcome::Done(resp) => {
+                agent.call_succeeded(&info.resource, scope.as_ref());
+                Ok(resp)
+            }
+            Outcome::Rejected {
+                error,
+                rejection: Rejection::InsufficientScope,
+                ..
+            } if agent.step_ups(&info.resource) > 0 => {
+                let attempts = agent.step_ups(&info.resource);
+                agent.call_succeeded(&info.resource, None);
+                Err(Error::StepUpExhausted {
+                    resource: info.resource.to_string(),
+                    scope: scope.map(|s| s.to_string()).unwrap_or_default(),
+                    attempts,
+                    last: Box::new(error),
+                })
+            }
             Outcome::Rejected { error, .. } => Err(error),
         }
     }

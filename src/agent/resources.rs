@@ -1,20 +1,22 @@
 //! Authorizing requests and learning resources from a 401 (RFC 9728), and the token source
 //! behind every cache entry.
 
+use std::sync::Arc;
+
 use url::Url;
 
 use crate::cache::{BoxFuture, TokenHandle, TokenSource};
-use crate::discovery::{fetch_resource_metadata, Challenge};
+use crate::discovery::{discover_resource_metadata, Challenge};
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::TokenParams;
-use crate::session::{Rejection, Session};
+use crate::session::{RefreshingSource, Rejection, Session};
 use crate::token::{Scope, TokenSet};
 use crate::transport::{HttpRequest, HttpTransport};
 
 use super::builder::{choose_issuer, parse_resource};
-use super::{Agent, AgentInner, ResourceInfo};
+use super::{Agent, AgentInner, AuthorizationReason, Authority, ResourceInfo};
 
 impl Agent {
     pub(crate) fn events(&self) -> Option<&EventHook> {
@@ -34,8 +36,14 @@ impl Agent {
     }
 
     /// Learn the resource behind a 401 (RFC 9728 §5): metadata from the challenge's
-    /// `resource_metadata` (policy-checked) or the well-known URL, checked against the URL and
-    /// the agent's issuer.
+    /// `resource_metadata` (policy-checked), else the well-known URL with the path inserted,
+    /// then at the root; its `resource` must cover the URL. The authorization server is the
+    /// configured one when the metadata lists it, else the first listed one the trust policy
+    /// accepts. A resource with no metadata at all (MCP 2025-03-26) is its own origin's, for
+    /// an agent without a configured issuer.
+    ///
+    /// Scope: the challenge's `scope`, else the agent's scope, else the metadata's
+    /// `scopes_supported`, else none.
     ///
     /// Any failure is an [`Error::ResourceDiscovery`] that keeps the resource's challenges.
     pub(crate) async fn discover_resource(
@@ -60,37 +68,111 @@ impl Agent {
             Some(u) => Some(self.inner.metadata_policy.check(u, url)?),
             None => None,
         };
-        let md = fetch_resource_metadata(&self.inner.transport, url, md_url.as_ref()).await?;
-        choose_issuer(&md, Some(self.issuer()), &[])?;
-        let scope = challenges
-            .iter()
-            .find_map(Challenge::scope)
-            .map(Scope::parse)
-            .or_else(|| {
-                self.inner
-                    .scope
-                    .is_none()
-                    .then(|| md.scopes_supported.as_ref().map(|s| s.iter().collect()))
-                    .flatten()
-            });
-        let info = ResourceInfo {
-            resource: parse_resource(&md.resource)?,
-            scope,
+        let challenged = challenges.iter().find_map(Challenge::scope).map(Scope::parse);
+        let found = discover_resource_metadata(&self.inner.transport, url, md_url.as_ref()).await?;
+        let (resource, authority, supported) = match found {
+            Some(md) => {
+                let home = self.inner.home.as_ref().map(|h| h.issuer().to_owned());
+                let issuer = choose_issuer(&md, None, &self.inner.registrar.trust)
+                    .map_err(|e| match &home {
+                        Some(h) if !md.authorization_servers().iter().any(|a| a == h) => {
+                            Error::Discovery(format!(
+                                "resource `{}` does not list the configured issuer `{h}`",
+                                crate::error::sanitize(&md.resource, 200)
+                            ))
+                        }
+                        _ => e,
+                    })?;
+                let issuer = match home {
+                    Some(h) if md.authorization_servers().iter().any(|a| *a == h) => h,
+                    _ => issuer,
+                };
+                let authority = self.authority_for(&issuer).await?;
+                let supported: Option<Scope> =
+                    md.scopes_supported.as_ref().map(|s| s.iter().collect());
+                (parse_resource(&md.resource)?, authority, supported)
+            }
+            None if self.inner.home.is_none() => {
+                let authority = self.legacy_authority(url).await?;
+                let mut resource = url.clone();
+                resource.set_query(None);
+                resource.set_fragment(None);
+                (resource, authority, None)
+            }
+            None => {
+                return Err(Error::Discovery(format!(
+                    "no protected resource metadata for {}",
+                    url.origin().ascii_serialization()
+                )))
+            }
         };
-        tracing::info!(target: "agent_oauth", resource = %info.resource, "discovered protected resource");
+        let scope = challenged
+            .or_else(|| self.inner.scope.clone())
+            .or(supported)
+            .filter(|s| !s.is_empty());
+        let info = ResourceInfo {
+            resource,
+            scope,
+            authority,
+        };
+        tracing::info!(target: "agent_oauth", resource = %info.resource,
+            issuer = %info.authority.issuer(), "discovered protected resource");
         self.add_resource(info.clone());
         Ok(info)
     }
+
+    /// Count a step-up for `resource`; `None` once the agent may make no more in a row.
+    fn step_up(&self, resource: &Url) -> Option<u32> {
+        let mut counts = crate::sync::lock(&self.inner.step_ups);
+        let n = match counts.iter_mut().find(|(r, _)| r == resource) {
+            Some((_, n)) => n,
+            None => {
+                counts.push((resource.clone(), 0));
+                &mut counts.last_mut()?.1
+            }
+        };
+        if *n >= self.inner.max_step_ups {
+            return None;
+        }
+        *n += 1;
+        Some(*n)
+    }
+
+    /// Step-ups made for `resource` in a row.
+    pub(super) fn step_ups(&self, resource: &Url) -> u32 {
+        crate::sync::lock(&self.inner.step_ups)
+            .iter()
+            .find(|(r, _)| r == resource)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// A call to `resource` succeeded with `scope`: reset its step-up count, and keep the
+    /// scope for later calls when a step-up widened it.
+    pub(super) fn call_succeeded(&self, resource: &Url, scope: Option<&Scope>) {
+        let stepped = {
+            let mut counts = crate::sync::lock(&self.inner.step_ups);
+            let before = counts.len();
+            counts.retain(|(r, _)| r != resource);
+            counts.len() != before
+        };
+        if let (true, Some(scope)) = (stepped, scope) {
+            let mut w = crate::sync::write(&self.inner.resources);
+            for r in w.iter_mut().filter(|r| &r.resource == resource) {
+                r.scope = Some(scope.clone());
+            }
+        }
+    }
 }
 
-/// What one protected call of an agent tracks: its resource, the scope asked, the token
-/// handle in use, and whether it already renewed the token or widened the scope.
+/// What one protected call of an agent tracks: its resource and authorization server, the
+/// scope asked, the token handle in use, and whether it already renewed the token.
 pub(crate) struct AgentCall {
-    resource: Url,
-    scope: Option<Scope>,
+    pub(super) resource: Url,
+    pub(super) scope: Option<Scope>,
+    authority: Arc<Authority>,
     handle: Option<TokenHandle>,
+    held: Option<Scope>,
     refreshed: bool,
-    upgraded: bool,
 }
 
 impl Agent {
@@ -99,15 +181,17 @@ impl Agent {
         AgentCall {
             resource: info.resource.clone(),
             scope: info.scope.clone(),
+            authority: info.authority.clone(),
             handle: None,
+            held: None,
             refreshed: false,
-            upgraded: false,
         }
     }
 }
 
 /// The agent's protected calls (its own requests and the middleware's): one renewal on
-/// `invalid_token`, one scope upgrade on `insufficient_scope` when allowed.
+/// `invalid_token`, and step-ups on `insufficient_scope` (the union of the scope held and the
+/// scope asked) as many times in a row as the agent allows.
 impl Session for Agent {
     type Call = AgentCall;
 
@@ -124,13 +208,15 @@ impl Session for Agent {
     }
 
     fn dpop_key(&self) -> Option<&DpopKey> {
-        Agent::dpop_key(self)
+        self.inner.registrar.dpop_key()
     }
 
     fn token<'a>(&'a self, call: &'a mut AgentCall) -> BoxFuture<'a, Result<TokenSet>> {
         Box::pin(async move {
-            let handle = self.handle(self.params_for(Some(&call.resource), call.scope.as_ref()));
+            let params = self.params_for(Some(&call.resource), call.scope.as_ref());
+            let handle = self.handle(&call.authority, params);
             let token = handle.get().await?.token().clone();
+            call.held = Some(token.scope.clone());
             call.handle = Some(handle);
             Ok(token)
         })
@@ -145,21 +231,27 @@ impl Session for Agent {
                 }
                 true
             }
-            Rejection::InsufficientScope if self.inner.allow_scope_upgrade && !call.upgraded => {
+            Rejection::InsufficientScope => {
                 let wanted = error
                     .oauth_error()
                     .and_then(|o| o.challenges.iter().find_map(Challenge::scope))
                     .map(Scope::parse);
-                let Some(wanted) = wanted else {
+                let Some(wanted) = wanted.filter(|w| !w.is_empty()) else {
                     return false;
                 };
-                call.upgraded = true;
+                if self.step_up(&call.resource).is_none() {
+                    return false;
+                }
                 let base = call
                     .scope
                     .clone()
                     .or_else(|| self.inner.scope.clone())
                     .unwrap_or_default();
-                call.scope = Some(base.union(&wanted));
+                let held = call.held.clone().unwrap_or_default();
+                call.scope = Some(base.union(&held).union(&wanted));
+                tracing::info!(target: "agent_oauth", resource = %call.resource,
+                    scope = %call.scope.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    "stepping up scope");
                 true
             }
             _ => false,
@@ -167,9 +259,12 @@ impl Session for Agent {
     }
 }
 
-/// The token source behind every cache entry of an agent.
+/// The token source behind every cache entry of an agent: the authority's user grant
+/// (refreshed while it covers the scope asked), else a new user authorization through the
+/// agent's hook, else client credentials.
 pub(super) struct AgentSource {
     pub(super) agent: std::sync::Weak<AgentInner>,
+    pub(super) authority: Arc<Authority>,
     pub(super) params: TokenParams,
 }
 
@@ -179,40 +274,103 @@ impl TokenSource for AgentSource {
         current: Option<TokenSet>,
     ) -> crate::cache::BoxFuture<'static, Result<TokenSet>> {
         let agent = self.agent.upgrade().map(|inner| Agent { inner });
+        let authority = self.authority.clone();
         let params = self.params.clone();
         Box::pin(async move {
             let agent = agent.ok_or_else(|| Error::config("the agent was dropped"))?;
-            let resource = params.resources.first().cloned();
-            let client_id = agent.inner.client.client_id().to_owned();
-            if agent.inner.grant.is_active() {
-                let (t, refreshed) = agent
-                    .grant_source(params)
-                    .refresh_reporting(current)
-                    .await?;
-                if refreshed {
-                    EventHook::emit(
-                        agent.events(),
-                        AgentEvent::TokenRefreshed {
-                            client_id,
-                            resource,
-                            fingerprint: t.access_token.fingerprint(),
-                        },
-                    );
-                }
-                Ok(t)
-            } else {
-                let t = agent.inner.client.client_credentials(&params).await?;
-                EventHook::emit(
-                    agent.events(),
-                    AgentEvent::TokenAcquired {
-                        client_id,
-                        resource,
-                        scope: t.scope.to_string(),
-                        fingerprint: t.access_token.fingerprint(),
-                    },
-                );
-                Ok(t)
-            }
+            agent.fetch_token(&authority, params, current).await
         })
+    }
+}
+
+impl Agent {
+    async fn fetch_token(
+        &self,
+        authority: &Arc<Authority>,
+        params: TokenParams,
+        current: Option<TokenSet>,
+    ) -> Result<TokenSet> {
+        let resource = params.resources.first().cloned();
+        let client_id = authority.client.client_id().to_owned();
+        let authorizer = self.inner.authorizer.as_ref();
+        let reason = if authority.grant.is_active()
+            && (authorizer.is_none() || authority.grant_covers(params.scope.as_ref()))
+        {
+            match RefreshingSource::of(&authority.grant, params.clone())
+                .refresh_reporting(current)
+                .await
+            {
+                Ok((t, refreshed)) => {
+                    if refreshed {
+                        EventHook::emit(
+                            self.events(),
+                            AgentEvent::TokenRefreshed {
+                                client_id,
+                                resource,
+                                fingerprint: t.access_token.fingerprint(),
+                            },
+                        );
+                    }
+                    return Ok(t);
+                }
+                Err(Error::ReauthorizationRequired(why)) if authorizer.is_some() => {
+                    tracing::info!(target: "agent_oauth", %why, "grant ended; authorizing again");
+                    AuthorizationReason::Reauthorization
+                }
+                Err(e) => return Err(e),
+            }
+        } else if authority.grant.is_active() {
+            AuthorizationReason::StepUp
+        } else if current.is_some() {
+            AuthorizationReason::Expired
+        } else {
+            AuthorizationReason::FirstUse
+        };
+        let mut tokens = match authorizer {
+            Some(authorizer) => {
+                let mut asked = params.clone();
+                // SEP-2207: ask for a refresh token where the server offers `offline_access`.
+                let md = authority.client.server().metadata().await?;
+                let offline = md
+                    .scopes_supported
+                    .as_ref()
+                    .is_some_and(|s| s.iter().any(|v| v == "offline_access"));
+                if offline {
+                    let scope = asked.scope.clone().unwrap_or_default();
+                    asked = asked.scope(scope.union(&Scope::parse("offline_access")));
+                }
+                let t = authorizer
+                    .authorize(
+                        &authority.client,
+                        &asked,
+                        reason,
+                        self.inner.registrar.require_pkce,
+                        self.events(),
+                    )
+                    .await?;
+                authority.set_granted(if t.scope.is_empty() {
+                    asked.scope.clone().unwrap_or_default()
+                } else {
+                    t.scope.clone()
+                });
+                if t.refresh_token.is_some() {
+                    // The grant keeps the refresh token; the cache only the access token.
+                    authority.grant.seed(&t, &params).await?;
+                }
+                t
+            }
+            None => authority.client.client_credentials(&params).await?,
+        };
+        tokens.refresh_token = None;
+        EventHook::emit(
+            self.events(),
+            AgentEvent::TokenAcquired {
+                client_id,
+                resource,
+                scope: tokens.scope.to_string(),
+                fingerprint: tokens.access_token.fingerprint(),
+            },
+        );
+        Ok(tokens)
     }
 }

@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use url::Url;
 
-use crate::agent::{parse_resource, Agent, ResourceInfo};
+use crate::agent::{parse_resource, Agent, Authority, ResourceInfo};
 use crate::cache::{CacheConfig, TokenCache, TokenKey, TokenSource};
 use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
-use crate::grant::{TokenParams, ACCESS_TOKEN_TYPE};
+use crate::grant::{OAuthClient, TokenParams, ACCESS_TOKEN_TYPE};
 use crate::secret::SecretString;
 use crate::token::{AccessToken, Scope, TokenSet};
 
@@ -43,9 +43,9 @@ impl Parent {
         }
     }
 
-    fn label(&self) -> String {
+    fn label(&self, client: &OAuthClient) -> String {
         match self {
-            Parent::Agent(a) => a.client().client_id().to_owned(),
+            Parent::Agent(_) => client.client_id().to_owned(),
             Parent::Child(c) => c.label().to_owned(),
         }
     }
@@ -96,7 +96,13 @@ pub struct DelegationBuilder {
 impl fmt::Debug for DelegationBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DelegationBuilder")
-            .field("parent", &self.parent.label())
+            .field(
+                "parent",
+                &match &self.parent {
+                    Parent::Agent(a) => a.client().map(|c| c.client_id().to_owned()),
+                    Parent::Child(c) => Some(c.label().to_owned()),
+                },
+            )
             .field("scope", &self.scope.as_ref().map(ToString::to_string))
             .field("resources", &self.resources)
             .field("audiences", &self.audiences)
@@ -227,7 +233,7 @@ impl DelegationBuilder {
             &match &parent {
                 Parent::Agent(a) => ParentView::Agent {
                     resources: a.resources(),
-                    covering: Box::new(|url| a.resource_for(url)),
+                    covering: Box::new(|url| a.resource_for(url).map(|i| i.resource)),
                 },
                 Parent::Child(c) => ParentView::Child {
                     resources: c.resources(),
@@ -236,10 +242,15 @@ impl DelegationBuilder {
             },
             &request,
         )?;
-        let subject = match (&parent, &targets.parent_resource) {
-            (Parent::Agent(agent), Some(info)) => {
-                Subject::Agent(agent.params_for(Some(&info.resource), info.scope.as_ref()))
-            }
+        let parent_info = match (&parent, &targets.parent_resource) {
+            (Parent::Agent(agent), Some(url)) => agent.resource_for(url),
+            _ => None,
+        };
+        let subject = match (&parent, &parent_info) {
+            (Parent::Agent(agent), Some(info)) => Subject::Agent(
+                info.authority.clone(),
+                agent.params_for(Some(&info.resource), info.scope.as_ref()),
+            ),
             (Parent::Agent(_), None) => return Err(Error::config("delegation parent mismatch")),
             (Parent::Child(_), _) => Subject::Child,
         };
@@ -259,7 +270,9 @@ impl DelegationBuilder {
         };
         let label = match (&self.label, &self.actor) {
             (Some(l), _) => l.clone(),
-            (None, Some(Actor::Agent(a))) => a.client().client_id().to_owned(),
+            (None, Some(Actor::Agent(a))) => a
+                .client()
+                .map_or_else(random_label, |c| c.client_id().to_owned()),
             (None, Some(Actor::Token { token, .. })) => {
                 delegation_chain(&AccessToken::new(token.expose_secret()))
                     .and_then(|c| c.sub)
@@ -284,8 +297,17 @@ impl DelegationBuilder {
             params = params.param(k, v);
         }
 
+        // The exchange goes to the authorization server whose token the subject is.
+        let client = match (&subject, &parent) {
+            (Subject::Agent(authority, _), _) => authority.client.clone(),
+            (Subject::Child, Parent::Child(c)) => c.inner.exchanger.client.clone(),
+            (Subject::Child, Parent::Agent(_)) => {
+                return Err(Error::config("delegation parent mismatch"))
+            }
+        };
         let exchanger = Arc::new(Exchanger {
-            parent_label: parent.label(),
+            parent_label: parent.label(&client),
+            client,
             parent,
             root,
             subject,
@@ -302,7 +324,7 @@ impl DelegationBuilder {
         });
         let token = exchanger.exchange(Some(parent_token)).await?;
         let cache = TokenCache::new(CacheConfig::default());
-        let cache_key = TokenKey::new(exchanger.root.issuer(), exchanger.root.client().client_id())
+        let cache_key = TokenKey::new(exchanger.client.server().issuer(), exchanger.client.client_id())
             .with_subject(format!("delegation:{}", crate::secret::random_id()));
         let source = exchanger.clone();
         let handle = cache.handle(&cache_key, move || {
@@ -331,7 +353,7 @@ pub(super) struct Request<'a> {
 }
 
 /// Finds the agent resource covering a URL.
-pub(super) type Covering<'a> = Box<dyn Fn(&Url) -> Option<ResourceInfo> + 'a>;
+pub(super) type Covering<'a> = Box<dyn Fn(&Url) -> Option<Url> + 'a>;
 
 /// The parent's side of a narrowing, known before its token is fetched.
 pub(super) enum ParentView<'a> {
@@ -340,7 +362,7 @@ pub(super) enum ParentView<'a> {
     Agent {
         /// The agent's resources.
         resources: Vec<String>,
-        /// The agent resource covering a URL (the most specific one), with its scope.
+        /// The agent resource covering a URL (the most specific one).
         covering: Covering<'a>,
     },
     /// A child (for a grandchild): targets must be covered by what the child may call.
@@ -358,7 +380,7 @@ pub(super) struct Targets {
     pub(super) resources: Vec<Url>,
     pub(super) audiences: Vec<Url>,
     /// For an agent parent, its resource whose token is exchanged.
-    pub(super) parent_resource: Option<ResourceInfo>,
+    pub(super) parent_resource: Option<Url>,
 }
 
 /// What a child gets: never more than its parent holds.
@@ -427,7 +449,7 @@ pub(super) fn targets(parent: &ParentView<'_>, requested: &Request<'_>) -> Resul
     }
     let parent_resource = match parent {
         ParentView::Agent { covering, .. } => {
-            let mut chosen: Option<ResourceInfo> = None;
+            let mut chosen: Option<Url> = None;
             for url in resources.iter().chain(audiences.iter()) {
                 let info = covering(url).ok_or_else(|| {
                     Error::Delegation(format!(
@@ -435,11 +457,11 @@ pub(super) fn targets(parent: &ParentView<'_>, requested: &Request<'_>) -> Resul
                     ))
                 })?;
                 match &chosen {
-                    Some(c) if c.resource != info.resource => {
+                    Some(c) if *c != info => {
                         return Err(Error::Delegation(format!(
                             "`{url}` lies under parent resource `{}`, not `{}`: one child \
                              token is exchanged from one parent token",
-                            info.resource, c.resource
+                            info, c
                         )))
                     }
                     Some(_) => {}
@@ -544,7 +566,7 @@ fn random_label() -> String {
 /// Which token of the parent is the subject token.
 pub(super) enum Subject {
     /// The agent's token for these parameters (its resource covering the child's).
-    Agent(TokenParams),
+    Agent(Arc<Authority>, TokenParams),
     /// The child's current token.
     Child,
 }
@@ -552,9 +574,12 @@ pub(super) enum Subject {
 impl Subject {
     pub(super) async fn fetch(&self, parent: &Parent) -> Result<TokenSet> {
         match (self, parent) {
-            (Subject::Agent(params), Parent::Agent(agent)) => {
-                Ok(agent.handle(params.clone()).get().await?.token().clone())
-            }
+            (Subject::Agent(authority, params), Parent::Agent(agent)) => Ok(agent
+                .handle(authority, params.clone())
+                .get()
+                .await?
+                .token()
+                .clone()),
             (_, Parent::Child(child)) => child.token().await,
             (Subject::Child, Parent::Agent(_)) => Err(Error::config("delegation parent mismatch")),
         }

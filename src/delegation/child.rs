@@ -10,6 +10,7 @@ use http::Method;
 use url::Url;
 
 use crate::agent::Agent;
+use crate::grant::OAuthClient;
 use crate::cache::{BoxFuture, TokenCache, TokenHandle};
 use crate::discovery::resource_matches;
 use crate::dpop::{DpopKey, NonceCache, ProofNonce};
@@ -49,16 +50,17 @@ impl Drop for ChildInner {
             return;
         }
         let root = ex.root.clone();
+        let client = ex.client.clone();
         rt.spawn(async move {
             for t in tokens {
-                revoke_one(&root, &t).await.ok();
+                revoke_one(&root, &client, &t).await.ok();
             }
         });
     }
 }
 
-async fn revoke_one(root: &Agent, token: &AccessToken) -> Result<()> {
-    root.client()
+async fn revoke_one(root: &Agent, client: &OAuthClient, token: &AccessToken) -> Result<()> {
+    client
         .revoke(token.secret(), Some("access_token"))
         .await?;
     EventHook::emit(
@@ -166,7 +168,7 @@ impl ChildAgent {
         self.inner.handle.invalidate();
         let mut first = None;
         for t in ex.take_live() {
-            if let Err(e) = revoke_one(&ex.root, &t).await {
+            if let Err(e) = revoke_one(&ex.root, &ex.client, &t).await {
                 first.get_or_insert(e);
             }
         }

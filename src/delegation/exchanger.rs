@@ -12,7 +12,7 @@ use crate::cache::TokenSource;
 use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
-use crate::grant::{TokenExchangeRequest, TokenParams};
+use crate::grant::{OAuthClient, TokenExchangeRequest, TokenParams};
 use crate::token::{AccessToken, Scope, TokenSet, TokenType};
 
 use super::builder::{capped_expiry, lifetime_cap, Actor, Parent, Subject};
@@ -29,6 +29,8 @@ pub(super) struct Exchanger {
     pub(super) parent: Parent,
     pub(super) parent_label: String,
     pub(super) root: Agent,
+    /// The root's client at the authorization server the exchange goes to.
+    pub(super) client: OAuthClient,
     pub(super) subject: Subject,
     pub(super) scope: Scope,
     pub(super) resources: Vec<Url>,
@@ -73,8 +75,7 @@ impl Exchanger {
             request = request.actor(token, token_type);
         }
         let mut token = self
-            .root
-            .client()
+            .client
             .token_exchange(&request, self.key.as_ref())
             .await?;
 
@@ -97,8 +98,7 @@ impl Exchanger {
         }
         if let Some(why) = refusal {
             let _ = self
-                .root
-                .client()
+                .client
                 .revoke(token.access_token.secret(), Some("access_token"))
                 .await;
             return Err(Error::Delegation(why));
@@ -126,7 +126,7 @@ impl Exchanger {
         EventHook::emit(
             self.root.events(),
             AgentEvent::TokenExchanged {
-                parent_client_id: self.root.client().client_id().to_owned(),
+                parent_client_id: self.client.client_id().to_owned(),
                 child: self.label.clone(),
                 scope: token.scope.to_string(),
                 resources: targets,

@@ -3,14 +3,16 @@
 
 pub(crate) mod resource_metadata;
 pub(crate) mod server_metadata;
+mod trust;
 
 pub use crate::challenge::{
     challenges_from_headers, parse_challenges, Challenge, ChallengeError, ChallengeErrorKind,
 };
 pub(crate) use resource_metadata::ResourceMetadata;
 pub use resource_metadata::{
-    fetch_resource_metadata, resource_matches, resource_metadata_from_challenges,
+    discover_resource_metadata, fetch_resource_metadata, resource_matches, resource_metadata_from_challenges,
     resource_metadata_url, MetadataPolicy,
 };
 pub(crate) use server_metadata::{AuthorizationServer, ServerMetadata};
 pub use server_metadata::{Endpoint, MetadataPatch, MtlsEndpointAliases};
+pub use trust::TrustPolicy;

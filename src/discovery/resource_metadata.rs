@@ -174,18 +174,63 @@ pub async fn fetch_resource_metadata(
     let url = metadata_url
         .cloned()
         .unwrap_or_else(|| resource_metadata_url(requested));
-    let ctx = crate::error::ErrorContext::new("resource metadata request", &url);
+    fetch_at(transport, requested, &url).await?.ok_or_else(|| {
+        Error::Discovery(format!(
+            "no protected resource metadata at {}",
+            url.origin().ascii_serialization()
+        ))
+    })
+}
+
+/// Find the metadata for a request to `requested` the way the MCP authorization specification
+/// orders it: the challenge's `resource_metadata` when there is one (a 404 there is an error),
+/// else the well-known URL with the path inserted, then the root well-known URL.
+///
+/// `Ok(None)` when neither well-known URL has a document (404): the resource predates RFC 9728
+/// (MCP 2025-03-26), and its origin is its authorization server.
+///
+/// # Errors
+/// As [`fetch_resource_metadata`], except that a missing well-known document is `Ok(None)`.
+pub async fn discover_resource_metadata(
+    transport: &HttpTransport,
+    requested: &Url,
+    challenge_url: Option<&Url>,
+) -> Result<Option<ResourceMetadata>> {
+    if let Some(url) = challenge_url {
+        return fetch_resource_metadata(transport, requested, Some(url))
+            .await
+            .map(Some);
+    }
+    let path_inserted = resource_metadata_url(requested);
+    if let Some(md) = fetch_at(transport, requested, &path_inserted).await? {
+        return Ok(Some(md));
+    }
+    let mut root = requested.clone();
+    root.set_path("/.well-known/oauth-protected-resource");
+    root.set_query(None);
+    root.set_fragment(None);
+    if root == path_inserted {
+        return Ok(None);
+    }
+    fetch_at(transport, requested, &root).await
+}
+
+/// The document at `url` for `requested`; `None` on 404.
+async fn fetch_at(
+    transport: &HttpTransport,
+    requested: &Url,
+    url: &Url,
+) -> Result<Option<ResourceMetadata>> {
+    let ctx = crate::error::ErrorContext::new("resource metadata request", url);
     let resp = transport
         .execute(RetryPolicy::Idempotent, || {
-            super::server_metadata::get_json(&url)
+            super::server_metadata::get_json(url)
         })
         .await
         .map_err(|e| e.with_context(&ctx))?;
     if resp.status() == http::StatusCode::NOT_FOUND {
-        return Err(Error::Discovery(format!(
-            "no protected resource metadata at {}",
-            url.origin().ascii_serialization()
-        )));
+        tracing::debug!(target: "agent_oauth", url = %url, "no protected resource metadata");
+        return Ok(None);
     }
     if !resp.status().is_success() {
         // Any other status (403, 500, a redirect): the status is kept (a 5xx is retryable),
@@ -198,7 +243,7 @@ pub async fn fetch_resource_metadata(
         });
     }
     let body = expect_json(&resp, "resource metadata").map_err(|e| e.with_context(&ctx))?;
-    ResourceMetadata::from_json(body, requested)
+    ResourceMetadata::from_json(body, requested).map(Some)
 }
 
 #[cfg(test)]

@@ -108,6 +108,10 @@ pub struct ServerMetadata {
     pub claims_supported: Option<Vec<String>>,
     #[serde(default)]
     pub authorization_details_types_supported: Option<Vec<String>>,
+    /// draft-ietf-oauth-client-id-metadata-document: the server accepts HTTPS URLs as
+    /// `client_id`s and fetches their metadata document.
+    #[serde(default)]
+    pub client_id_metadata_document_supported: Option<bool>,
     /// Other members, as sent.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -205,6 +209,22 @@ impl ServerMetadata {
         )))
     }
 
+    /// Does the server advertise PKCE with `S256` (`code_challenge_methods_supported`)?
+    pub fn supports_pkce_s256(&self) -> bool {
+        self.code_challenge_methods_supported
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|m| m == "S256"))
+    }
+
+    /// Does the server list `grant` in `grant_types_supported`? Absent, RFC 8414 §2 says
+    /// `authorization_code` and `implicit`.
+    pub fn supports_grant(&self, grant: &str) -> bool {
+        match &self.grant_types_supported {
+            Some(v) => v.iter().any(|g| g == grant),
+            None => grant == "authorization_code",
+        }
+    }
+
     /// Does the server list `alg` in `dpop_signing_alg_values_supported`?
     pub fn supports_dpop_alg(&self, alg: &str) -> bool {
         self.dpop_signing_alg_values_supported
@@ -239,15 +259,24 @@ impl ServerMetadata {
     }
 }
 
-/// The two well-known URLs for `issuer`: RFC 8414 §3.1 (path inserted), then OpenID Discovery
-/// §4 (path appended).
-pub(crate) fn well_known_urls(issuer: &Url) -> Result<[Url; 2]> {
+/// The well-known URLs for `issuer`, in the order the MCP authorization specification gives:
+/// RFC 8414 §3.1 (path inserted), then OpenID Discovery with the path inserted and, for an
+/// issuer with a path, appended (OpenID Connect Discovery §4).
+pub(crate) fn well_known_urls(issuer: &Url) -> Vec<Url> {
     let path = issuer.path().trim_end_matches('/');
-    let mut rfc8414 = issuer.clone();
-    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-    let mut oidc = issuer.clone();
-    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
-    Ok([rfc8414, oidc])
+    let at = |p: String| {
+        let mut u = issuer.clone();
+        u.set_path(&p);
+        u
+    };
+    let mut urls = vec![
+        at(format!("/.well-known/oauth-authorization-server{path}")),
+        at(format!("/.well-known/openid-configuration{path}")),
+    ];
+    if !path.is_empty() {
+        urls.push(at(format!("{path}/.well-known/openid-configuration")));
+    }
+    urls
 }
 
 /// Validate an issuer identifier (RFC 8414 §2: https, no query, no fragment).
@@ -330,6 +359,63 @@ impl AuthorizationServer {
             metadata: Arc::new(metadata),
         })));
         Ok(this)
+    }
+
+    /// The authorization server of a resource that publishes no RFC 9728 metadata (MCP
+    /// 2025-03-26): the resource's origin. Its metadata is read from the origin's RFC 8414
+    /// well-known URL, and its `issuer` must be on that origin (the origin vouches for it, as
+    /// nothing else can); without a document, the 2025-03-26 default endpoints `/authorize`,
+    /// `/token` and `/register` on the origin are used.
+    ///
+    /// # Errors
+    /// [`Error::Discovery`] for an `issuer` on another origin; transport and parse errors.
+    pub(crate) async fn legacy(resource: &Url, transport: HttpTransport) -> Result<Self> {
+        let origin = resource.origin().ascii_serialization();
+        let mut url = resource.clone();
+        url.set_path("/.well-known/oauth-authorization-server");
+        url.set_query(None);
+        let ctx = crate::error::ErrorContext::new("server metadata request", &url);
+        let resp = transport
+            .execute(RetryPolicy::Idempotent, || get_json(&url))
+            .await
+            .map_err(|e| e.with_context(&ctx))?;
+        let md = if resp.status().is_success() {
+            let body = expect_json(&resp, "server metadata").map_err(|e| e.with_context(&ctx))?;
+            let md: ServerMetadata = serde_json::from_slice(body).map_err(|e| {
+                Error::invalid(format!(
+                    "server metadata: {}",
+                    crate::error::sanitize(&e.to_string(), 200)
+                ))
+            })?;
+            let same_origin = Url::parse(&md.issuer)
+                .is_ok_and(|u| u.origin().ascii_serialization() == origin);
+            if !same_origin {
+                return Err(Error::Discovery(format!(
+                    "metadata at {origin} names issuer `{}` on another origin",
+                    crate::error::sanitize(&md.issuer, 200)
+                )));
+            }
+            md
+        } else if resp.status() == http::StatusCode::NOT_FOUND {
+            tracing::info!(target: "agent_oauth", %origin,
+                "no metadata: using the default endpoints of MCP 2025-03-26");
+            ServerMetadata {
+                issuer: origin.clone(),
+                authorization_endpoint: Some(format!("{origin}/authorize")),
+                token_endpoint: Some(format!("{origin}/token")),
+                registration_endpoint: Some(format!("{origin}/register")),
+                code_challenge_methods_supported: Some(vec!["S256".into()]),
+                ..ServerMetadata::default()
+            }
+        } else {
+            return Err(Error::Http {
+                status: resp.status().as_u16(),
+                body: String::new(),
+                retry_after: None,
+                context: Some(Box::new(ctx)),
+            });
+        };
+        Self::from_metadata(md, transport)
     }
 
     /// Set how long fetched metadata is used before it is fetched again (default one hour).
@@ -420,7 +506,7 @@ impl AuthorizationServer {
     }
 
     async fn discover(&self) -> Result<ServerMetadata> {
-        let urls = well_known_urls(&self.inner.issuer_url)?;
+        let urls = well_known_urls(&self.inner.issuer_url);
         let mut last = None;
         for url in urls {
             let ctx = crate::error::ErrorContext::new("server metadata request", &url);
@@ -463,27 +549,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn discovery_well_known_path_insertion() {
-        let [a, b] =
-            well_known_urls(&Url::parse("https://as.example.com").expect("url")).expect("urls");
+    fn discovery_well_known_urls_in_mcp_order() {
+        let urls = |issuer: &str| -> Vec<String> {
+            well_known_urls(&Url::parse(issuer).expect("url"))
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
         assert_eq!(
-            a.as_str(),
-            "https://as.example.com/.well-known/oauth-authorization-server"
+            urls("https://as.example.com"),
+            [
+                "https://as.example.com/.well-known/oauth-authorization-server",
+                "https://as.example.com/.well-known/openid-configuration",
+            ]
         );
+        // RFC 8414 §3.1 example first, then OpenID with the path inserted, then appended.
         assert_eq!(
-            b.as_str(),
-            "https://as.example.com/.well-known/openid-configuration"
-        );
-        let [a, b] = well_known_urls(&Url::parse("https://as.example.com/issuer1").expect("url"))
-            .expect("urls");
-        // RFC 8414 §3.1 example
-        assert_eq!(
-            a.as_str(),
-            "https://as.example.com/.well-known/oauth-authorization-server/issuer1"
-        );
-        assert_eq!(
-            b.as_str(),
-            "https://as.example.com/issuer1/.well-known/openid-configuration"
+            urls("https://as.example.com/issuer1"),
+            [
+                "https://as.example.com/.well-known/oauth-authorization-server/issuer1",
+                "https://as.example.com/.well-known/openid-configuration/issuer1",
+                "https://as.example.com/issuer1/.well-known/openid-configuration",
+            ]
         );
     }
 

@@ -25,16 +25,12 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 /// The agent resource covering `target`, as `Agent::resource_for` picks it: the most specific.
-fn covering(parent: &[&str], target: &Url) -> Option<ResourceInfo> {
+fn covering(parent: &[&str], target: &Url) -> Option<Url> {
     parent
         .iter()
         .map(|r| url(r))
         .filter(|r| resource_matches(r, target))
         .max_by_key(|r| r.path().len())
-        .map(|resource| ResourceInfo {
-            resource,
-            scope: None,
-        })
 }
 
 fn request<'a>(resources: &'a [String], audiences: &'a [String]) -> Request<'a> {
@@ -74,7 +70,7 @@ fn check(name: &str, got: Result<Targets>, want: Want) {
             let want: Vec<String> = resources.iter().map(|r| url(r).to_string()).collect();
             assert_eq!(got, want, "{name}");
             assert_eq!(
-                t.parent_resource.map(|i| i.resource.to_string()),
+                t.parent_resource.map(|i| i.to_string()),
                 parent.map(|p| url(p).to_string()),
                 "{name}"
             );

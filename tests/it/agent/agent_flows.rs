@@ -210,6 +210,7 @@ async fn agent_device_login_then_refreshes_from_the_grant() {
     let before = server.stats().grants.refresh_token;
     agent
         .client()
+        .expect("configured issuer")
         .revoke(tokens.access_token.secret(), Some("access_token"))
         .await
         .expect("revoke the access token only");
@@ -253,6 +254,7 @@ async fn agent_logout_revokes_the_grant() {
     // The refresh token is dead at the server, and the agent no longer holds a grant.
     let err = agent
         .client()
+        .expect("configured issuer")
         .refresh(&rt, &crate::support::prelude::TokenParams::new())
         .await
         .expect_err("revoked");

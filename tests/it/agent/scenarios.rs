@@ -102,7 +102,7 @@ async fn agent_from_protected_resource_alone(kind: Kind) {
             .build()
             .await
             .expect("agent from resource metadata");
-        assert_eq!(agent.issuer(), s.issuer());
+        assert_eq!(agent.issuer(), Some(s.issuer()));
         assert_eq!(agent.dpop_key().is_some(), matches!(dpop, DpopMode::Auto));
         let resp = agent
             .get(&api)

@@ -274,6 +274,7 @@ async fn delegation_widening_rejected_locally_and_by_server(kind: Kind) {
             .params(TokenParams::new().scope(scope).resource(api.as_str()));
         let err = parent
             .client()
+            .expect("configured issuer")
             .token_exchange(&request, Some(&DpopKey::generate()))
             .await
             .expect_err("server refuses widening");

@@ -246,6 +246,7 @@ async fn delegation_revoke_on_finish_and_on_drop() {
         async move {
             parent
                 .client()
+                .expect("configured issuer")
                 .introspect(&t, Some("access_token"))
                 .await
                 .unwrap()

@@ -102,7 +102,7 @@ async fn discovery_issuer_trailing_slash_is_dropped_from_well_known_path() {
 }
 
 #[tokio::test]
-async fn discovery_falls_back_to_openid_configuration_on_404() {
+async fn discovery_falls_back_to_openid_configuration_on_404_in_mcp_order() {
     let s = Scripted::start().await;
     let issuer = s.url("/realms/agents");
     s.route(
@@ -116,6 +116,7 @@ async fn discovery_falls_back_to_openid_configuration_on_404() {
         s.paths(),
         [
             format!("{RFC8414}/realms/agents"),
+            format!("{OPENID}/realms/agents"),
             format!("/realms/agents{OPENID}")
         ]
     );

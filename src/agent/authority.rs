@@ -1,0 +1,286 @@
+//! The agent's client at one authorization server ([`Authority`]): the configured one, and
+//! those learnt from resources, each created on first use by the [`Registrar`] (trust policy,
+//! then registration: pre-registered, Client ID Metadata Document, or dynamic registration).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::client_auth::ClientAuth;
+use crate::discovery::{AuthorizationServer, MetadataPatch, ServerMetadata, TrustPolicy};
+use crate::dpop::{DpopKey, NonceCache};
+use crate::error::{Error, Result};
+use crate::grant::OAuthClient;
+use crate::session::{Grant, GrantKey};
+use crate::token::{Binding, Scope};
+use crate::transport::HttpTransport;
+
+use super::Agent;
+
+/// How the agent's client at an authorization server came to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegistrationKind {
+    /// Configured (the builder's client id, for this issuer or every one).
+    PreRegistered,
+    /// The client id is the URL of a Client ID Metadata Document.
+    MetadataDocument,
+    /// Registered by the agent (RFC 7591).
+    Dynamic,
+}
+
+/// The agent's client at one authorization server: its OAuth client, its user grant (the one
+/// home of that server's refresh token), the binding of its tokens, and the scope its user
+/// last authorized.
+pub(crate) struct Authority {
+    pub(crate) client: OAuthClient,
+    pub(crate) grant: Grant,
+    pub(crate) binding: Binding,
+    pub(crate) kind: RegistrationKind,
+    /// The scope of the user grant's last authorization; a refresh cannot widen it, a step-up
+    /// beyond it needs the user again.
+    granted: Mutex<Option<Scope>>,
+}
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authority")
+            .field("issuer", &self.issuer())
+            .field("client_id", &self.client.client_id())
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    pub(crate) fn new(
+        client: OAuthClient,
+        grant: Grant,
+        binding: Binding,
+        kind: RegistrationKind,
+    ) -> Self {
+        Authority {
+            client,
+            grant,
+            binding,
+            kind,
+            granted: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn issuer(&self) -> &str {
+        self.client.server().issuer()
+    }
+
+    /// Record what the user authorized (the token's scope, else what was asked).
+    pub(crate) fn set_granted(&self, scope: Scope) {
+        *crate::sync::lock(&self.granted) = Some(scope);
+    }
+
+    /// Does the user grant cover `wanted`? Unknown (a grant found in the store) counts as yes:
+    /// the server decides at refresh time.
+    pub(crate) fn grant_covers(&self, wanted: Option<&Scope>) -> bool {
+        match (&*crate::sync::lock(&self.granted), wanted) {
+            (Some(granted), Some(w)) => w.is_subset(granted),
+            _ => true,
+        }
+    }
+}
+
+/// What the builder was told about DPoP: a mode, or a key (the last setter called wins).
+#[derive(Debug, Clone)]
+pub(super) enum DpopChoice {
+    Off,
+    /// Bind when the server supports ES256, with this key (generated once per agent).
+    Auto(DpopKey),
+    Key(DpopKey),
+}
+
+/// How the agent creates its client at an authorization server.
+#[derive(Clone)]
+pub(crate) struct Registrar {
+    pub(super) trust: TrustPolicy,
+    /// Used at every learnt issuer when set (pre-registered at all of them).
+    pub(super) client_id: Option<String>,
+    pub(super) auth: ClientAuth,
+    /// Pre-registered clients at named issuers.
+    pub(super) per_issuer: Vec<(String, String, ClientAuth)>,
+    /// The agent's Client ID Metadata Document URL, used where the server supports CIMD.
+    pub(super) metadata_url: Option<String>,
+    pub(super) dpop: DpopChoice,
+    pub(super) nonces: Arc<NonceCache>,
+    pub(super) accept_bearer: bool,
+    pub(super) default_expires_in: Option<Duration>,
+    pub(super) metadata_patch: Option<MetadataPatch>,
+    /// The thumbprint of the client certificate, when there is one (RFC 8705 binding).
+    pub(super) mtls_thumbprint: Option<String>,
+    /// Refuse the code flow at servers that do not advertise PKCE S256.
+    pub(super) require_pkce: bool,
+}
+
+impl Registrar {
+    /// The DPoP key tokens may be bound to (per server: see [`client`](Self::client)).
+    pub(super) fn dpop_key(&self) -> Option<&DpopKey> {
+        match &self.dpop {
+            DpopChoice::Off => None,
+            DpopChoice::Auto(k) | DpopChoice::Key(k) => Some(k),
+        }
+    }
+
+    /// A handle for `issuer` with the agent's metadata patch.
+    pub(super) fn server(&self, issuer: &str, transport: &HttpTransport) -> Result<AuthorizationServer> {
+        let server = AuthorizationServer::new(issuer, transport.clone())?;
+        Ok(match self.metadata_patch.clone() {
+            Some(p) => server.with_metadata_patch(p),
+            None => server,
+        })
+    }
+
+    /// The OAuth client `client_id` at `server` (whose metadata is `md`) and the binding of its
+    /// tokens: DPoP with the agent's key (in auto mode, only where the server supports ES256
+    /// and no client certificate binds the tokens instead), and the certificate.
+    pub(super) fn client(
+        &self,
+        server: AuthorizationServer,
+        md: &ServerMetadata,
+        client_id: &str,
+        auth: ClientAuth,
+    ) -> (OAuthClient, Binding) {
+        let dpop = match &self.dpop {
+            DpopChoice::Off => None,
+            DpopChoice::Auto(_) if self.mtls_thumbprint.is_some() => None,
+            DpopChoice::Auto(k) => md.supports_dpop_alg("ES256").then(|| k.clone()),
+            DpopChoice::Key(k) => Some(k.clone()),
+        };
+        let mut binding = match &dpop {
+            Some(k) => Binding::dpop(k.thumbprint()),
+            None => Binding::bearer(),
+        };
+        if let Some(x5t) = &self.mtls_thumbprint {
+            binding = binding.with_mtls(x5t.clone());
+        }
+        let mut cb = OAuthClient::builder(server, client_id)
+            .auth(auth)
+            .accept_bearer_with_dpop(self.accept_bearer)
+            .nonce_cache(self.nonces.clone());
+        if let Some(d) = self.default_expires_in {
+            cb = cb.default_expires_in(d);
+        }
+        if let Some(k) = dpop {
+            cb = cb.dpop(k);
+        }
+        #[cfg(feature = "mtls")]
+        if self.mtls_thumbprint.is_some() {
+            cb = cb.mtls_endpoints(true);
+        }
+        (cb.build(), binding)
+    }
+}
+
+impl Agent {
+    /// The authority that serves a resource naming `issuer`: the configured one, or one learnt
+    /// before, or a new one (trust-checked, registered) — created once however many calls ask
+    /// at the same time.
+    ///
+    /// # Errors
+    /// [`Error::Discovery`] for an untrusted issuer or a metadata problem; registration errors.
+    pub(crate) async fn authority_for(&self, issuer: &str) -> Result<Arc<Authority>> {
+        if let Some(home) = &self.inner.home {
+            if home.issuer() == issuer {
+                return Ok(home.clone());
+            }
+        }
+        let mut learnt = self.inner.learnt.lock().await;
+        if let Some(a) = learnt.iter().find(|a| a.issuer() == issuer) {
+            return Ok(a.clone());
+        }
+        let registrar = &self.inner.registrar;
+        registrar.trust.check(issuer)?;
+        let server = registrar.server(issuer, &self.inner.transport)?;
+        let authority = Arc::new(self.create_authority(server).await?);
+        learnt.push(authority.clone());
+        Ok(authority)
+    }
+
+    /// The authority of a resource that publishes no RFC 9728 metadata (MCP 2025-03-26): its
+    /// origin, with the metadata (or default endpoints) found there.
+    ///
+    /// # Errors
+    /// As [`authority_for`](Self::authority_for).
+    pub(crate) async fn legacy_authority(&self, resource: &Url) -> Result<Arc<Authority>> {
+        let server = AuthorizationServer::legacy(resource, self.inner.transport.clone()).await?;
+        let issuer = server.issuer().to_owned();
+        if let Some(home) = &self.inner.home {
+            if home.issuer() == issuer {
+                return Ok(home.clone());
+            }
+        }
+        let mut learnt = self.inner.learnt.lock().await;
+        if let Some(a) = learnt.iter().find(|a| a.issuer() == issuer) {
+            return Ok(a.clone());
+        }
+        self.inner.registrar.trust.check(&issuer)?;
+        let authority = Arc::new(self.create_authority(server).await?);
+        learnt.push(authority.clone());
+        Ok(authority)
+    }
+
+    async fn create_authority(&self, server: AuthorizationServer) -> Result<Authority> {
+        let md = server.metadata().await?;
+        let (client_id, auth, kind) = self.registration_at(&server, &md).await?;
+        let registrar = &self.inner.registrar;
+        let issuer = server.issuer().to_owned();
+        let (client, binding) = registrar.client(server, &md, &client_id, auth);
+        let grant = Grant::open(
+            client.clone(),
+            self.inner.store.clone(),
+            GrantKey::new(&issuer, &client_id, binding.clone()),
+            self.inner.events.clone(),
+        )
+        .await?;
+        tracing::info!(target: "agent_oauth", %issuer, client_id = %client_id, ?kind,
+            "authorization server ready");
+        Ok(Authority::new(client, grant, binding, kind))
+    }
+
+    /// The client to use at `server`: pre-registered for this issuer, else the builder's
+    /// client id, else the agent's Client ID Metadata Document where the server supports it,
+    /// else dynamic registration.
+    async fn registration_at(
+        &self,
+        server: &AuthorizationServer,
+        md: &ServerMetadata,
+    ) -> Result<(String, ClientAuth, RegistrationKind)> {
+        let registrar = &self.inner.registrar;
+        let issuer = server.issuer();
+        if let Some((_, id, auth)) = registrar.per_issuer.iter().find(|(i, ..)| i == issuer) {
+            return Ok((id.clone(), auth.clone(), RegistrationKind::PreRegistered));
+        }
+        if let Some(id) = &registrar.client_id {
+            return Ok((
+                id.clone(),
+                registrar.auth.clone(),
+                RegistrationKind::PreRegistered,
+            ));
+        }
+        if md.client_id_metadata_document_supported == Some(true) {
+            if let Some(url) = &registrar.metadata_url {
+                // A metadata document names no shared secret: a public client, or one that
+                // signs assertions with its own key.
+                let auth = if registrar.auth.method_name() == Some("private_key_jwt") {
+                    registrar.auth.clone()
+                } else {
+                    ClientAuth::none()
+                };
+                return Ok((url.clone(), auth, RegistrationKind::MetadataDocument));
+            }
+        }
+        Err(Error::config(format!(
+            "no client for authorization server `{}`: no client id is configured for it, it \
+             does not support Client ID Metadata Documents (or none is configured) and it has \
+             no registration endpoint",
+            crate::error::sanitize(issuer, 200)
+        )))
+    }
+}
