@@ -129,7 +129,11 @@ impl Registrar {
     }
 
     /// A handle for `issuer` with the agent's metadata patch.
-    pub(super) fn server(&self, issuer: &str, transport: &HttpTransport) -> Result<AuthorizationServer> {
+    pub(super) fn server(
+        &self,
+        issuer: &str,
+        transport: &HttpTransport,
+    ) -> Result<AuthorizationServer> {
         let server = AuthorizationServer::new(issuer, transport.clone())?;
         Ok(match self.metadata_patch.clone() {
             Some(p) => server.with_metadata_patch(p),

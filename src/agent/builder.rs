@@ -169,7 +169,8 @@ impl AgentBuilder {
         client_id: impl Into<String>,
         auth: ClientAuth,
     ) -> Self {
-        self.per_issuer.push((issuer.into(), client_id.into(), auth));
+        self.per_issuer
+            .push((issuer.into(), client_id.into(), auth));
         self
     }
 
@@ -517,13 +518,13 @@ impl AgentBuilder {
                  authorization server from the resource's metadata",
             ));
         }
-        let max_step_ups = self.max_step_ups.unwrap_or(
-            if home.is_none() || self.authorizer.is_some() {
-                2
-            } else {
-                u32::from(self.allow_scope_upgrade)
-            },
-        );
+        let max_step_ups =
+            self.max_step_ups
+                .unwrap_or(if home.is_none() || self.authorizer.is_some() {
+                    2
+                } else {
+                    u32::from(self.allow_scope_upgrade)
+                });
         Ok(Agent {
             inner: Arc::new(AgentInner {
                 transport,

@@ -60,7 +60,12 @@ impl Agent {
     /// Every authorization server the agent has a client at: the configured one, then those
     /// learnt from resources, in the order they were first used.
     pub fn issuers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.inner.home.iter().map(|a| a.issuer().to_owned()).collect();
+        let mut out: Vec<String> = self
+            .inner
+            .home
+            .iter()
+            .map(|a| a.issuer().to_owned())
+            .collect();
         if let Ok(learnt) = self.inner.learnt.try_lock() {
             out.extend(learnt.iter().map(|a| a.issuer().to_owned()));
         } else {

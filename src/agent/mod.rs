@@ -15,11 +15,11 @@ mod login;
 mod request;
 mod resources;
 
-pub(crate) use builder::parse_resource;
 pub(crate) use authority::Authority;
 use authority::Registrar;
-pub use authorize::{AuthorizationPrompt, AuthorizationReason};
 use authorize::Authorizer;
+pub use authorize::{AuthorizationPrompt, AuthorizationReason};
+pub(crate) use builder::parse_resource;
 pub use builder::{AgentBuilder, DpopMode};
 pub use request::AgentRequest;
 

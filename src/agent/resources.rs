@@ -16,7 +16,7 @@ use crate::token::{Scope, TokenSet};
 use crate::transport::{HttpRequest, HttpTransport};
 
 use super::builder::{choose_issuer, parse_resource};
-use super::{Agent, AgentInner, AuthorizationReason, Authority, ResourceInfo};
+use super::{Agent, AgentInner, Authority, AuthorizationReason, ResourceInfo};
 
 impl Agent {
     pub(crate) fn events(&self) -> Option<&EventHook> {
@@ -68,13 +68,16 @@ impl Agent {
             Some(u) => Some(self.inner.metadata_policy.check(u, url)?),
             None => None,
         };
-        let challenged = challenges.iter().find_map(Challenge::scope).map(Scope::parse);
+        let challenged = challenges
+            .iter()
+            .find_map(Challenge::scope)
+            .map(Scope::parse);
         let found = discover_resource_metadata(&self.inner.transport, url, md_url.as_ref()).await?;
         let (resource, authority, supported) = match found {
             Some(md) => {
                 let home = self.inner.home.as_ref().map(|h| h.issuer().to_owned());
-                let issuer = choose_issuer(&md, None, &self.inner.registrar.trust)
-                    .map_err(|e| match &home {
+                let issuer = choose_issuer(&md, None, &self.inner.registrar.trust).map_err(
+                    |e| match &home {
                         Some(h) if !md.authorization_servers().iter().any(|a| a == h) => {
                             Error::Discovery(format!(
                                 "resource `{}` does not list the configured issuer `{h}`",
@@ -82,7 +85,8 @@ impl Agent {
                             ))
                         }
                         _ => e,
-                    })?;
+                    },
+                )?;
                 let issuer = match home {
                     Some(h) if md.authorization_servers().iter().any(|a| *a == h) => h,
                     _ => issuer,

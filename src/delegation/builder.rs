@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use url::Url;
 
-use crate::agent::{parse_resource, Agent, Authority, ResourceInfo};
+use crate::agent::{parse_resource, Agent, Authority};
 use crate::cache::{CacheConfig, TokenCache, TokenKey, TokenSource};
 use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
@@ -324,8 +324,11 @@ impl DelegationBuilder {
         });
         let token = exchanger.exchange(Some(parent_token)).await?;
         let cache = TokenCache::new(CacheConfig::default());
-        let cache_key = TokenKey::new(exchanger.client.server().issuer(), exchanger.client.client_id())
-            .with_subject(format!("delegation:{}", crate::secret::random_id()));
+        let cache_key = TokenKey::new(
+            exchanger.client.server().issuer(),
+            exchanger.client.client_id(),
+        )
+        .with_subject(format!("delegation:{}", crate::secret::random_id()));
         let source = exchanger.clone();
         let handle = cache.handle(&cache_key, move || {
             Arc::new(ChildSource(source)) as Arc<dyn TokenSource>

@@ -10,12 +10,12 @@ use http::Method;
 use url::Url;
 
 use crate::agent::Agent;
-use crate::grant::OAuthClient;
 use crate::cache::{BoxFuture, TokenCache, TokenHandle};
 use crate::discovery::resource_matches;
 use crate::dpop::{DpopKey, NonceCache, ProofNonce};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
+use crate::grant::OAuthClient;
 use crate::session::{
     method_shortcuts, protected_call, request_builder_methods, within_deadline, Outcome, Rejection,
     RequestParts, Session,
@@ -60,9 +60,7 @@ impl Drop for ChildInner {
 }
 
 async fn revoke_one(root: &Agent, client: &OAuthClient, token: &AccessToken) -> Result<()> {
-    client
-        .revoke(token.secret(), Some("access_token"))
-        .await?;
+    client.revoke(token.secret(), Some("access_token")).await?;
     EventHook::emit(
         root.events(),
         AgentEvent::TokenRevoked {

@@ -10,8 +10,8 @@ pub use crate::challenge::{
 };
 pub(crate) use resource_metadata::ResourceMetadata;
 pub use resource_metadata::{
-    discover_resource_metadata, fetch_resource_metadata, resource_matches, resource_metadata_from_challenges,
-    resource_metadata_url, MetadataPolicy,
+    discover_resource_metadata, fetch_resource_metadata, resource_matches,
+    resource_metadata_from_challenges, resource_metadata_url, MetadataPolicy,
 };
 pub(crate) use server_metadata::{AuthorizationServer, ServerMetadata};
 pub use server_metadata::{Endpoint, MetadataPatch, MtlsEndpointAliases};

@@ -387,8 +387,8 @@ impl AuthorizationServer {
                     crate::error::sanitize(&e.to_string(), 200)
                 ))
             })?;
-            let same_origin = Url::parse(&md.issuer)
-                .is_ok_and(|u| u.origin().ascii_serialization() == origin);
+            let same_origin =
+                Url::parse(&md.issuer).is_ok_and(|u| u.origin().ascii_serialization() == origin);
             if !same_origin {
                 return Err(Error::Discovery(format!(
                     "metadata at {origin} names issuer `{}` on another origin",

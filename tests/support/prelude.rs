@@ -8,7 +8,7 @@ pub use agent_oauth::delegation::delegation_chain;
 pub use agent_oauth::discovery::{
     challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
     resource_metadata_from_challenges, resource_metadata_url, Challenge, ChallengeError,
-    ChallengeErrorKind, Endpoint, MetadataPolicy,
+    ChallengeErrorKind, Endpoint, MetadataPolicy, TrustPolicy,
 };
 pub use agent_oauth::dpop::{ath, NonceCache};
 pub use agent_oauth::grant::{
@@ -26,10 +26,10 @@ pub use agent_oauth::transport::{HttpRequest, HttpResponse, RetryPolicy, Transpo
 #[cfg(feature = "middleware")]
 pub use agent_oauth::AgentMiddleware;
 pub use agent_oauth::{
-    dangerous, AccessToken, Agent, AgentBuilder, AgentEvent, AssertionKey, AuthorizationServer,
-    ClientAuth, DpopKey, DpopMode, Error, HttpTransport, OAuthClient, OAuthErrorCode, RefreshToken,
-    RefreshingSource, ResourceMetadata, Result, Scope, ServerMetadata, TokenParams, TokenSet,
-    TokenType, TransportConfig,
+    dangerous, AccessToken, Agent, AgentBuilder, AgentEvent, AssertionKey, AuthorizationPrompt,
+    AuthorizationReason, AuthorizationServer, ClientAuth, DpopKey, DpopMode, Error, HttpTransport,
+    OAuthClient, OAuthErrorCode, RefreshToken, RefreshingSource, ResourceMetadata, Result, Scope,
+    ServerMetadata, TokenParams, TokenSet, TokenType, TransportConfig,
 };
 #[cfg(feature = "mtls")]
 pub use agent_oauth::{ClientIdentity, TrustRoots};

@@ -10,3 +10,5 @@
 mod agent_flows;
 mod logs;
 mod scenarios;
+mod url_first;
+mod user_grants;
