@@ -120,3 +120,84 @@ async fn agent_from_protected_resource_alone(kind: Kind) {
         assert!(matches!(err, Error::Discovery(_)), "{err:?}");
     }
 }
+
+per_server!(agent_url_first_two_authorization_servers_tokens_stay_home);
+/// An agent built without an issuer calls the resources of two servers of the same kind (two
+/// oidc-provider processes, or two embedded servers): each resource's 401 names its server,
+/// each server gets its own client, and no resource ever sees the other server's token.
+async fn agent_url_first_two_authorization_servers_tokens_stay_home(kind: Kind) {
+    use crate::support::prelude::{AgentEvent, TrustPolicy};
+    use std::sync::{Arc, Mutex};
+
+    let (Some(a), Some(b)) = (
+        Server::start(kind, Knobs::default()).await,
+        Server::start(kind, Knobs::default()).await,
+    ) else {
+        return;
+    };
+    assert_ne!(a.issuer(), b.issuer());
+    let rejected: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = rejected.clone();
+    let agent = Agent::builder()
+        .trust(TrustPolicy::issuers([a.issuer(), b.issuer()]))
+        .client_for_issuer(a.issuer(), SERVICE.id, SERVICE.auth())
+        .client_for_issuer(b.issuer(), SERVICE.id, SERVICE.auth())
+        .scope("read")
+        .on_event(move |e| {
+            if let AgentEvent::TokenRejected { origin, error, .. } = e {
+                seen.lock()
+                    .expect("events")
+                    .push((origin.clone(), error.clone()));
+            }
+        })
+        .build()
+        .await
+        .expect("agent");
+    for (s, path) in [(&a, "one"), (&b, "two"), (&a, "three"), (&b, "four")] {
+        let resp = agent
+            .get(format!("{}/{path}", s.resource()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", s.issuer(), s.log()));
+        assert_eq!(resp.status(), 200, "{}", s.log());
+        let body = json(&resp);
+        assert_eq!(body["client_id"], SERVICE.id, "{body}");
+    }
+    assert_eq!(
+        agent.issuers(),
+        [a.issuer().to_owned(), b.issuer().to_owned()]
+    );
+    // Each server issued tokens for its own resource only.
+    for s in [&a, &b] {
+        let t = agent
+            .access_token(Some(&s.resource()))
+            .await
+            .expect("token");
+        let payload = t
+            .token()
+            .access_token
+            .secret()
+            .split('.')
+            .nth(1)
+            .map(str::to_owned);
+        let claims: serde_json::Value = payload
+            .and_then(|p| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .expect("a JWT access token");
+        assert_eq!(claims["iss"], s.issuer(), "{claims}");
+        let aud = claims["aud"].to_string();
+        assert!(aud.contains(&s.resource()), "{claims}");
+    }
+    // Only nonce challenges, never a refused token: each resource only ever saw tokens its
+    // own server issued for it (a foreign token fails its issuer and audience checks).
+    let rejected = rejected.lock().expect("events").clone();
+    assert!(
+        rejected.iter().all(|(_, e)| e == "use_dpop_nonce"),
+        "{rejected:?}"
+    );
+}
