@@ -112,6 +112,12 @@ pub struct TestServerConfig {
     /// How often DPoP nonces rotate; the current and the previous nonce are accepted
     /// (default 30 s).
     pub dpop_nonce_rotation: Duration,
+    /// Scope values the MCP resource advertises (default none: it advertises `scopes`); see
+    /// [`with_mcp_scopes`](Self::with_mcp_scopes).
+    pub mcp_scopes: Vec<String>,
+    /// Scope `tools/call` needs at the MCP resource (default none); see
+    /// [`with_mcp_tool_scope`](Self::with_mcp_tool_scope).
+    pub mcp_tool_scope: Option<String>,
 }
 
 impl Default for TestServerConfig {
@@ -140,6 +146,8 @@ impl Default for TestServerConfig {
             device_code_ttl: Duration::from_secs(600),
             authorization_code_ttl: Duration::from_secs(60),
             dpop_nonce_rotation: Duration::from_secs(30),
+            mcp_scopes: Vec::new(),
+            mcp_tool_scope: None,
         }
     }
 }
@@ -231,6 +239,30 @@ impl TestServerConfig {
     /// Set how often DPoP nonces rotate.
     pub fn with_dpop_nonce_rotation(mut self, every: Duration) -> Self {
         self.dpop_nonce_rotation = every;
+        self
+    }
+}
+
+impl TestServerConfig {
+    /// Set the scope values the MCP resource at `/mcp` advertises: its RFC 9728
+    /// `scopes_supported` and the `scope` of its challenges to requests without a valid
+    /// token. By default it advertises [`scopes`](Self::scopes) and its challenges name no
+    /// scope. The values must be known to the server ([`with_scopes`](Self::with_scopes)) and
+    /// allowed to the clients that ask for them.
+    pub fn with_mcp_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.mcp_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Make `tools/call` at the MCP resource require `scope` (a single value): a token without
+    /// it is refused with 403 `insufficient_scope` and a challenge naming `scope`, so step-up
+    /// authorization can be tested. The other methods need only a valid token.
+    pub fn with_mcp_tool_scope(mut self, scope: impl Into<String>) -> Self {
+        self.mcp_tool_scope = Some(scope.into());
         self
     }
 }

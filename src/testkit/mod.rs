@@ -15,7 +15,11 @@
 //! - `/revoke` (RFC 7009), `/introspect` (RFC 7662), `/device/auth` (RFC 8628);
 //! - a protected resource at `/api` and below that accepts Bearer and DPoP access tokens whose
 //!   audience includes `<issuer>/api`, advertises itself with RFC 9728 metadata, and requires
-//!   the `admin` scope under `/api/admin`.
+//!   the `admin` scope under `/api/admin`;
+//! - a minimal MCP server at `/mcp` (Streamable HTTP, JSON or SSE answers, the tools `echo`
+//!   and `add`), protected the same way for the audience `<issuer>/mcp` with its own RFC 9728
+//!   metadata; [`TestServerConfig::with_mcp_scopes`] sets the scopes it advertises and
+//!   [`TestServerConfig::with_mcp_tool_scope`] a scope that `tools/call` needs.
 //!
 //! Access tokens are ES256 JWTs (`typ` `at+jwt`, RFC 9068). The server aims to answer like
 //! node `oidc-provider` 9 where both implement the same thing, and it shares no JOSE or DPoP
@@ -72,10 +76,12 @@ mod exchange;
 mod grants;
 mod http_util;
 mod jose;
+mod mcp;
 mod resource;
 mod server;
 mod state;
 
 pub use config::{TestClient, TestClientAuth, TestServerConfig};
+pub use mcp::McpStats;
 pub use server::TestServer;
 pub use state::{GrantStats, Stats};

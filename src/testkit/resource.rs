@@ -1,4 +1,7 @@
-//! The protected resource at `/api`: RFC 6750 Bearer, RFC 9449 DPoP, RFC 9728 metadata.
+//! The protected resources: RFC 6750 Bearer, RFC 9449 DPoP, RFC 9728 metadata.
+//!
+//! [`Shared::check_access`] validates a request's access token for any [`Protected`]
+//! resource; `/api` is served here and `/mcp` in `mcp.rs`.
 
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,36 +14,80 @@ use super::grants::host_url;
 use super::http_util::add_nonce;
 use super::state::{bump, now, Inner, Shared};
 
-/// A refusal of the resource.
-struct Refusal {
+/// A protected resource of the server: its identifier and how it challenges.
+#[derive(Debug)]
+pub(crate) struct Protected {
+    /// The resource identifier (RFC 9728 §2), which an access token's `aud` must include.
+    pub(crate) resource: String,
+    /// Its RFC 9728 metadata, named by every challenge's `resource_metadata` (RFC 9728 §5.1).
+    pub(crate) metadata_url: String,
+    /// Challenge requests without a usable token with `DPoP` as well as `Bearer`.
+    pub(crate) offer_dpop: bool,
+    /// Refuse Bearer tokens.
+    pub(crate) dpop_required: bool,
+    /// The `scope` of the challenges to requests without a valid token.
+    pub(crate) challenge_scope: Option<String>,
+}
+
+/// A request whose access token the resource accepted.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// The access token's claims.
+    pub(crate) claims: Map<String, Value>,
+    /// The thumbprint of the DPoP key the token is bound to (DPoP requests).
+    pub(crate) jkt: Option<String>,
+    /// The `DPoP-Nonce` to answer with (DPoP requests).
+    pub(crate) nonce: Option<String>,
+}
+
+impl Accepted {
+    /// The token's `scope` claim (empty when absent).
+    pub(crate) fn scope(&self) -> &str {
+        self.claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// A refusal of a protected resource.
+#[derive(Debug)]
+pub(crate) struct Refusal {
     status: StatusCode,
     /// `WWW-Authenticate` challenges, in order.
     challenges: Vec<String>,
     nonce: Option<String>,
 }
 
+impl Refusal {
+    /// The response: the status, the challenges, any `DPoP-Nonce`, and `{"error": code}`.
+    pub(crate) fn response(&self) -> Response {
+        let mut h = HeaderMap::new();
+        for c in &self.challenges {
+            if let Ok(v) = HeaderValue::from_str(c) {
+                h.append(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        add_nonce(&mut h, self.nonce.as_deref());
+        let body = json!({ "error": self.error_code() });
+        (self.status, h, Json(body)).into_response()
+    }
+
+    /// The `error` code of the first challenge, for the JSON body.
+    fn error_code(&self) -> Value {
+        self.challenges
+            .first()
+            .and_then(|c| c.split("error=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .map_or(Value::Null, |e| json!(e))
+    }
+}
+
 fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-impl Shared {
-    fn metadata_url(&self) -> String {
-        self.endpoint("/.well-known/oauth-protected-resource/api")
-    }
-
-    /// RFC 9728 protected resource metadata.
-    pub(crate) fn resource_metadata(&self) -> Value {
-        json!({
-            "resource": self.resource(),
-            "authorization_servers": [self.issuer],
-            "scopes_supported": self.config.scopes,
-            "bearer_methods_supported": ["header"],
-            "dpop_signing_alg_values_supported": ["ES256"],
-            "dpop_bound_access_tokens_required": self.config.resource_dpop_required,
-            "resource_name": "agent-oauth testkit resource",
-        })
-    }
-
+impl Protected {
     /// A challenge of `scheme` with an optional error and extra parameters.
     fn challenge(
         &self,
@@ -61,30 +108,74 @@ impl Shared {
         }
         params.push(format!(
             "resource_metadata=\"{}\"",
-            quote(&self.metadata_url())
+            quote(&self.metadata_url)
         ));
         format!("{scheme} {}", params.join(", "))
     }
 
-    /// Challenges for an unauthenticated or refused request: DPoP first, then Bearer unless
-    /// the resource requires DPoP.
+    /// The `scope` parameter of challenges to requests without a valid token.
+    fn scope_param(&self) -> Vec<(&str, &str)> {
+        self.challenge_scope
+            .as_deref()
+            .map(|s| ("scope", s))
+            .into_iter()
+            .collect()
+    }
+
+    /// Challenges for an unauthenticated or refused request: DPoP first (when offered or
+    /// required), then Bearer unless the resource requires DPoP.
     fn both(&self, error: Option<(&str, &str)>, extra: &[(&str, &str)]) -> Vec<String> {
-        let mut v = vec![self.challenge("DPoP", error, extra)];
-        if !self.config.resource_dpop_required {
+        let mut v = Vec::new();
+        if self.offer_dpop || self.dpop_required {
+            v.push(self.challenge("DPoP", error, extra));
+        }
+        if !self.dpop_required {
             v.push(self.challenge("Bearer", error, extra));
         }
         v
     }
+}
 
-    fn refuse(&self, status: StatusCode, challenges: Vec<String>) -> Refusal {
-        Refusal {
-            status,
-            challenges,
-            nonce: None,
+impl Shared {
+    /// The resource at `/api` and below.
+    pub(crate) fn api(&self) -> Protected {
+        Protected {
+            resource: self.resource(),
+            metadata_url: self.endpoint("/.well-known/oauth-protected-resource/api"),
+            offer_dpop: true,
+            dpop_required: self.config.resource_dpop_required,
+            challenge_scope: None,
         }
     }
 
-    /// Any request to `/api` or below.
+    /// RFC 9728 protected resource metadata of `rs`.
+    pub(crate) fn protected_metadata(
+        &self,
+        rs: &Protected,
+        scopes: &[String],
+        name: &str,
+    ) -> Value {
+        json!({
+            "resource": rs.resource,
+            "authorization_servers": [self.issuer],
+            "scopes_supported": scopes,
+            "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": ["ES256"],
+            "dpop_bound_access_tokens_required": rs.dpop_required,
+            "resource_name": name,
+        })
+    }
+
+    /// RFC 9728 metadata of `/api`.
+    pub(crate) fn resource_metadata(&self) -> Value {
+        self.protected_metadata(
+            &self.api(),
+            &self.config.scopes,
+            "agent-oauth testkit resource",
+        )
+    }
+
+    /// Any request to `/api` or below; `/api/admin` and below need the `admin` scope.
     pub(crate) fn resource_request(
         &self,
         method: &Method,
@@ -92,42 +183,58 @@ impl Shared {
         headers: &HeaderMap,
     ) -> Response {
         bump(&self.counters.resource_requests);
-        match self.resource_check(method, path, headers) {
-            Ok((body, nonce)) => {
+        let required = path.starts_with("/api/admin").then_some("admin");
+        match self.check_access(&self.api(), method, path, headers, required) {
+            Ok(ok) => {
+                let body = json!({
+                    "ok": true,
+                    "sub": ok.claims.get("sub").cloned().unwrap_or(Value::Null),
+                    "client_id": ok.claims.get("client_id").cloned().unwrap_or(Value::Null),
+                    "scope": ok.scope(),
+                    "path": path,
+                    "method": method.as_str(),
+                    "act": ok.claims.get("act").cloned().unwrap_or(Value::Null),
+                    "jkt": ok.jkt,
+                    "aud": ok.claims.get("aud").cloned().unwrap_or(Value::Null),
+                });
                 let mut h = HeaderMap::new();
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                add_nonce(&mut h, nonce.as_deref());
+                add_nonce(&mut h, ok.nonce.as_deref());
                 (StatusCode::OK, h, Json(body)).into_response()
             }
             Err(r) => {
                 bump(&self.counters.resource_rejections);
-                let mut h = HeaderMap::new();
-                for c in &r.challenges {
-                    if let Ok(v) = HeaderValue::from_str(c) {
-                        h.append(header::WWW_AUTHENTICATE, v);
-                    }
-                }
-                add_nonce(&mut h, r.nonce.as_deref());
-                let body = json!({ "error": error_of(&r) });
-                (r.status, h, Json(body)).into_response()
+                r.response()
             }
         }
     }
 
-    fn resource_check(
+    /// Check the access token of a request to `rs` at `path`: one `Authorization` header, a
+    /// token of this server that is active and whose `aud` includes `rs.resource`, a DPoP
+    /// proof for DPoP-bound tokens (RFC 9449 §7), and `required_scope` when given (403
+    /// `insufficient_scope` otherwise, RFC 6750 §3.1).
+    pub(crate) fn check_access(
         &self,
+        rs: &Protected,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
-    ) -> Result<(Value, Option<String>), Refusal> {
+        required_scope: Option<&str>,
+    ) -> Result<Accepted, Refusal> {
+        let refuse = |status: StatusCode, challenges: Vec<String>| Refusal {
+            status,
+            challenges,
+            nonce: None,
+        };
+        let unauthenticated = || refuse(StatusCode::UNAUTHORIZED, rs.both(None, &rs.scope_param()));
         let mut auth = headers.get_all(header::AUTHORIZATION).iter();
         let Some(value) = auth.next() else {
-            return Err(self.refuse(StatusCode::UNAUTHORIZED, self.both(None, &[])));
+            return Err(unauthenticated());
         };
         let bad_request = |d: &str| {
-            self.refuse(
+            refuse(
                 StatusCode::BAD_REQUEST,
-                self.both(Some(("invalid_request", d)), &[]),
+                rs.both(Some(("invalid_request", d)), &[]),
             )
         };
         if auth.next().is_some() {
@@ -146,12 +253,12 @@ impl Shared {
         } else if scheme.eq_ignore_ascii_case("dpop") {
             "DPoP"
         } else {
-            return Err(self.refuse(StatusCode::UNAUTHORIZED, self.both(None, &[])));
+            return Err(unauthenticated());
         };
         let invalid = |d: &str| {
-            self.refuse(
+            refuse(
                 StatusCode::UNAUTHORIZED,
-                vec![self.challenge(scheme, Some(("invalid_token", d)), &[])],
+                vec![rs.challenge(scheme, Some(("invalid_token", d)), &rs.scope_param())],
             )
         };
         let t = now();
@@ -160,10 +267,9 @@ impl Shared {
         let claims = self
             .active_access(inner, token)
             .ok_or_else(|| invalid("the access token is invalid, expired or revoked"))?;
-        let resource = self.resource();
         let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => *a == resource,
-            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(resource.as_str())),
+            Some(Value::String(a)) => *a == rs.resource,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(rs.resource.as_str())),
             _ => false,
         };
         if !aud_ok {
@@ -180,32 +286,22 @@ impl Shared {
         let mut nonce = None;
         let jkt = match (scheme, bound) {
             ("Bearer", Some(_)) => {
-                return Err(self.refuse(
+                let error = Some((
+                    "invalid_token",
+                    "DPoP-bound access token presented as a Bearer token",
+                ));
+                return Err(refuse(
                     StatusCode::UNAUTHORIZED,
                     vec![
-                        self.challenge(
-                            "DPoP",
-                            Some((
-                                "invalid_token",
-                                "DPoP-bound access token presented as a Bearer token",
-                            )),
-                            &[],
-                        ),
-                        self.challenge(
-                            "Bearer",
-                            Some((
-                                "invalid_token",
-                                "DPoP-bound access token presented as a Bearer token",
-                            )),
-                            &[],
-                        ),
+                        rs.challenge("DPoP", error, &[]),
+                        rs.challenge("Bearer", error, &[]),
                     ],
-                ))
+                ));
             }
-            ("Bearer", None) if self.config.resource_dpop_required => {
-                return Err(self.refuse(
+            ("Bearer", None) if rs.dpop_required => {
+                return Err(refuse(
                     StatusCode::UNAUTHORIZED,
-                    vec![self.challenge(
+                    vec![rs.challenge(
                         "DPoP",
                         Some((
                             "invalid_token",
@@ -220,7 +316,7 @@ impl Shared {
             (_, Some(bound)) => {
                 let dpop_refusal = |code: &str, d: &str, nonce: Option<String>| Refusal {
                     status: StatusCode::UNAUTHORIZED,
-                    challenges: vec![self.challenge("DPoP", Some((code, d)), &[])],
+                    challenges: vec![rs.challenge("DPoP", Some((code, d)), &[])],
                     nonce,
                 };
                 if headers.get("dpop").is_none() {
@@ -279,55 +375,23 @@ impl Shared {
             }
         };
 
-        let scope = claims
-            .get("scope")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if path.starts_with("/api/admin") && !scope.split(' ').any(|s| s == "admin") {
-            return Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                challenges: vec![self.challenge(
-                    scheme,
-                    Some((
-                        "insufficient_scope",
-                        "the request requires higher privileges than provided by the access token",
-                    )),
-                    &[("scope", "admin")],
-                )],
-                nonce,
-            });
+        let accepted = Accepted { claims, jkt, nonce };
+        if let Some(required) = required_scope {
+            if !accepted.scope().split(' ').any(|s| s == required) {
+                return Err(Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    challenges: vec![rs.challenge(
+                        scheme,
+                        Some((
+                            "insufficient_scope",
+                            "the request requires higher privileges than provided by the access token",
+                        )),
+                        &[("scope", required)],
+                    )],
+                    nonce: accepted.nonce,
+                });
+            }
         }
-        let mut body = Map::new();
-        body.insert("ok".into(), json!(true));
-        body.insert(
-            "sub".into(),
-            claims.get("sub").cloned().unwrap_or(Value::Null),
-        );
-        body.insert(
-            "client_id".into(),
-            claims.get("client_id").cloned().unwrap_or(Value::Null),
-        );
-        body.insert("scope".into(), json!(scope));
-        body.insert("path".into(), json!(path));
-        body.insert("method".into(), json!(method.as_str()));
-        body.insert(
-            "act".into(),
-            claims.get("act").cloned().unwrap_or(Value::Null),
-        );
-        body.insert("jkt".into(), jkt.map(Value::String).unwrap_or(Value::Null));
-        body.insert(
-            "aud".into(),
-            claims.get("aud").cloned().unwrap_or(Value::Null),
-        );
-        Ok((Value::Object(body), nonce))
+        Ok(accepted)
     }
-}
-
-/// The `error` code of a refusal's first challenge, for the JSON body.
-fn error_of(r: &Refusal) -> Value {
-    r.challenges
-        .first()
-        .and_then(|c| c.split("error=\"").nth(1))
-        .and_then(|rest| rest.split('"').next())
-        .map_or(Value::Null, |e| json!(e))
 }

@@ -133,6 +133,11 @@ impl TestServer {
         self.shared.resource()
     }
 
+    /// The MCP resource, `<issuer>/mcp` (see the [module documentation](super)).
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.shared.issuer)
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
@@ -214,6 +219,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/device", get(device_page))
         .route("/api", any(resource))
         .route("/api/{*rest}", any(resource))
+        .merge(super::mcp::routes())
         .fallback(not_found)
         .with_state(shared)
 }

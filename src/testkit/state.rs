@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::config::{TestClient, TestServerConfig};
 use super::dpop::{Nonces, ReplayCache};
 use super::jose::{parse_public_jwk, public_jwk, random_token, sign_jwt, Jws};
+use super::mcp::{McpCounters, McpStats};
 use crate::Scope;
 
 /// The subject of every user grant (authorization code and device flows).
@@ -58,10 +59,12 @@ pub struct Stats {
     pub revoked_grants: u64,
     /// `use_dpop_nonce` answers, at the token endpoint and the resource.
     pub nonce_challenges: u64,
-    /// Requests that reached the protected resource.
+    /// Requests that reached the protected resource at `/api`.
     pub resource_requests: u64,
-    /// Protected resource requests answered with 400, 401 or 403.
+    /// Requests to `/api` answered with 400, 401 or 403.
     pub resource_rejections: u64,
+    /// Requests to the MCP resource at `/mcp`, by JSON-RPC method.
+    pub mcp: McpStats,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +79,7 @@ pub(crate) struct Counters {
     pub(crate) nonce_challenges: AtomicU64,
     pub(crate) resource_requests: AtomicU64,
     pub(crate) resource_rejections: AtomicU64,
+    pub(crate) mcp: McpCounters,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -98,6 +102,7 @@ impl Counters {
             nonce_challenges: g(&self.nonce_challenges),
             resource_requests: g(&self.resource_requests),
             resource_rejections: g(&self.resource_rejections),
+            mcp: self.mcp.snapshot(),
         }
     }
 }
