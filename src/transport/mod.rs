@@ -20,6 +20,7 @@ mod form;
 pub(crate) mod origin;
 mod response;
 mod retry;
+mod sse;
 #[cfg(feature = "mtls")]
 pub(crate) mod tls;
 
@@ -31,6 +32,8 @@ pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error};
 pub(crate) use retry::parse_retry_after;
 pub use retry::RetryPolicy;
+pub(crate) use sse::fuzz as fuzz_sse;
+pub use sse::{SseEvent, SseParser};
 #[cfg(feature = "mtls")]
 pub use tls::{cnf_x5t_s256, KeyFormat};
 
