@@ -94,6 +94,13 @@ pub mod __fuzz {
         let _ = set.unverified_cnf();
     }
 
+    /// Parses arbitrary bytes (after the first, which gives a chunk size) as a
+    /// `text/event-stream`, in one push and in chunks of that size, and panics unless both give
+    /// the same events and end in the same state.
+    pub fn sse(data: &[u8]) {
+        crate::transport::fuzz_sse(data)
+    }
+
     /// Parses arbitrary bytes as authorization server and protected resource metadata.
     pub fn metadata(data: &[u8]) {
         let _ = crate::discovery::server_metadata::ServerMetadata::from_json(

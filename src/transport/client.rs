@@ -1,7 +1,7 @@
 //! The reqwest client, its limits, and the retry loop.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::BackoffBuilder as _;
@@ -11,6 +11,7 @@ use url::Url;
 
 use super::origin::{OriginFacts, OriginObserver};
 use super::retry::{parse_retry_after, Decision, RetryPolicy};
+use super::stream::{BodyStream, StreamingResponse};
 use super::{HttpRequest, HttpResponse};
 use crate::clock::{Clock, ClockOffset, ClockSkew, SystemClock};
 use crate::error::{Error, Result, TransportErrorKind};
@@ -22,7 +23,9 @@ use crate::event::{AgentEvent, EventHook};
 pub struct TransportConfig {
     /// Time allowed to establish a connection (default 10 s).
     pub connect_timeout: Duration,
-    /// Time allowed for one attempt, headers and body (default 30 s).
+    /// Time allowed for one attempt, headers and body (default 30 s). For a streamed
+    /// successful response ([`HttpTransport::execute_stream`]) it covers the wait for the
+    /// headers only; the body is bounded by [`stream_idle_timeout`](Self::stream_idle_timeout).
     pub request_timeout: Duration,
     /// Time allowed for one operation, all attempts and waits together (default 60 s).
     ///
@@ -31,8 +34,13 @@ pub struct TransportConfig {
     /// `access_token`, `authorization_url` and `complete_authorization` each end with
     /// [`Error::Timeout`] once it passes. (`login_device` waits for a person and is bounded by
     /// the device code's lifetime instead.)
+    ///
+    /// For a streamed successful response ([`HttpTransport::execute_stream`]) it ends when the
+    /// headers arrive: reading the body is not part of the operation.
     pub deadline: Duration,
-    /// Largest response body accepted, enforced while streaming (default 1 MiB).
+    /// Largest response body accepted, enforced while reading (default 1 MiB). Successful
+    /// responses read with [`HttpTransport::execute_stream`] have no cap; their error responses
+    /// keep this one.
     pub max_body_bytes: usize,
     /// Attempts per operation, the first included (default 3).
     pub max_attempts: usize,
@@ -44,6 +52,9 @@ pub struct TransportConfig {
     pub max_retry_after: Duration,
     /// `User-Agent` sent with every request.
     pub user_agent: String,
+    /// A streamed body ([`BodyStream`]) that sends nothing for this long ends with
+    /// [`Error::Timeout`]; `None` waits for ever (default 5 minutes).
+    pub stream_idle_timeout: Option<Duration>,
     pub(crate) allow_insecure_http: bool,
 }
 
@@ -59,6 +70,7 @@ impl Default for TransportConfig {
             max_backoff: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(30),
             user_agent: concat!("agent-oauth/", env!("CARGO_PKG_VERSION")).to_owned(),
+            stream_idle_timeout: Some(Duration::from_secs(5 * 60)),
             allow_insecure_http: false,
         }
     }
@@ -316,7 +328,8 @@ impl HttpTransport {
         O: Fn(&Url, &http::HeaderMap) + Send + Sync,
     {
         let observe = |u: &Url, r: &HttpResponse| observe(u, r.headers());
-        self.execute_deadline(policy, &mut make, &observe).await
+        self.execute_deadline(policy, &mut make, &observe, BodyMode::Read)
+            .await
     }
 
     /// As [`execute`](Self::execute), and `observer` learns what every response (retried
@@ -335,7 +348,74 @@ impl HttpTransport {
         F: FnMut() -> Result<HttpRequest> + Send,
     {
         let observe = |u: &Url, r: &HttpResponse| observer.observe(u, &OriginFacts::of(r));
-        self.execute_deadline(policy, &mut make, &observe).await
+        self.execute_deadline(policy, &mut make, &observe, BodyMode::Read)
+            .await
+    }
+
+    /// Send a request as [`execute`](Self::execute) does (same retries, backoff and observed
+    /// responses), and hand a successful (2xx) response's body over unread, to be read as it
+    /// arrives with no size cap: MCP Streamable HTTP answers with `text/event-stream`
+    /// ([`BodyStream::sse`]).
+    ///
+    /// Error responses (non-2xx) are read whole under
+    /// [`max_body_bytes`](TransportConfig::max_body_bytes) as with `execute`, and returned as
+    /// a one-chunk body. For a successful response, the
+    /// [`request_timeout`](TransportConfig::request_timeout) and the
+    /// [`deadline`](TransportConfig::deadline) end when the headers arrive; a body that then
+    /// goes silent for [`stream_idle_timeout`](TransportConfig::stream_idle_timeout) ends with
+    /// [`Error::Timeout`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> agent_oauth::Result<()> {
+    /// use agent_oauth::{transport::RetryPolicy, HttpTransport};
+    ///
+    /// let transport = HttpTransport::new()?;
+    /// let resp = transport
+    ///     .execute_stream(RetryPolicy::Never, || {
+    ///         Ok(http::Request::get("https://mcp.example/mcp")
+    ///             .header("accept", "text/event-stream")
+    ///             .body(Vec::new())
+    ///             .expect("request"))
+    ///     })
+    ///     .await?;
+    /// let mut events = resp.into_body().sse();
+    /// while let Some(event) = events.next_event().await? {
+    ///     println!("{}: {}", event.event, event.data);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute) (a non-2xx body over the cap is [`Error::BodyTooLarge`]).
+    pub async fn execute_stream<F>(&self, policy: RetryPolicy, make: F) -> Result<StreamingResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+    {
+        let resp = self
+            .execute_for_stream(policy, make, &IgnoreOrigins)
+            .await?;
+        Ok(into_streaming(resp))
+    }
+
+    /// As [`execute_for`](Self::execute_for), leaving a 2xx response's body unread (see
+    /// [`execute_stream`](Self::execute_stream)): the returned body is then empty, and
+    /// [`into_streaming`] takes the unread one.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub(crate) async fn execute_for_stream<F>(
+        &self,
+        policy: RetryPolicy,
+        mut make: F,
+        observer: &dyn OriginObserver,
+    ) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+    {
+        let observe = |u: &Url, r: &HttpResponse| observer.observe(u, &OriginFacts::of(r));
+        self.execute_deadline(policy, &mut make, &observe, BodyMode::Stream)
+            .await
     }
 
     async fn execute_deadline<F>(
@@ -343,12 +423,14 @@ impl HttpTransport {
         policy: RetryPolicy,
         make: &mut F,
         observe: &(dyn Fn(&Url, &HttpResponse) + Send + Sync),
+        mode: BodyMode,
     ) -> Result<HttpResponse>
     where
         F: FnMut() -> Result<HttpRequest> + Send,
     {
         let deadline = self.inner.config.deadline;
-        match tokio::time::timeout(deadline, self.execute_inner(policy, make, observe)).await {
+        let attempts = self.execute_inner(policy, make, observe, mode);
+        match tokio::time::timeout(deadline, attempts).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(deadline)),
         }
@@ -359,6 +441,7 @@ impl HttpTransport {
         policy: RetryPolicy,
         make: &mut F,
         observe: &(dyn Fn(&Url, &HttpResponse) + Send + Sync),
+        mode: BodyMode,
     ) -> Result<HttpResponse>
     where
         F: FnMut() -> Result<HttpRequest> + Send,
@@ -372,7 +455,7 @@ impl HttpTransport {
         loop {
             let request = make()?;
             let target = Url::parse(&request.uri().to_string()).ok();
-            let outcome = self.send_once(request).await;
+            let outcome = self.send_once(request, mode).await;
             if let (Ok(resp), Some(u)) = (&outcome, &target) {
                 observe(u, resp);
             }
@@ -411,29 +494,115 @@ impl HttpTransport {
     }
 
     /// One attempt: check, send, read what the response says about its origin (recording
-    /// `Date`), read the body under the cap.
-    async fn send_once(&self, request: HttpRequest) -> Result<HttpResponse> {
+    /// `Date`), read the body under the cap, or leave it unread (a 2xx in
+    /// [`BodyMode::Stream`]).
+    async fn send_once(&self, request: HttpRequest, mode: BodyMode) -> Result<HttpResponse> {
+        let cfg = &self.inner.config;
         let url = Url::parse(&request.uri().to_string())
             .map_err(|_| Error::config("request URI is not an absolute URL"))?;
         self.check(&url)?;
         let mut req = reqwest::Request::try_from(request)
             .map_err(|e| Error::config(format!("cannot build request: {e}")))?;
-        *req.timeout_mut() = Some(self.inner.config.request_timeout);
-        let resp = self
-            .inner
-            .client
-            .execute(req)
-            .await
-            .map_err(transport_error)?;
-        // What the response says about its origin, read once: the clock offset is recorded
-        // here, the nonce by the caller's observer, and both travel with the response.
-        let facts = OriginFacts::parse(resp.headers());
-        if let Some(date) = facts.date {
-            self.observe_date(&url, date);
+        // reqwest's timeout runs until the body is read, so a body left unread for the caller
+        // must not get one: the attempt below is bounded by `tokio::time::timeout` instead.
+        if mode == BodyMode::Read {
+            *req.timeout_mut() = Some(cfg.request_timeout);
         }
-        let mut out = read_capped(resp, self.inner.config.max_body_bytes).await?;
-        out.extensions_mut().insert(facts);
-        Ok(out)
+        let attempt = async {
+            let resp = self
+                .inner
+                .client
+                .execute(req)
+                .await
+                .map_err(transport_error)?;
+            // What the response says about its origin, read once: the clock offset is recorded
+            // here, the nonce by the caller's observer, and both travel with the response.
+            let facts = OriginFacts::parse(resp.headers());
+            if let Some(date) = facts.date {
+                self.observe_date(&url, date);
+            }
+            let mut out = if mode == BodyMode::Stream && resp.status().is_success() {
+                unread(resp, cfg.stream_idle_timeout)
+            } else {
+                read_capped(resp, cfg.max_body_bytes).await?
+            };
+            out.extensions_mut().insert(facts);
+            Ok(out)
+        };
+        match mode {
+            BodyMode::Read => attempt.await,
+            BodyMode::Stream => tokio::time::timeout(cfg.request_timeout, attempt)
+                .await
+                .unwrap_or_else(|_| Err(attempt_timeout(cfg.request_timeout))),
+        }
+    }
+}
+
+/// What the retry loop does with response bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyMode {
+    /// Read every body under the cap; `request_timeout` covers headers and body.
+    Read,
+    /// Leave 2xx bodies unread for the caller ([`into_streaming`]) and read the others as
+    /// `Read` does; `request_timeout` and the deadline end with the headers of a 2xx.
+    Stream,
+}
+
+/// The body of a 2xx response left unread, kept in the response's extensions until
+/// [`into_streaming`] takes it (extensions must be `Clone + Send + Sync`). No `Debug`: the
+/// reqwest response would show its URL, query included.
+#[derive(Clone)]
+struct UnreadBody {
+    response: Arc<Mutex<Option<reqwest::Response>>>,
+    idle_timeout: Option<Duration>,
+}
+
+/// The status and headers of `resp`, with its body left unread in the extensions.
+fn unread(mut resp: reqwest::Response, idle_timeout: Option<Duration>) -> HttpResponse {
+    let mut out = http::Response::new(Bytes::new());
+    *out.status_mut() = resp.status();
+    *out.version_mut() = resp.version();
+    *out.headers_mut() = std::mem::take(resp.headers_mut());
+    out.extensions_mut().insert(UnreadBody {
+        response: Arc::new(Mutex::new(Some(resp))),
+        idle_timeout,
+    });
+    out
+}
+
+/// A response of [`HttpTransport::execute_for_stream`] as a [`StreamingResponse`]: the unread
+/// body of a 2xx, or the body already read (non-2xx, or a response built elsewhere) as one
+/// chunk.
+pub(crate) fn into_streaming(resp: HttpResponse) -> StreamingResponse {
+    let (mut parts, read) = resp.into_parts();
+    let unread = parts.extensions.remove::<UnreadBody>().and_then(|u| {
+        let resp = crate::sync::lock(&u.response).take();
+        resp.map(|r| (r, u.idle_timeout))
+    });
+    let body = match unread {
+        Some((resp, idle_timeout)) => BodyStream::from_reqwest(resp, idle_timeout),
+        None => BodyStream::from_bytes(read),
+    };
+    StreamingResponse::new(parts.status, parts.headers, body)
+}
+
+/// The observer of [`HttpTransport::execute_stream`]: the transport's own bookkeeping (the
+/// clock offset) is all there is.
+struct IgnoreOrigins;
+
+impl OriginObserver for IgnoreOrigins {
+    fn observe(&self, _url: &Url, _facts: &OriginFacts) {}
+}
+
+/// An attempt that got no response within `request_timeout` (streaming path, where reqwest's
+/// own timeout is not set).
+fn attempt_timeout(limit: Duration) -> Error {
+    Error::Transport {
+        kind: TransportErrorKind::Timeout,
+        source: Some(Arc::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no response within {limit:?}"),
+        ))),
     }
 }
 
@@ -442,7 +611,8 @@ fn full_jitter(base: Duration) -> Duration {
     Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
 }
 
-fn transport_error(e: reqwest::Error) -> Error {
+/// A reqwest failure as [`Error::Transport`], classified, without the URL (it may carry a query).
+pub(super) fn transport_error(e: reqwest::Error) -> Error {
     let kind = if e.is_connect() {
         TransportErrorKind::Connect
     } else if e.is_timeout() {
@@ -536,6 +706,186 @@ mod tests {
         assert!(check_url(&url("ftp://127.0.0.1/"), false).is_err());
         assert!(check_url(&url("https://a.example/#frag"), false).is_err());
         assert!(check_url(&url("https://user:pw@a.example/"), false).is_err());
+    }
+
+    /// Records the nonce of every response observed.
+    #[derive(Default)]
+    struct SeenNonces(Mutex<Vec<Option<String>>>);
+
+    impl OriginObserver for SeenNonces {
+        fn observe(&self, _url: &Url, facts: &OriginFacts) {
+            crate::sync::lock(&self.0).push(facts.dpop_nonce.clone());
+        }
+    }
+
+    /// Serve `router` on loopback; the base URL.
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        base
+    }
+
+    fn fast_config() -> TransportConfig {
+        TransportConfig {
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            request_timeout: Duration::from_secs(5),
+            max_body_bytes: 1024,
+            ..Default::default()
+        }
+    }
+
+    fn get(url: &str) -> Result<HttpRequest> {
+        Ok(http::Request::get(url).body(Vec::new()).expect("request"))
+    }
+
+    #[tokio::test]
+    async fn stream_execute_for_stream_observes_every_attempt_and_leaves_2xx_unread() {
+        use axum::response::IntoResponse as _;
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let router = axum::Router::new().route(
+            "/x",
+            axum::routing::get(move || async move {
+                if hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        [("dpop-nonce", "n-1")],
+                    )
+                        .into_response()
+                } else {
+                    ([("dpop-nonce", "n-2")], "hello").into_response()
+                }
+            }),
+        );
+        let url = format!("{}/x", serve(router).await);
+        let t = HttpTransport::with_config(fast_config()).expect("transport");
+        let seen = SeenNonces::default();
+        let resp = t
+            .execute_for_stream(RetryPolicy::Idempotent, || get(&url), &seen)
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 200);
+        assert!(resp.body().is_empty(), "the 2xx body is left unread");
+        assert_eq!(
+            OriginFacts::of(&resp).dpop_nonce.as_deref(),
+            Some("n-2"),
+            "the facts travel with the response"
+        );
+        assert_eq!(
+            *crate::sync::lock(&seen.0),
+            vec![Some("n-1".to_owned()), Some("n-2".to_owned())]
+        );
+        let streaming = into_streaming(resp);
+        assert_eq!(streaming.status(), 200);
+        let body = streaming
+            .into_body()
+            .collect_capped(64)
+            .await
+            .expect("body");
+        assert_eq!(body, "hello");
+    }
+
+    #[tokio::test]
+    async fn stream_execute_for_stream_reads_error_bodies_under_the_cap() {
+        let router = axum::Router::new()
+            .route(
+                "/denied",
+                axum::routing::get(|| async {
+                    (
+                        http::StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", r#"Bearer error="invalid_token""#)],
+                        "denied",
+                    )
+                }),
+            )
+            .route(
+                "/big",
+                axum::routing::get(|| async { (http::StatusCode::UNAUTHORIZED, "x".repeat(4096)) }),
+            );
+        let base = serve(router).await;
+        let t = HttpTransport::with_config(fast_config()).expect("transport");
+        let url = format!("{base}/denied");
+        let resp = t
+            .execute_for_stream(RetryPolicy::Idempotent, || get(&url), &IgnoreOrigins)
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.body(), "denied", "a non-2xx body is read");
+        let mut streaming = into_streaming(resp);
+        assert_eq!(streaming.status(), 401);
+        assert!(streaming.headers().contains_key("www-authenticate"));
+        let chunk = streaming.body_mut().next_chunk().await.expect("chunk");
+        assert_eq!(chunk.as_deref(), Some(&b"denied"[..]));
+        assert!(streaming
+            .body_mut()
+            .next_chunk()
+            .await
+            .expect("end")
+            .is_none());
+
+        let url = format!("{base}/big");
+        let err = t
+            .execute_for_stream(RetryPolicy::Idempotent, || get(&url), &IgnoreOrigins)
+            .await
+            .expect_err("over the cap");
+        assert!(
+            matches!(err, Error::BodyTooLarge { limit: 1024 }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_execute_for_stream_times_out_waiting_for_headers() {
+        let router = axum::Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let url = format!("{}/slow", serve(router).await);
+        let t = HttpTransport::with_config(TransportConfig {
+            request_timeout: Duration::from_millis(200),
+            ..fast_config()
+        })
+        .expect("transport");
+        let err = t
+            .execute_for_stream(RetryPolicy::Never, || get(&url), &IgnoreOrigins)
+            .await
+            .expect_err("timeout");
+        assert!(
+            matches!(
+                err,
+                Error::Transport {
+                    kind: TransportErrorKind::Timeout,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn stream_into_streaming_of_a_response_built_elsewhere_gives_its_body() {
+        let resp = http::Response::new(Bytes::from_static(b"built"));
+        let body = into_streaming(resp).into_body();
+        let collected = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(body.collect_capped(16))
+            .expect("body");
+        assert_eq!(collected, "built");
+    }
+
+    #[allow(dead_code)]
+    fn stream_execute_stream_future_is_send(t: &HttpTransport) {
+        fn check<T: Send>(_: T) {}
+        check(t.execute_stream(RetryPolicy::Never, || get("https://a.example/")));
     }
 
     #[test]

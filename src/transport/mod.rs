@@ -7,7 +7,10 @@
 //! - retries with exponential backoff and full jitter (backon), only for connect errors, 5xx and
 //!   429, and only when the request's [`RetryPolicy`] allows; `Retry-After` (seconds or
 //!   HTTP-date) is honoured up to a cap;
-//! - response bodies capped while streaming (default 1 MiB);
+//! - response bodies capped while reading (default 1 MiB), or, for a protected request's
+//!   successful response, handed over unread ([`HttpTransport::execute_stream`]) as a
+//!   [`BodyStream`] with no cap, readable as Server-Sent Events ([`SseStream`], [`SseParser`],
+//!   WHATWG HTML §9.2) and ended by an idle timeout;
 //! - HTTPS required except for loopback hosts, unless the caller opted out under
 //!   [`dangerous`](crate::dangerous);
 //! - the server's `Date` header recorded into a per-origin clock offset estimate.
@@ -20,6 +23,8 @@ mod form;
 pub(crate) mod origin;
 mod response;
 mod retry;
+mod sse;
+mod stream;
 #[cfg(feature = "mtls")]
 pub(crate) mod tls;
 
@@ -31,6 +36,9 @@ pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error};
 pub(crate) use retry::parse_retry_after;
 pub use retry::RetryPolicy;
+pub(crate) use sse::fuzz as fuzz_sse;
+pub use sse::{SseEvent, SseParser};
+pub use stream::{BodyStream, SseStream, StreamingResponse};
 #[cfg(feature = "mtls")]
 pub use tls::{cnf_x5t_s256, KeyFormat};
 

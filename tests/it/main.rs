@@ -33,6 +33,7 @@ mod interop_harness;
 mod middleware;
 #[cfg(feature = "mtls")]
 mod mtls;
+mod streaming;
 mod testkit_mcp;
 mod testkit_server;
 mod tokens;

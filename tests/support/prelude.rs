@@ -22,7 +22,10 @@ pub use agent_oauth::store::{
 pub use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
 #[cfg(feature = "mtls")]
 pub use agent_oauth::transport::{cnf_x5t_s256, KeyFormat};
-pub use agent_oauth::transport::{HttpRequest, HttpResponse, RetryPolicy, TransportErrorKind};
+pub use agent_oauth::transport::{
+    BodyStream, HttpRequest, HttpResponse, RetryPolicy, SseEvent, SseParser, SseStream,
+    StreamingResponse, TransportErrorKind,
+};
 #[cfg(feature = "middleware")]
 pub use agent_oauth::AgentMiddleware;
 pub use agent_oauth::{
