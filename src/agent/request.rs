@@ -11,7 +11,7 @@ use crate::session::{
     protected_call, request_builder_methods, within_deadline, Outcome, Rejection, RequestParts,
 };
 use crate::token::TokenSet;
-use crate::transport::HttpResponse;
+use crate::transport::{into_streaming, HttpResponse, StreamingResponse};
 
 use super::Agent;
 
@@ -41,25 +41,29 @@ impl AgentRequest {
         url: &Url,
         token: Option<&TokenSet>,
         nonce: Option<&ProofNonce<'_>>,
+        stream: bool,
     ) -> Result<HttpResponse> {
         let agent = &self.agent;
-        agent
-            .inner
-            .transport
-            .execute_for(
-                self.parts.policy(),
-                || {
-                    let mut req = self.parts.build(url)?;
-                    if let Some(t) = token {
-                        let nonce = nonce.and_then(ProofNonce::current);
-                        agent.authorize(&mut req, url, t, nonce.as_deref())?;
-                    }
-                    Ok(req)
-                },
-                // Nonces on every response, retried ones (a 503) included, are remembered.
-                agent.nonces().as_ref(),
-            )
-            .await
+        let make = || {
+            let mut req = self.parts.build(url)?;
+            if let Some(t) = token {
+                let nonce = nonce.and_then(ProofNonce::current);
+                agent.authorize(&mut req, url, t, nonce.as_deref())?;
+            }
+            Ok(req)
+        };
+        // Nonces on every response, retried ones (a 503) included, are remembered.
+        let observer = agent.nonces().as_ref();
+        let transport = &agent.inner.transport;
+        if stream {
+            transport
+                .execute_for_stream(self.parts.policy(), make, observer)
+                .await
+        } else {
+            transport
+                .execute_for(self.parts.policy(), make, observer)
+                .await
+        }
     }
 
     /// Send: token for the URL's resource, `Authorization` + `DPoP`, nonce retry, one refresh on
@@ -72,6 +76,23 @@ impl AgentRequest {
     /// [`Error::Config`] when the URL belongs to no known resource and none can be discovered,
     /// token errors, transport errors, [`Error::OAuth`] as above.
     pub async fn send(self) -> Result<HttpResponse> {
+        self.send_mode(false).await
+    }
+
+    /// As [`send`](Self::send), but a successful (2xx) response's body is not read: it comes
+    /// back as a [`BodyStream`](crate::transport::BodyStream), uncapped (an MCP Streamable
+    /// HTTP `text/event-stream` answer, a download), readable chunk by chunk or as
+    /// Server-Sent Events. The deadline covers everything up to the response headers; reading
+    /// the body is bounded by [`TransportConfig::stream_idle_timeout`](crate::TransportConfig)
+    /// only. Other responses (401, 403, errors) are read under the usual cap, as with `send`.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub async fn send_stream(self) -> Result<StreamingResponse> {
+        self.send_mode(true).await.map(into_streaming)
+    }
+
+    async fn send_mode(self, stream: bool) -> Result<HttpResponse> {
         use tracing::Instrument as _;
         let span = tracing::info_span!(
             target: "agent_oauth",
@@ -80,12 +101,12 @@ impl AgentRequest {
             origin = %self.parts.url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default(),
         );
         let transport = self.agent.inner.transport.clone();
-        within_deadline(&transport, self.send_inner())
+        within_deadline(&transport, self.send_inner(stream))
             .instrument(span)
             .await
     }
 
-    async fn send_inner(self) -> Result<HttpResponse> {
+    async fn send_inner(self, stream: bool) -> Result<HttpResponse> {
         let url = self.parts.url()?;
         self.agent.inner.transport.check(&url)?;
         let agent = self.agent.clone();
@@ -100,7 +121,7 @@ impl AgentRequest {
                     None => {
                         // Ask without a token; a protected resource answers 401 with its
                         // metadata.
-                        let resp = self.send_with(&url, None, None).await?;
+                        let resp = self.send_with(&url, None, None, stream).await?;
                         if resp.status() != http::StatusCode::UNAUTHORIZED {
                             return Ok(resp);
                         }
@@ -127,7 +148,10 @@ impl AgentRequest {
             |token, nonce| {
                 let url = &url;
                 scope = Some(token.scope.clone());
-                async move { this.send_with(url, Some(&token), Some(&nonce)).await }
+                async move {
+                    this.send_with(url, Some(&token), Some(&nonce), stream)
+                        .await
+                }
             },
         )
         .await?;

@@ -88,7 +88,7 @@ impl Agent {
                     },
                 )?;
                 let issuer = match home {
-                    Some(h) if md.authorization_servers().iter().any(|a| *a == h) => h,
+                    Some(h) if md.authorization_servers().contains(&h) => h,
                     _ => issuer,
                 };
                 let authority = self.authority_for(&issuer).await?;

@@ -31,7 +31,7 @@ pub(crate) mod tls;
 pub use crate::clock::ClockOffset;
 pub use crate::error::TransportErrorKind;
 pub(crate) use client::is_loopback;
-pub(crate) use client::{HttpTransport, TransportConfig};
+pub(crate) use client::{into_streaming, HttpTransport, TransportConfig};
 pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error};
 pub(crate) use retry::parse_retry_after;
