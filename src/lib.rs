@@ -24,6 +24,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod grant;
 pub mod jose;
+pub mod registration;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -90,6 +91,12 @@ pub mod __fuzz {
             std::time::SystemTime::UNIX_EPOCH,
         );
         let _ = set.unverified_cnf();
+    }
+
+    /// Parses arbitrary bytes as a client registration response (201 and 400), a client ID
+    /// metadata document and a stored registration record.
+    pub fn registration(data: &[u8]) {
+        crate::registration::fuzz(data)
     }
 
     /// Parses arbitrary bytes as authorization server and protected resource metadata.

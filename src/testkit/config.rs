@@ -112,6 +112,13 @@ pub struct TestServerConfig {
     /// How often DPoP nonces rotate; the current and the previous nonce are accepted
     /// (default 30 s).
     pub dpop_nonce_rotation: Duration,
+    /// Serve Dynamic Client Registration (RFC 7591) at `/register` and advertise it as
+    /// `registration_endpoint` (default false).
+    pub dynamic_registration: bool,
+    /// Accept `client_id`s that are the HTTPS URLs of client ID metadata documents given with
+    /// [`TestServer::add_client_id_metadata_document`](super::TestServer::add_client_id_metadata_document),
+    /// and advertise `client_id_metadata_document_supported` (default false).
+    pub client_id_metadata_documents: bool,
 }
 
 impl Default for TestServerConfig {
@@ -140,6 +147,8 @@ impl Default for TestServerConfig {
             device_code_ttl: Duration::from_secs(600),
             authorization_code_ttl: Duration::from_secs(60),
             dpop_nonce_rotation: Duration::from_secs(30),
+            dynamic_registration: false,
+            client_id_metadata_documents: false,
         }
     }
 }
@@ -231,6 +240,19 @@ impl TestServerConfig {
     /// Set how often DPoP nonces rotate.
     pub fn with_dpop_nonce_rotation(mut self, every: Duration) -> Self {
         self.dpop_nonce_rotation = every;
+        self
+    }
+
+    /// Turn Dynamic Client Registration (RFC 7591, `/register`) on or off. Registered
+    /// clients are accepted by every endpoint, like configured ones.
+    pub fn with_dynamic_registration(mut self, enabled: bool) -> Self {
+        self.dynamic_registration = enabled;
+        self
+    }
+
+    /// Turn client ID metadata documents on or off.
+    pub fn with_client_id_metadata_documents(mut self, enabled: bool) -> Self {
+        self.client_id_metadata_documents = enabled;
         self
     }
 }

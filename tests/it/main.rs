@@ -33,6 +33,7 @@ mod interop_harness;
 mod middleware;
 #[cfg(feature = "mtls")]
 mod mtls;
+mod registration;
 mod testkit_server;
 mod tokens;
 mod transport;
