@@ -24,6 +24,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod grant;
 pub mod jose;
+pub mod registration;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -99,6 +100,12 @@ pub mod __fuzz {
     /// the same events and end in the same state.
     pub fn sse(data: &[u8]) {
         crate::transport::fuzz_sse(data)
+    }
+
+    /// Parses arbitrary bytes as a client registration response (201 and 400), a client ID
+    /// metadata document and a stored registration record.
+    pub fn registration(data: &[u8]) {
+        crate::registration::fuzz(data)
     }
 
     /// Parses arbitrary bytes as authorization server and protected resource metadata.

@@ -1,5 +1,6 @@
 //! Behaviour every [`TokenStore`] must have, as functions a test suite calls
-//! with its own store: load, round trip, compare-and-swap, remove, and the lock. Each panics
+//! with its own store: load, round trip, compare-and-swap, remove, the lock, and the opaque
+//! records. Each panics
 //! when the store breaks the contract. The crate runs them against [`MemoryStore`]
 //! and [`FileStore`]; a store of your own runs them the same way:
 //!
@@ -206,6 +207,40 @@ pub fn lock_serializes_rotation<S: TokenStore>(s: Arc<S>) {
     assert_eq!(v.version, (THREADS * ROUNDS) as u64);
 }
 
+/// Records: stored, replaced, removed, independent of other keys and of a grant with the same
+/// key, any bytes under any key. A store that does not keep records (`store_record` returns
+/// false) must then hold none.
+pub fn records_round_trip(s: &dyn TokenStore) {
+    let key = "registration:https://issuer.example/a\0agent \u{1F916}/../x";
+    assert!(s.load_record(key).unwrap().is_none());
+    let value: Vec<u8> = (0..=255u8).chain(*b"{\"v\":1}").collect();
+    if !s.store_record(key, Some(&value)).unwrap() {
+        assert!(
+            s.load_record(key).unwrap().is_none(),
+            "a store that does not persist records must not return one"
+        );
+        return;
+    }
+    assert_eq!(s.load_record(key).unwrap().as_deref(), Some(&value[..]));
+    // Replaced, last writer wins.
+    assert!(s.store_record(key, Some(b"second")).unwrap());
+    assert_eq!(s.load_record(key).unwrap().as_deref(), Some(&b"second"[..]));
+    // Other keys, and a grant under the same key, are independent.
+    assert!(s.load_record("other").unwrap().is_none());
+    assert!(s.store_record("other", Some(b"")).unwrap());
+    assert_eq!(s.load_record("other").unwrap().as_deref(), Some(&b""[..]));
+    assert!(s.load(key).unwrap().is_none());
+    assert_eq!(written(s.store(key, &sample(RT), None).unwrap()), 1);
+    assert_eq!(s.load_record(key).unwrap().as_deref(), Some(&b"second"[..]));
+    // Removed; removing again is fine; the grant stays.
+    assert!(s.store_record(key, None).unwrap());
+    assert!(s.load_record(key).unwrap().is_none());
+    assert!(s.store_record(key, None).unwrap());
+    assert!(s.store_record("never-written", None).unwrap());
+    assert_eq!(s.load(key).unwrap().unwrap().version, 1);
+    assert_eq!(s.load_record("other").unwrap().as_deref(), Some(&b""[..]));
+}
+
 /// Run every check, each against a fresh store from `make`.
 pub fn run_all<S: TokenStore>(make: impl Fn() -> Arc<S>) {
     load_missing(&*make());
@@ -216,4 +251,5 @@ pub fn run_all<S: TokenStore>(make: impl Fn() -> Arc<S>) {
     lock_other_key(make());
     store_under_lock(make());
     lock_serializes_rotation(make());
+    records_round_trip(&*make());
 }

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use zeroize::Zeroizing;
+
 use super::{next_version, KeyLocks, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 use crate::error::Result;
 
@@ -26,10 +28,12 @@ impl Entry {
 
 /// A [`TokenStore`] in memory: nothing survives the process, and only this process shares it.
 ///
-/// [`lock`](TokenStore::lock) excludes other threads locking the same key.
+/// [`lock`](TokenStore::lock) excludes other threads locking the same key. Records
+/// ([`store_record`](TokenStore::store_record)) are kept too, zeroized when replaced or removed.
 #[derive(Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
+    records: Mutex<HashMap<String, Zeroizing<Vec<u8>>>>,
     locks: Arc<KeyLocks>,
 }
 
@@ -64,8 +68,10 @@ impl fmt::Debug for MemoryStore {
             .values()
             .filter(|e| e.value.is_some())
             .count();
+        let records = crate::sync::lock(&self.records).len();
         f.debug_struct("MemoryStore")
             .field("keys", &live)
+            .field("records", &records)
             .finish_non_exhaustive()
     }
 }
@@ -124,5 +130,46 @@ impl TokenStore for MemoryStore {
 
     fn lock(&self, key: &str) -> Result<StoreLock> {
         Ok(StoreLock::new(self.locks.acquire(key)))
+    }
+
+    fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(crate::sync::lock(&self.records)
+            .get(key)
+            .map(|v| v.to_vec()))
+    }
+
+    fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
+        let mut records = crate::sync::lock(&self.records);
+        match value {
+            Some(v) => {
+                records.insert(key.to_owned(), Zeroizing::new(v.to_vec()));
+            }
+            None => {
+                records.remove(key);
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn store_memory_records_round_trip() {
+        let s = MemoryStore::new();
+        super::super::conformance::records_round_trip(&s);
+        let s = MemoryStore::new();
+        assert!(
+            s.store_record("k", Some(b"record-secret")).unwrap(),
+            "persisted"
+        );
+        let dbg = format!("{s:?}");
+        assert!(
+            dbg.contains("records: 1") && !dbg.contains("record-secret"),
+            "{dbg}"
+        );
     }
 }

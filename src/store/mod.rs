@@ -3,7 +3,9 @@
 //!
 //! A store keeps, per grant, the refresh token and the last access token, with a version that
 //! every write compares and swaps, and a lock that serializes the grant's refreshes (across
-//! processes for [`FileStore`]). The refresh-token lifecycle built on it lives in the session
+//! processes for [`FileStore`]). Beside the grants it can keep small opaque records
+//! ([`TokenStore::load_record`], [`TokenStore::store_record`]): the client registrations an
+//! agent made, per issuer. The refresh-token lifecycle built on it lives in the session
 //! layer; the in-memory access-token cache is [`TokenCache`](crate::cache::TokenCache).
 //!
 //! [`conformance`] (feature `testkit`) is the behaviour every implementation must have, as
@@ -134,6 +136,37 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// [`remove`](TokenStore::remove), which stay safe through compare-and-swap. Calling `store`
     /// while holding the lock therefore never deadlocks.
     fn lock(&self, key: &str) -> Result<StoreLock>;
+
+    /// The small opaque record stored under `key` by [`store_record`](TokenStore::store_record),
+    /// or `None`. Records (client registrations, per issuer) live apart from grants: a record
+    /// and a grant with the same key are independent.
+    ///
+    /// Provided: stores that do not implement the records keep none (`Ok(None)`), and the
+    /// crate then keeps registrations in memory only, registering again in a new process.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails or what it holds is not a record.
+    fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _ = key;
+        Ok(None)
+    }
+
+    /// Store `value` under `key`, replacing what was there (last writer wins), or remove the
+    /// record with `None` (removing a missing record is not an error). Returns whether the
+    /// store persisted the change.
+    ///
+    /// Provided: stores that do not implement the records return `Ok(false)` (nothing is
+    /// persisted), and the crate keeps registrations in memory only.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    ///
+    /// # Security
+    /// A record can hold a client secret: keep records as safe as refresh tokens.
+    fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
+        let _ = (key, value);
+        Ok(false)
+    }
 }
 
 /// The guard of a [`TokenStore::lock`]: the lock is released when it drops.

@@ -93,7 +93,7 @@ impl Shared {
         };
         let sent = params.has("redirect_uri");
         let state = params.one("state").ok().flatten().map(str::to_owned);
-        match self.authorize_checked(client, &params, &redirect_uri, sent) {
+        match self.authorize_checked(&client, &params, &redirect_uri, sent) {
             Ok(code) => {
                 let mut pairs = vec![("code", code.as_str())];
                 if let Some(s) = &state {

@@ -1,5 +1,7 @@
 //! Client authentication (RFC 6749 §2.3, RFC 7523 §2.2).
 
+use std::borrow::Cow;
+
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -19,7 +21,7 @@ pub(crate) fn authenticate<'s>(
     headers: &HeaderMap,
     params: &Params,
     endpoint: &str,
-) -> Result<&'s TestClient, OAuthErr> {
+) -> Result<Cow<'s, TestClient>, OAuthErr> {
     let basic = basic_credentials(headers)?;
     let secret_post = params.has("client_secret");
     let assertion = params.has("client_assertion") || params.has("client_assertion_type");
@@ -151,7 +153,7 @@ fn private_key_jwt<'s>(
     params: &Params,
     body_id: Option<&str>,
     endpoint: &str,
-) -> Result<&'s TestClient, OAuthErr> {
+) -> Result<Cow<'s, TestClient>, OAuthErr> {
     let ty = params.required("client_assertion_type")?;
     if ty != JWT_BEARER {
         return Err(OAuthErr::invalid_request(

@@ -118,6 +118,13 @@ pub struct TestServerConfig {
     /// Scope `tools/call` needs at the MCP resource (default none); see
     /// [`with_mcp_tool_scope`](Self::with_mcp_tool_scope).
     pub mcp_tool_scope: Option<String>,
+    /// Serve Dynamic Client Registration (RFC 7591) at `/register` and advertise it as
+    /// `registration_endpoint` (default false).
+    pub dynamic_registration: bool,
+    /// Accept `client_id`s that are the HTTPS URLs of client ID metadata documents given with
+    /// [`TestServer::add_client_id_metadata_document`](super::TestServer::add_client_id_metadata_document),
+    /// and advertise `client_id_metadata_document_supported` (default false).
+    pub client_id_metadata_documents: bool,
 }
 
 impl Default for TestServerConfig {
@@ -148,6 +155,8 @@ impl Default for TestServerConfig {
             dpop_nonce_rotation: Duration::from_secs(30),
             mcp_scopes: Vec::new(),
             mcp_tool_scope: None,
+            dynamic_registration: false,
+            client_id_metadata_documents: false,
         }
     }
 }
@@ -239,6 +248,19 @@ impl TestServerConfig {
     /// Set how often DPoP nonces rotate.
     pub fn with_dpop_nonce_rotation(mut self, every: Duration) -> Self {
         self.dpop_nonce_rotation = every;
+        self
+    }
+
+    /// Turn Dynamic Client Registration (RFC 7591, `/register`) on or off. Registered
+    /// clients are accepted by every endpoint, like configured ones.
+    pub fn with_dynamic_registration(mut self, enabled: bool) -> Self {
+        self.dynamic_registration = enabled;
+        self
+    }
+
+    /// Turn client ID metadata documents on or off.
+    pub fn with_client_id_metadata_documents(mut self, enabled: bool) -> Self {
+        self.client_id_metadata_documents = enabled;
         self
     }
 }

@@ -115,7 +115,7 @@ impl Shared {
             &self.endpoint("/device/auth"),
         )?;
         let scope = Scope::parse(params.one("scope")?.unwrap_or_default());
-        check_scope(self, client, &scope)?;
+        check_scope(self, &client, &scope)?;
         let resources = resources(&params)?;
         let device_code = random_token();
         let user_code = user_code();

@@ -127,7 +127,7 @@ impl Shared {
         }
         let proof = self.token_proof(inner, headers)?;
         let req = TokenRequest {
-            client,
+            client: &client,
             params: &params,
             jkt: proof.map(|p| p.jkt),
         };

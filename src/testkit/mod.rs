@@ -13,6 +13,15 @@
 //!   grants; client authentication by `none`, `client_secret_basic`, `client_secret_post` and
 //!   `private_key_jwt`; DPoP (RFC 9449) with optional nonces; resource indicators (RFC 8707);
 //! - `/revoke` (RFC 7009), `/introspect` (RFC 7662), `/device/auth` (RFC 8628);
+//! - with [`TestServerConfig::with_dynamic_registration`], `/register` (RFC 7591), advertised
+//!   as `registration_endpoint`: it registers `none`, `client_secret_basic`,
+//!   `client_secret_post` and `private_key_jwt` (with `jwks`) clients that every endpoint then
+//!   accepts, refuses redirect URIs that are neither `https` nor loopback `http`
+//!   (`invalid_redirect_uri`) and software statements (`unapproved_software_statement`);
+//! - with [`TestServerConfig::with_client_id_metadata_documents`], `client_id`s that are the
+//!   HTTPS URLs of client ID metadata documents handed over with
+//!   [`TestServer::add_client_id_metadata_document`] (never fetched), advertised as
+//!   `client_id_metadata_document_supported`;
 //! - a protected resource at `/api` and below that accepts Bearer and DPoP access tokens whose
 //!   audience includes `<issuer>/api`, advertises itself with RFC 9728 metadata, and requires
 //!   the `admin` scope under `/api/admin`;
@@ -41,12 +50,14 @@
 //!   `actor_token`, keeps the subject token's grant (revoking it revokes the exchanged
 //!   token), nests the subject token's `act` under the new actor, and honours a non-standard
 //!   `expires_in` request parameter as an upper bound on the lifetime.
-//! - Not implemented: ID tokens, userinfo, PAR, JAR, mTLS, consent screens. Every valid
-//!   authorization request is approved for the user `agent-user`.
+//! - Not implemented: ID tokens, userinfo, PAR, JAR, mTLS, consent screens, registration
+//!   management (RFC 7592). Every valid authorization request is approved for the user
+//!   `agent-user`.
 //!
 //! Test helpers: [`TestServer::fail_next`] (fault injection), [`TestServer::set_latency`],
 //! [`TestServer::approve_device`], [`TestServer::revoke_all`],
-//! [`TestServer::issue_refresh_token`] and [`TestServer::stats`].
+//! [`TestServer::issue_refresh_token`], [`TestServer::registered_clients`] and
+//! [`TestServer::stats`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -77,6 +88,7 @@ mod grants;
 mod http_util;
 mod jose;
 mod mcp;
+mod registration;
 mod resource;
 mod server;
 mod state;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::config::TestServerConfig;
+use super::config::{TestClient, TestServerConfig};
 use super::grants::{DEVICE_CODE, TOKEN_EXCHANGE};
 use super::http_util::{json_no_store, no_store};
 use super::state::{bump, lock, now, secs, RefreshRecord, Shared, Stats, USER};
@@ -179,6 +179,23 @@ impl TestServer {
         }
     }
 
+    /// Give the server the client ID metadata document served at `url`, as if it had fetched
+    /// it (it never fetches): with
+    /// [`with_client_id_metadata_documents`](TestServerConfig::with_client_id_metadata_documents),
+    /// `url` is then a `client_id` every endpoint accepts while the document passes
+    /// [`validate_client_id_metadata_document`](crate::registration::validate_client_id_metadata_document)
+    /// (checked at each use). Its method is `none`, or `private_key_jwt` with the first key of
+    /// its `jwks`. A document given again for the same URL replaces the first.
+    pub fn add_client_id_metadata_document(&self, url: &str, document: Value) {
+        lock(&self.shared.metadata_documents)
+            .insert(url.to_owned(), document.to_string().into_bytes());
+    }
+
+    /// The clients registered at `/register` so far, in order, with their secrets.
+    pub fn registered_clients(&self) -> Vec<TestClient> {
+        lock(&self.shared.registered).clone()
+    }
+
     /// Mint a new grant for `agent-user` and `client_id` with `scope`, and return its refresh
     /// token (not sender-constrained, no resource indicators).
     pub fn issue_refresh_token(&self, client_id: &str, scope: &str) -> String {
@@ -216,6 +233,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/revoke", post(revoke))
         .route("/introspect", post(introspect))
         .route("/device/auth", post(device_auth))
+        .route("/register", post(register))
         .route("/device", get(device_page))
         .route("/api", any(resource))
         .route("/api/{*rest}", any(resource))
@@ -227,7 +245,7 @@ fn router(shared: Arc<Shared>) -> Router {
 impl Shared {
     fn server_metadata(&self) -> Value {
         let e = |p: &str| self.endpoint(p);
-        json!({
+        let mut metadata = json!({
             "issuer": self.issuer,
             "authorization_endpoint": e("/authorize"),
             "token_endpoint": e("/token"),
@@ -259,7 +277,16 @@ impl Shared {
             "authorization_response_iss_parameter_supported": true,
             "scopes_supported": self.config.scopes,
             "subject_types_supported": ["public"],
-        })
+        });
+        if let Some(m) = metadata.as_object_mut() {
+            if self.config.dynamic_registration {
+                m.insert("registration_endpoint".into(), json!(e("/register")));
+            }
+            if self.config.client_id_metadata_documents {
+                m.insert("client_id_metadata_document_supported".into(), json!(true));
+            }
+        }
+        metadata
     }
 }
 
@@ -335,6 +362,16 @@ async fn revoke(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
 async fn introspect(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
     match s.introspect(&headers, &body) {
         Ok(v) => json_no_store(StatusCode::OK, v, None),
+        Err(e) => e.response(None),
+    }
+}
+
+async fn register(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    if !s.config.dynamic_registration {
+        return not_found().await;
+    }
+    match s.register(&headers, &body) {
+        Ok(v) => json_no_store(StatusCode::CREATED, v, None),
         Err(e) => e.response(None),
     }
 }

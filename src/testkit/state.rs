@@ -1,5 +1,6 @@
 //! Server state: grants, tokens, codes, nonces and counters.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -201,6 +202,10 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) latency: Mutex<Duration>,
     pub(crate) fault: Mutex<Fault>,
+    /// Clients registered at `/register`, in order.
+    pub(crate) registered: Mutex<Vec<TestClient>>,
+    /// Client ID metadata documents by URL, as given to the server.
+    pub(crate) metadata_documents: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 /// Lock ignoring poison: every critical section leaves the state consistent.
@@ -251,6 +256,8 @@ impl Shared {
             kid,
             inner: Mutex::new(inner),
             counters: Counters::default(),
+            registered: Mutex::default(),
+            metadata_documents: Mutex::default(),
         }
     }
 
@@ -258,11 +265,24 @@ impl Shared {
         lock(&self.inner)
     }
 
-    pub(crate) fn client(&self, client_id: &str) -> Option<&TestClient> {
-        self.config
+    /// The client `client_id`: configured, registered at `/register`, or a client ID
+    /// metadata document.
+    pub(crate) fn client(&self, client_id: &str) -> Option<Cow<'_, TestClient>> {
+        if let Some(c) = self
+            .config
             .clients
             .iter()
             .find(|c| c.client_id == client_id)
+        {
+            return Some(Cow::Borrowed(c));
+        }
+        if let Some(c) = lock(&self.registered)
+            .iter()
+            .find(|c| c.client_id == client_id)
+        {
+            return Some(Cow::Owned(c.clone()));
+        }
+        self.metadata_document_client(client_id).map(Cow::Owned)
     }
 
     pub(crate) fn endpoint(&self, path: &str) -> String {

@@ -37,6 +37,10 @@
 //   issuer_override      issuer value advertised by the discovery documents
 //                        (only there) instead of the real one: a mix-up AS.
 //   token_exchange       true: RFC 8693 token exchange grant (see below).
+//   registration         true: Dynamic Client Registration (RFC 7591) at
+//                        <origin>/reg, advertised as registration_endpoint, open
+//                        to anyone; or {"initial_access_token": "..."}: the
+//                        same, requiring that Bearer token (RFC 7591 §3).
 //   resource_server      true: protected resource at <origin>/api (see below).
 //   resource_nonce       true: the resource server demands a DPoP nonce.
 //   dpop_bound_access_tokens_required
@@ -275,6 +279,12 @@ const configuration = {
     introspection: { enabled: true },
     revocation: { enabled: true },
     userinfo: { enabled: true },
+    ...(cfg.registration ? {
+      registration: {
+        enabled: true,
+        initialAccessToken: cfg.registration.initial_access_token ?? false,
+      },
+    } : {}),
     dPoP: {
       enabled: true,
       ...(cfg.dpop_nonce ? { nonceSecret: crypto.randomBytes(32), requireNonce: () => true } : {}),

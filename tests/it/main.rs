@@ -35,6 +35,7 @@ mod middleware;
 mod mtls;
 mod streaming;
 mod testkit_mcp;
+mod registration;
 mod testkit_server;
 mod tokens;
 mod transport;

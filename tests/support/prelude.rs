@@ -16,6 +16,10 @@ pub use agent_oauth::grant::{
     TokenExchangeRequest,
 };
 pub use agent_oauth::jose::PublicJwk;
+pub use agent_oauth::registration::{
+    choose_auth_method, client_id_metadata_document_supported, register,
+    validate_client_id_metadata_document, ClientMetadata, Registration, RegistrationKind,
+};
 pub use agent_oauth::store::{
     FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
 };
@@ -31,7 +35,7 @@ pub use agent_oauth::AgentMiddleware;
 pub use agent_oauth::{
     dangerous, AccessToken, Agent, AgentBuilder, AgentEvent, AssertionKey, AuthorizationPrompt,
     AuthorizationReason, AuthorizationServer, ClientAuth, DpopKey, DpopMode, Error, HttpTransport,
-    OAuthClient, OAuthErrorCode, RefreshToken, RefreshingSource, ResourceMetadata, Result, Scope,
+    OAuthClient, OAuthErrorCode, RefreshToken, RefreshingSource, ResourceMetadata, Result, Scope, SecretString,
     ServerMetadata, TokenParams, TokenSet, TokenType, TransportConfig,
 };
 #[cfg(feature = "mtls")]

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 mod format;
 mod lock;
+mod record;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,9 @@ use lock::{check_private_dir, file_name, open_lock_file, open_no_follow, sync_di
 ///   "issued_token_type":null,"extra":{}},"updated_at":1700000000}`. Times are unix seconds.
 ///   After a removal the file stays as a marker without any token (`"removed":true`), so that
 ///   versions are never reused.
+/// - `<hash>.record`: the record of [`store_record`](TokenStore::store_record), mode `0600`:
+///   `{"format":1,"key":"…","value":"<base64url of the bytes>"}`, written like a value
+///   (below), last writer wins; removing a record deletes its file.
 /// - `<hash>.lock`: the lock taken by [`lock`](TokenStore::lock) for the length of a refresh.
 /// - `<hash>.cas.lock`: the lock taken by [`store`](TokenStore::store) and
 ///   [`remove`](TokenStore::remove) around their read-compare-write.
@@ -140,23 +144,29 @@ impl FileStore {
         result
     }
 
-    /// The record of `key`, if its file exists.
-    fn read(&self, key: &str, name: &str) -> Result<Option<Record>> {
-        let Some(file) = open_no_follow(
-            &self.path(name, "json"),
-            OpenOptions::new().read(true),
-            "token file",
-        )?
+    /// The bytes of the file `<name>.<ext>` (a `what`: "token file", ...), if it exists, read
+    /// without following a link and refused past [`MAX_FILE`].
+    fn read_file(&self, name: &str, ext: &str, what: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let Some(file) =
+            open_no_follow(&self.path(name, ext), OpenOptions::new().read(true), what)?
         else {
             return Ok(None);
         };
         let mut bytes = Zeroizing::new(Vec::new());
         file.take(MAX_FILE + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| store_err("cannot read the token file", &e))?;
+            .map_err(|e| store_err(&format!("cannot read the {what}"), &e))?;
         if bytes.len() as u64 > MAX_FILE {
-            return Err(Error::Store("token file is too large".into()));
+            return Err(Error::Store(format!("{what} is too large")));
         }
+        Ok(Some(bytes))
+    }
+
+    /// The record of `key`, if its file exists.
+    fn read(&self, key: &str, name: &str) -> Result<Option<Record>> {
+        let Some(bytes) = self.read_file(name, "json", "token file")? else {
+            return Ok(None);
+        };
         let record = Record::decode(&bytes)?;
         if record.key != key {
             return Err(Error::Store(
@@ -166,8 +176,8 @@ impl FileStore {
         Ok(Some(record))
     }
 
-    /// Replace the file of `name` atomically with `bytes`.
-    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+    /// Replace the file `<name>.<ext>` atomically with `bytes`.
+    fn write(&self, name: &str, ext: &str, bytes: &[u8]) -> Result<()> {
         let tmp = self.path(
             &format!(
                 ".{name}.{}.{:016x}",
@@ -188,7 +198,7 @@ impl FileStore {
             .and_then(|()| file.sync_all())
             .and_then(|()| {
                 drop(file);
-                fs::rename(&tmp, self.path(name, "json"))
+                fs::rename(&tmp, self.path(name, ext))
             });
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
@@ -199,7 +209,7 @@ impl FileStore {
 
     fn write_record(&self, record: &Record) -> Result<()> {
         let name = file_name(&record.key);
-        self.write(&name, &record.encode()?)
+        self.write(&name, "json", &record.encode()?)
     }
 }
 
@@ -266,6 +276,29 @@ impl TokenStore for FileStore {
             file,
             _in_process: in_process,
         }))
+    }
+
+    fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let Some(bytes) = self.read_file(&file_name(key), "record", "record file")? else {
+            return Ok(None);
+        };
+        Ok(Some(record::decode(&bytes, key)?.to_vec()))
+    }
+
+    fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
+        let name = file_name(key);
+        match value {
+            Some(value) => self.write(&name, "record", &record::encode(key, value)?)?,
+            None => {
+                // `remove_file` deletes a symbolic link itself, never what it points to.
+                match fs::remove_file(self.path(&name, "record")) {
+                    Ok(()) => sync_dir(&self.inner.dir)?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(store_err("cannot remove the record file", &e)),
+                }
+            }
+        }
+        Ok(true)
     }
 }
 

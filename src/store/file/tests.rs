@@ -280,3 +280,95 @@ fn store_file_path_is_not_a_directory() {
     fs::write(&file, b"x").unwrap();
     assert!(matches!(FileStore::new(&file), Err(Error::Store(_))));
 }
+
+#[test]
+fn store_file_records_round_trip() {
+    let (_t, s) = store();
+    c::records_round_trip(&s);
+    assert!(s.store_record("k", Some(b"persisted")).unwrap());
+}
+
+#[test]
+fn store_file_records_on_disk() {
+    let (_t, s) = store();
+    let key = "registration:https://as.example\0../../etc/passwd";
+    assert!(s.store_record(key, Some(b"record-secret-bytes")).unwrap());
+    // One file, named after the key's hash, in the store's directory, private to its owner.
+    let path = s.path(&file_name(key), "record");
+    assert_eq!(path.parent(), Some(s.dir()));
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(r#"{"format":1,"key":"#), "{text}");
+    assert!(
+        !text.contains("record-secret-bytes"),
+        "stored as base64: {text}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // The grant under the same key keeps its own file, in its format.
+    let _ = s.store(key, &c::sample(c::RT), None).unwrap();
+    let grant = fs::read_to_string(json_path(&s, key)).unwrap();
+    assert!(grant.starts_with(r#"{"format":1,"version":1,"#), "{grant}");
+    assert_eq!(
+        s.load_record(key).unwrap().as_deref(),
+        Some(&b"record-secret-bytes"[..])
+    );
+    // No temporary file is left behind.
+    let names: Vec<String> = fs::read_dir(s.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    // Removed: the file goes.
+    assert!(s.store_record(key, None).unwrap());
+    assert!(!path.exists());
+    // Values over the cap are refused.
+    let big = vec![0u8; 256 * 1024 + 1];
+    assert!(matches!(
+        s.store_record(key, Some(&big)),
+        Err(Error::Store(_))
+    ));
+}
+
+#[test]
+fn store_file_records_garbage_is_a_typed_error() {
+    let (_t, s) = store();
+    let key = "registration:k";
+    let path = s.path(&file_name(key), "record");
+    let other = String::from_utf8(record::encode("another-key", b"v").unwrap().to_vec()).unwrap();
+    for bad in [
+        "".to_owned(),
+        "garbage".to_owned(),
+        r#"{"format":1}"#.to_owned(),
+        r#"{"format":0,"key":"registration:k","value":""}"#.to_owned(),
+        r#"{"format":9,"key":"registration:k","value":""}"#.to_owned(),
+        r#"{"format":1,"key":"registration:k","value":"!!not base64!!"}"#.to_owned(),
+        r#"{"format":1,"key":"registration:k","value":5}"#.to_owned(),
+        other,
+    ] {
+        fs::write(&path, &bad).unwrap();
+        let e = s.load_record(key).expect_err(&bad);
+        assert!(matches!(e, Error::Store(_)), "{bad}: {e:?}");
+        assert!(!e.to_string().contains("not base64!!"), "{e}");
+    }
+    // Too large to be a record.
+    fs::write(&path, vec![b' '; (MAX_FILE + 1) as usize]).unwrap();
+    assert!(matches!(s.load_record(key), Err(Error::Store(_))));
+}
+
+#[cfg(unix)]
+#[test]
+fn store_file_records_refuse_symlinks() {
+    let (t, s) = store();
+    let key = "registration:k";
+    let target = t.path().join("elsewhere");
+    fs::write(&target, b"outside").unwrap();
+    std::os::unix::fs::symlink(&target, s.path(&file_name(key), "record")).unwrap();
+    assert!(matches!(s.load_record(key), Err(Error::Store(_))));
+    // Removing the record removes the link, not its target.
+    assert!(s.store_record(key, None).unwrap());
+    assert_eq!(fs::read(&target).unwrap(), b"outside");
+}
