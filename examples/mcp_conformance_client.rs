@@ -125,6 +125,7 @@ async fn run(scenario: &str, url: &str) -> Result<(), Failure> {
         _ => {
             url_first()
                 .client_metadata_url(CLIENT_METADATA_URL)
+                .client_name("agent-oauth conformance client")
                 .on_authorization(REDIRECT_URI, approve)
                 .build()
                 .await?

@@ -11,12 +11,12 @@ use agent_oauth::Agent;
 use serde_json::{json, Value};
 
 /// The protocol version this client speaks.
-pub const PROTOCOL_VERSION: &str = "2025-11-25";
+pub(crate) const PROTOCOL_VERSION: &str = "2025-11-25";
 
-pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// One MCP session with one server.
-pub struct McpSession {
+pub(crate) struct McpSession {
     agent: Agent,
     url: String,
     session_id: Option<String>,
@@ -26,7 +26,11 @@ pub struct McpSession {
 
 impl McpSession {
     /// Connect: `initialize`, then `notifications/initialized`.
-    pub async fn connect(agent: Agent, url: &str, client_name: &str) -> Result<Self, Failure> {
+    pub(crate) async fn connect(
+        agent: Agent,
+        url: &str,
+        client_name: &str,
+    ) -> Result<Self, Failure> {
         let mut s = McpSession {
             agent,
             url: url.to_owned(),
@@ -53,7 +57,7 @@ impl McpSession {
     }
 
     /// The server's tools.
-    pub async fn list_tools(&mut self) -> Result<Vec<Value>, Failure> {
+    pub(crate) async fn list_tools(&mut self) -> Result<Vec<Value>, Failure> {
         let r = self.request("tools/list", json!({})).await?;
         Ok(r.get("tools")
             .and_then(Value::as_array)
@@ -62,13 +66,17 @@ impl McpSession {
     }
 
     /// Call a tool.
-    pub async fn call_tool(&mut self, name: &str, arguments: Value) -> Result<Value, Failure> {
+    pub(crate) async fn call_tool(
+        &mut self,
+        name: &str,
+        arguments: Value,
+    ) -> Result<Value, Failure> {
         self.request("tools/call", json!({"name": name, "arguments": arguments}))
             .await
     }
 
     /// A JSON-RPC request; its `result`, or its `error` as an error.
-    pub async fn request(&mut self, method: &str, params: Value) -> Result<Value, Failure> {
+    pub(crate) async fn request(&mut self, method: &str, params: Value) -> Result<Value, Failure> {
         let id = self.next_id;
         self.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -83,7 +91,7 @@ impl McpSession {
     }
 
     /// A JSON-RPC notification (no answer expected).
-    pub async fn notify(&mut self, method: &str) -> Result<(), Failure> {
+    pub(crate) async fn notify(&mut self, method: &str) -> Result<(), Failure> {
         let body = json!({"jsonrpc": "2.0", "method": method});
         self.post(&body, None).await.map(|_| ())
     }

@@ -12,23 +12,17 @@ use crate::client_auth::ClientAuth;
 use crate::discovery::{AuthorizationServer, MetadataPatch, ServerMetadata, TrustPolicy};
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, Result};
+use crate::event::{AgentEvent, EventHook};
 use crate::grant::OAuthClient;
+use crate::registration::{
+    choose_auth_method, forget_registration, load_registration, register, save_registration,
+    ClientMetadata, Registration, RegistrationKind,
+};
 use crate::session::{Grant, GrantKey};
 use crate::token::{Binding, Scope};
 use crate::transport::HttpTransport;
 
 use super::Agent;
-
-/// How the agent's client at an authorization server came to exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RegistrationKind {
-    /// Configured (the builder's client id, for this issuer or every one).
-    PreRegistered,
-    /// The client id is the URL of a Client ID Metadata Document.
-    MetadataDocument,
-    /// Registered by the agent (RFC 7591).
-    Dynamic,
-}
 
 /// The agent's client at one authorization server: its OAuth client, its user grant (the one
 /// home of that server's refresh token), the binding of its tokens, and the scope its user
@@ -117,6 +111,12 @@ pub(crate) struct Registrar {
     pub(super) mtls_thumbprint: Option<String>,
     /// Refuse the code flow at servers that do not advertise PKCE S256.
     pub(super) require_pkce: bool,
+    /// What the agent says about itself when it registers (RFC 7591).
+    pub(super) client_metadata: Option<ClientMetadata>,
+    /// The redirect URI of the authorization hook (code flow), registered with the client.
+    pub(super) redirect_uri: Option<String>,
+    /// Whether user grants are obtained (an authorization hook is set).
+    pub(super) user_grants: bool,
 }
 
 impl Registrar {
@@ -268,7 +268,7 @@ impl Agent {
                 RegistrationKind::PreRegistered,
             ));
         }
-        if md.client_id_metadata_document_supported == Some(true) {
+        if crate::registration::client_id_metadata_document_supported(md) {
             if let Some(url) = &registrar.metadata_url {
                 // A metadata document names no shared secret: a public client, or one that
                 // signs assertions with its own key.
@@ -280,11 +280,128 @@ impl Agent {
                 return Ok((url.clone(), auth, RegistrationKind::MetadataDocument));
             }
         }
+        if let Some(endpoint) = &md.registration_endpoint {
+            return self.dynamic_registration(server, md, endpoint).await;
+        }
         Err(Error::config(format!(
             "no client for authorization server `{}`: no client id is configured for it, it \
              does not support Client ID Metadata Documents (or none is configured) and it has \
              no registration endpoint",
             crate::error::sanitize(issuer, 200)
         )))
+    }
+
+    /// The registration slot in the store: one per client name at an issuer.
+    fn registration_slot(&self) -> String {
+        self.inner
+            .registrar
+            .client_metadata
+            .as_ref()
+            .and_then(|m| m.client_name.clone())
+            .unwrap_or_else(|| "agent".to_owned())
+    }
+
+    /// The metadata sent to a registration endpoint: the agent's own, completed with the
+    /// redirect URI of its hook, the grants it uses and an authentication method the server
+    /// supports.
+    fn registration_metadata(&self, md: &ServerMetadata) -> ClientMetadata {
+        let registrar = &self.inner.registrar;
+        let mut m = registrar
+            .client_metadata
+            .clone()
+            .unwrap_or_else(|| ClientMetadata::new("agent-oauth agent"));
+        if registrar.user_grants {
+            if m.redirect_uris.is_empty() {
+                if let Some(r) = &registrar.redirect_uri {
+                    m = m.redirect_uris([r.clone()]);
+                }
+            }
+        } else {
+            m = m
+                .grant_types(["client_credentials"])
+                .response_types(Vec::<String>::new());
+        }
+        if m.token_endpoint_auth_method.is_none() {
+            let has_key = registrar.auth.method_name() == Some("private_key_jwt");
+            let method =
+                choose_auth_method(md.token_endpoint_auth_methods_supported.as_deref(), has_key);
+            m = m.token_endpoint_auth_method(method);
+        }
+        m
+    }
+
+    /// The client a registration gives: its id and authentication.
+    fn registered_client(
+        &self,
+        r: &Registration,
+    ) -> Result<(String, ClientAuth, RegistrationKind)> {
+        let auth = if r.token_endpoint_auth_method == "private_key_jwt" {
+            self.inner.registrar.auth.clone()
+        } else {
+            r.client_auth(None)?
+        };
+        Ok((r.client_id.clone(), auth, RegistrationKind::Dynamic))
+    }
+
+    /// Dynamic Client Registration (RFC 7591) at `endpoint`, or the registration stored by an
+    /// earlier run (unless its secret expired).
+    async fn dynamic_registration(
+        &self,
+        server: &AuthorizationServer,
+        md: &ServerMetadata,
+        endpoint: &str,
+    ) -> Result<(String, ClientAuth, RegistrationKind)> {
+        let issuer = server.issuer();
+        let slot = self.registration_slot();
+        let store = &self.inner.store;
+        match load_registration(store, issuer, &slot).await {
+            Ok(Some(r)) if !r.is_expired(std::time::SystemTime::now()) => {
+                tracing::info!(target: "agent_oauth", %issuer, client_id = %r.client_id,
+                    "using the stored registration");
+                return self.registered_client(&r);
+            }
+            Ok(_) => {}
+            // A damaged record is replaced by a new registration.
+            Err(e) => tracing::warn!(target: "agent_oauth", %issuer, error = %e,
+                "stored registration unreadable; registering again"),
+        }
+        let metadata = self.registration_metadata(md);
+        let r = register(&self.inner.transport, endpoint, &metadata, None).await?;
+        if let Err(e) = save_registration(store, issuer, &slot, &r).await {
+            tracing::warn!(target: "agent_oauth", %issuer, error = %e,
+                "registration not stored; it lasts as long as this agent");
+        }
+        EventHook::emit(
+            self.inner.events.as_ref(),
+            AgentEvent::ClientRegistered {
+                issuer: issuer.to_owned(),
+                client_id: r.client_id.clone(),
+            },
+        );
+        self.registered_client(&r)
+    }
+
+    /// The server refused a dynamically registered client (`invalid_client`): forget the
+    /// registration, register again, and put the new authority where the old one was.
+    pub(crate) async fn reregister(&self, old: &Arc<Authority>) -> Result<Arc<Authority>> {
+        let issuer = old.issuer().to_owned();
+        forget_registration(&self.inner.store, &issuer, &self.registration_slot()).await?;
+        let mut learnt = self.inner.learnt.lock().await;
+        let fresh = match learnt.iter().find(|a| a.issuer() == issuer) {
+            Some(current) if !Arc::ptr_eq(current, old) => current.clone(),
+            _ => {
+                let server = old.client.server().clone();
+                let fresh = Arc::new(self.create_authority(server).await?);
+                learnt.retain(|a| a.issuer() != issuer);
+                learnt.push(fresh.clone());
+                fresh
+            }
+        };
+        drop(learnt);
+        let mut w = crate::sync::write(&self.inner.resources);
+        for r in w.iter_mut().filter(|r| Arc::ptr_eq(&r.authority, old)) {
+            r.authority = fresh.clone();
+        }
+        Ok(fresh)
     }
 }

@@ -22,9 +22,10 @@ use crate::store::{MemoryStore, TokenStore};
 use crate::token::Scope;
 use crate::transport::{HttpTransport, TransportConfig};
 
-use super::authority::{DpopChoice, RegistrationKind};
+use super::authority::DpopChoice;
 use super::authorize::Authorizer;
 use super::{Agent, AgentInner, Authority, AuthorizationPrompt, Registrar, ResourceInfo};
+use crate::registration::{ClientMetadata, RegistrationKind};
 
 /// Whether tokens are DPoP-bound, when no key is given with [`AgentBuilder::dpop`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +68,7 @@ pub struct AgentBuilder {
     trust: Option<TrustPolicy>,
     per_issuer: Vec<(String, String, ClientAuth)>,
     metadata_url: Option<String>,
+    client_metadata: Option<ClientMetadata>,
     authorizer: Option<Authorizer>,
     require_pkce: bool,
     max_step_ups: Option<u32>,
@@ -112,6 +114,7 @@ impl Default for AgentBuilder {
             trust: None,
             per_issuer: Vec::new(),
             metadata_url: None,
+            client_metadata: None,
             authorizer: None,
             require_pkce: true,
             max_step_ups: None,
@@ -180,6 +183,33 @@ impl AgentBuilder {
     /// pre-registered client.
     pub fn client_metadata_url(mut self, url: impl Into<String>) -> Self {
         self.metadata_url = Some(url.into());
+        self
+    }
+
+    /// What the agent says about itself when it registers dynamically (RFC 7591) at an
+    /// authorization server that has a registration endpoint and no pre-registered client or
+    /// metadata document for it. Unset members are filled in: the redirect URI of the
+    /// [authorization hook](Self::on_authorization), the grant types the agent uses (code and
+    /// refresh with a hook, else client credentials), and an authentication method the server
+    /// supports ([`choose_auth_method`](crate::registration::choose_auth_method)).
+    /// Registrations are kept in the token store per issuer and client name, reused across
+    /// restarts, and redone when the server answers `invalid_client`.
+    pub fn client_metadata(mut self, metadata: ClientMetadata) -> Self {
+        self.client_metadata = Some(metadata);
+        self
+    }
+
+    /// The `client_name` the agent registers with (see
+    /// [`client_metadata`](Self::client_metadata)).
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.client_metadata = Some(match self.client_metadata.take() {
+            Some(mut m) => {
+                m.client_name = Some(name);
+                m
+            }
+            None => ClientMetadata::new(name),
+        });
         self
     }
 
@@ -456,6 +486,12 @@ impl AgentBuilder {
             metadata_patch: self.metadata_patch,
             mtls_thumbprint,
             require_pkce: self.require_pkce,
+            client_metadata: self.client_metadata,
+            redirect_uri: self
+                .authorizer
+                .as_ref()
+                .and_then(|a| a.redirect_uri().map(str::to_owned)),
+            user_grants: self.authorizer.is_some(),
         };
         let store = self
             .store

@@ -8,9 +8,10 @@ use url::Url;
 use crate::cache::{BoxFuture, TokenHandle, TokenSource};
 use crate::discovery::{discover_resource_metadata, Challenge};
 use crate::dpop::{DpopKey, NonceCache};
-use crate::error::{Error, Result};
+use crate::error::{Error, OAuthErrorCode, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::TokenParams;
+use crate::registration::RegistrationKind;
 use crate::session::{RefreshingSource, Rejection, Session};
 use crate::token::{Scope, TokenSet};
 use crate::transport::{HttpRequest, HttpTransport};
@@ -288,7 +289,30 @@ impl TokenSource for AgentSource {
 }
 
 impl Agent {
+    /// A token from `authority`; a dynamically registered client the server no longer knows
+    /// (`invalid_client`) is registered again, once, and the token asked of the new one.
     async fn fetch_token(
+        &self,
+        authority: &Arc<Authority>,
+        params: TokenParams,
+        current: Option<TokenSet>,
+    ) -> Result<TokenSet> {
+        match self.fetch_with(authority, params.clone(), current).await {
+            Err(e)
+                if authority.kind == RegistrationKind::Dynamic
+                    && e.oauth_error()
+                        .is_some_and(|o| o.error == OAuthErrorCode::InvalidClient) =>
+            {
+                tracing::info!(target: "agent_oauth", issuer = %authority.issuer(),
+                    "the server no longer knows the registered client; registering again");
+                let fresh = self.reregister(authority).await?;
+                self.fetch_with(&fresh, params, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fetch_with(
         &self,
         authority: &Arc<Authority>,
         params: TokenParams,

@@ -318,11 +318,7 @@ pub fn choose_auth_method(supported: Option<&[String]>, has_key: bool) -> &'stat
 /// Does the server accept client ID metadata documents (its metadata has
 /// `client_id_metadata_document_supported: true`)?
 pub fn client_id_metadata_document_supported(metadata: &ServerMetadata) -> bool {
-    metadata
-        .extra
-        .get("client_id_metadata_document_supported")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
+    metadata.client_id_metadata_document_supported == Some(true)
 }
 
 // ------------------------------------------------------------------ the stored record
@@ -797,15 +793,21 @@ mod tests {
             ..Default::default()
         };
         assert!(!client_id_metadata_document_supported(&md));
-        md.extra.insert(
-            "client_id_metadata_document_supported".into(),
-            serde_json::json!("true"),
-        );
+        let parse = |v: serde_json::Value| {
+            ServerMetadata::from_json(
+                &serde_json::to_vec(&serde_json::json!({
+                    "issuer": "https://as.example",
+                    "client_id_metadata_document_supported": v,
+                }))
+                .unwrap(),
+                "https://as.example",
+            )
+        };
+        // A string is not a boolean: a typed error, not a silent "supported".
+        assert!(parse(serde_json::json!("true")).is_err());
+        md = parse(serde_json::json!(false)).unwrap();
         assert!(!client_id_metadata_document_supported(&md));
-        md.extra.insert(
-            "client_id_metadata_document_supported".into(),
-            serde_json::json!(true),
-        );
+        md = parse(serde_json::json!(true)).unwrap();
         assert!(client_id_metadata_document_supported(&md));
     }
 

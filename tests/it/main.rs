@@ -33,9 +33,9 @@ mod interop_harness;
 mod middleware;
 #[cfg(feature = "mtls")]
 mod mtls;
+mod registration;
 mod streaming;
 mod testkit_mcp;
-mod registration;
 mod testkit_server;
 mod tokens;
 mod transport;
