@@ -196,6 +196,12 @@ impl TestServer {
         lock(&self.shared.registered).clone()
     }
 
+    /// Forget every client registered at `/register`, as a server that dropped them would:
+    /// their next token request is refused with `invalid_client`.
+    pub fn forget_registered_clients(&self) {
+        lock(&self.shared.registered).clear();
+    }
+
     /// Mint a new grant for `agent-user` and `client_id` with `scope`, and return its refresh
     /// token (not sender-constrained, no resource indicators).
     pub fn issue_refresh_token(&self, client_id: &str, scope: &str) -> String {

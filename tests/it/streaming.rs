@@ -365,3 +365,76 @@ fn stream_sse_parser_is_reachable_from_the_public_api() {
     assert_eq!(got[0].data, "a");
     parser.finish();
 }
+
+/// Through the agent: a protected response past the 1 MiB cap is refused by `send` and read in
+/// full by `send_stream`, which carries the token like `send`; an MCP server's event-stream
+/// answer is read event by event.
+#[tokio::test]
+async fn stream_agent_send_stream_reads_a_protected_body_past_the_cap() {
+    use crate::support::prelude::{Agent, ClientAuth, TestServer};
+    use crate::support::server::{Reply, Scripted};
+
+    let server = TestServer::start().await;
+    let api = Scripted::start().await;
+    let total = 3 * 1024 * 1024;
+    api.push(Reply::status(200).stream(total, 64 * 1024, Duration::ZERO));
+    api.push(Reply::status(200).stream(total, 64 * 1024, Duration::ZERO));
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .resource(api.url("/data"))
+        .discover_resources(false)
+        .build()
+        .await
+        .expect("agent");
+    let err = guard(agent.get(api.url("/data/big")).send())
+        .await
+        .expect_err("capped");
+    assert!(matches!(err, Error::BodyTooLarge { .. }), "{err:?}");
+    let resp = guard(agent.get(api.url("/data/big")).send_stream())
+        .await
+        .expect("streamed");
+    assert_eq!(resp.status(), 200);
+    let body = guard(resp.into_body().collect_capped(usize::MAX))
+        .await
+        .expect("body");
+    assert_eq!(body.len(), total);
+    let sent = api.requests();
+    assert!(sent
+        .iter()
+        .all(|r| r.header("authorization").is_some_and(|a| !a.is_empty())));
+
+    // The embedded MCP resource answers `text/event-stream` when asked.
+    let mcp = server.mcp_url();
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .build()
+        .await
+        .expect("agent");
+    let resp = guard(
+        agent
+            .post(&mcp)
+            .header("accept", "application/json, text/event-stream")
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"}))
+            .send_stream(),
+    )
+    .await
+    .expect("mcp");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/event-stream"));
+    let mut events = resp.into_body().sse();
+    let event = guard(events.next_event())
+        .await
+        .expect("event")
+        .expect("one event");
+    assert_eq!(event.event, "message");
+    let v: serde_json::Value = serde_json::from_str(&event.data).expect("json-rpc");
+    assert_eq!(v["id"], 7);
+    assert!(v["result"]["tools"].is_array(), "{v}");
+}

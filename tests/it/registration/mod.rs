@@ -8,6 +8,8 @@
 //!   the embedded server and oidc-provider.
 //! - `hardening`: echoed secrets, retries, limits and URL checks.
 //! - `store`: a registration persisted in a `FileStore` and used again.
+//! - `agent`: agents registering on first use (DCR kept across restarts, redone after
+//!   `invalid_client`, CIMD where supported) and the code flow's PKCE metadata check.
 
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use crate::support::prelude::{
     TestServer, TokenParams, TokenSet, TransportConfig,
 };
 
+mod agent;
 mod cimd;
 mod dcr;
 mod hardening;
