@@ -230,3 +230,59 @@ async fn user_grant_without_refresh_token_is_an_access_token_session() {
         tokens.access_token.secret()
     );
 }
+
+#[tokio::test]
+async fn user_grant_device_flow_hook_runs_on_first_use_and_step_up() {
+    use crate::support::prelude::{AgentEvent, TestServerConfig};
+    use std::time::Duration;
+
+    let server = Arc::new(
+        TestServer::start_with(
+            TestServerConfig::default().with_device_interval(Duration::from_secs(1)),
+        )
+        .await,
+    );
+    let approver = server.clone();
+    let shown: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = shown.clone();
+    let reasons: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let reasons_seen = reasons.clone();
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("public-agent")
+        .client_auth(ClientAuth::none())
+        .scope("read")
+        .resource(server.resource_url())
+        .on_device_authorization(move |d| {
+            // The user enters the code elsewhere; here the server is told at once.
+            seen.lock().expect("codes").push(d.user_code.clone());
+            let (server, code) = (approver.clone(), d.user_code.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert!(server.approve_device(&code));
+            });
+        })
+        .on_event(move |e| {
+            if let AgentEvent::AuthorizationRequired { reason, .. } = e {
+                reasons_seen.lock().expect("reasons").push(reason);
+            }
+        })
+        .build()
+        .await
+        .expect("agent");
+    let resp = agent
+        .get(format!("{}/x", server.resource_url()))
+        .send()
+        .await
+        .expect("first call");
+    assert_eq!(resp.status(), 200);
+    let resp = agent
+        .get(format!("{}/admin/x", server.resource_url()))
+        .send()
+        .await
+        .expect("step-up");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(shown.lock().expect("codes").len(), 2);
+    assert_eq!(*reasons.lock().expect("reasons"), ["first_use", "step_up"]);
+    assert_eq!(server.stats().grants.device_code, 2);
+}
