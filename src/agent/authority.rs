@@ -232,6 +232,22 @@ impl Agent {
 
     async fn create_authority(&self, server: AuthorizationServer) -> Result<Authority> {
         let md = server.metadata().await?;
+        // Endpoints learnt from the network pass the trust policy too (SSRF).
+        let trust = &self.inner.registrar.trust;
+        for endpoint in [
+            &md.authorization_endpoint,
+            &md.token_endpoint,
+            &md.registration_endpoint,
+            &md.device_authorization_endpoint,
+            &md.revocation_endpoint,
+            &md.introspection_endpoint,
+            &md.pushed_authorization_request_endpoint,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            trust.check_endpoint(server.issuer(), endpoint)?;
+        }
         let (client_id, auth, kind) = self.registration_at(&server, &md).await?;
         let registrar = &self.inner.registrar;
         let issuer = server.issuer().to_owned();

@@ -138,6 +138,41 @@ impl TrustPolicy {
     }
 }
 
+impl TrustPolicy {
+    /// Check an endpoint that the metadata of `issuer` (already accepted by
+    /// [`check`](Self::check)) names: for an issuer accepted by name anything goes; otherwise
+    /// the endpoint must not be on an internal address either (loopback only when allowed), so
+    /// a server accepted as "any HTTPS" cannot point the agent into a private network.
+    ///
+    /// # Errors
+    /// [`Error::Discovery`] naming the endpoint's origin.
+    pub fn check_endpoint(&self, issuer: &str, endpoint: &str) -> Result<()> {
+        if self.lists(issuer) {
+            return Ok(());
+        }
+        let refuse = |why: &str| {
+            Err(Error::Discovery(format!(
+                "`{}` names an endpoint the trust policy refuses ({why})",
+                sanitize(issuer, 200)
+            )))
+        };
+        let Ok(url) = Url::parse(endpoint) else {
+            return refuse("not a URL");
+        };
+        if crate::transport::is_loopback(&url) {
+            return if self.loopback {
+                Ok(())
+            } else {
+                refuse("a loopback address")
+            };
+        }
+        if !self.private && is_internal(&url) {
+            return refuse("a private or link-local address");
+        }
+        Ok(())
+    }
+}
+
 /// Private, link-local, unspecified, broadcast, documentation and unique-local addresses, and
 /// IPv4 addresses mapped into IPv6 that are any of these.
 fn is_internal(url: &Url) -> bool {
@@ -224,6 +259,34 @@ mod tests {
         }
         let p = p.allow_private_networks(true);
         assert!(p.check("https://10.1.2.3").is_ok());
+    }
+
+    #[test]
+    fn trust_endpoints_of_unlisted_issuers_stay_off_internal_addresses() {
+        let p = TrustPolicy::any_https();
+        let iss = "https://as.example.com";
+        assert!(p
+            .check_endpoint(iss, "https://as.example.com/token")
+            .is_ok());
+        assert!(p
+            .check_endpoint(iss, "https://login.example.net/token")
+            .is_ok());
+        for bad in [
+            "https://169.254.169.254/latest/meta-data",
+            "https://10.0.0.5/register",
+            "http://127.0.0.1:8080/token",
+            "https://internal/token",
+        ] {
+            assert!(p.check_endpoint(iss, bad).is_err(), "{bad}");
+        }
+        assert!(p
+            .clone()
+            .allow_loopback(true)
+            .check_endpoint(iss, "http://127.0.0.1:8080/token")
+            .is_ok());
+        // A listed issuer is trusted with its endpoints.
+        let listed = TrustPolicy::issuers([iss]);
+        assert!(listed.check_endpoint(iss, "https://10.0.0.5/token").is_ok());
     }
 
     #[test]

@@ -283,3 +283,47 @@ async fn url_first_resource_metadata_for_another_resource_is_refused() {
     assert!(matches!(err, Error::ResourceDiscovery { .. }), "{err:?}");
     assert_eq!(a.stats().token_requests, 0);
 }
+
+/// An authorization server accepted as "any HTTPS" cannot point the agent into a private
+/// network through the endpoints its metadata names.
+#[tokio::test]
+async fn url_first_endpoints_on_internal_addresses_are_refused() {
+    let api = Scripted::start().await;
+    let issuer = api.origin();
+    api.route(
+        "/.well-known/oauth-protected-resource/mcp",
+        Reply::json(
+            200,
+            &serde_json::json!({"resource": api.url("/mcp"), "authorization_servers": [issuer]}),
+        ),
+    );
+    api.route(
+        "/.well-known/oauth-authorization-server",
+        Reply::json(
+            200,
+            &serde_json::json!({
+                "issuer": issuer,
+                "token_endpoint": "https://169.254.169.254/latest/meta-data",
+                "authorization_endpoint": format!("{issuer}/authorize"),
+            }),
+        ),
+    );
+    api.push(Reply::status(401).header("www-authenticate", "Bearer"));
+    let agent = Agent::builder()
+        .trust(TrustPolicy::any_https().allow_loopback(true))
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .build()
+        .await
+        .expect("agent");
+    let err = guard(agent.post(api.url("/mcp")).body("{}").send())
+        .await
+        .expect_err("internal endpoint");
+    let Error::ResourceDiscovery { reason, .. } = &err else {
+        panic!("expected ResourceDiscovery, got {err:?}");
+    };
+    assert!(
+        reason.to_string().contains("trust policy refuses"),
+        "{reason}"
+    );
+}
