@@ -561,5 +561,17 @@ pub(crate) fn is_hidden(c: char) -> bool {
         )
 }
 
+/// What is wrong with a JSON document, by category and position only: serde's own message may
+/// quote the offending value, and stored values include secrets.
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "truncated",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "unexpected content",
+        serde_json::error::Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 #[cfg(test)]
 mod tests;

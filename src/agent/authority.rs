@@ -190,21 +190,13 @@ impl Agent {
     /// # Errors
     /// [`Error::Discovery`] for an untrusted issuer or a metadata problem; registration errors.
     pub(crate) async fn authority_for(&self, issuer: &str) -> Result<Arc<Authority>> {
-        if let Some(home) = &self.inner.home {
-            if home.issuer() == issuer {
-                return Ok(home.clone());
-            }
-        }
-        let mut learnt = self.inner.learnt.lock().await;
-        if let Some(a) = learnt.iter().find(|a| a.issuer() == issuer) {
-            return Ok(a.clone());
-        }
+        let transport = self.inner.transport.clone();
         let registrar = &self.inner.registrar;
-        registrar.trust.check(issuer)?;
-        let server = registrar.server(issuer, &self.inner.transport)?;
-        let authority = Arc::new(self.create_authority(server).await?);
-        learnt.push(authority.clone());
-        Ok(authority)
+        self.authority_with(
+            issuer,
+            || async move { registrar.server(issuer, &transport) },
+        )
+        .await
     }
 
     /// The authority of a resource that publishes no RFC 9728 metadata (MCP 2025-03-26): its
@@ -215,17 +207,26 @@ impl Agent {
     pub(crate) async fn legacy_authority(&self, resource: &Url) -> Result<Arc<Authority>> {
         let server = AuthorizationServer::legacy(resource, self.inner.transport.clone()).await?;
         let issuer = server.issuer().to_owned();
-        if let Some(home) = &self.inner.home {
-            if home.issuer() == issuer {
-                return Ok(home.clone());
-            }
+        self.authority_with(&issuer, || async move { Ok(server) })
+            .await
+    }
+
+    /// The authority for `issuer`: the configured one, one learnt before, or a new one at the
+    /// server `server` gives (after the trust check), created under the lock.
+    async fn authority_with<F, Fut>(&self, issuer: &str, server: F) -> Result<Arc<Authority>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<AuthorizationServer>>,
+    {
+        if let Some(home) = self.inner.home.as_ref().filter(|h| h.issuer() == issuer) {
+            return Ok(home.clone());
         }
         let mut learnt = self.inner.learnt.lock().await;
         if let Some(a) = learnt.iter().find(|a| a.issuer() == issuer) {
             return Ok(a.clone());
         }
-        self.inner.registrar.trust.check(&issuer)?;
-        let authority = Arc::new(self.create_authority(server).await?);
+        self.inner.registrar.trust.check(issuer)?;
+        let authority = Arc::new(self.create_authority(server().await?).await?);
         learnt.push(authority.clone());
         Ok(authority)
     }

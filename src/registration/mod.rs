@@ -387,17 +387,7 @@ fn corrupt(what: &str) -> Error {
 /// A record's parse error by category and position only: serde's message may quote a value,
 /// and values include secrets.
 fn describe(e: serde_json::Error) -> Error {
-    let what = match e.classify() {
-        serde_json::error::Category::Eof => "truncated",
-        serde_json::error::Category::Syntax => "not JSON",
-        serde_json::error::Category::Data => "unexpected content",
-        serde_json::error::Category::Io => "unreadable",
-    };
-    corrupt(&format!(
-        "{what} at line {} column {}",
-        e.line(),
-        e.column()
-    ))
+    corrupt(&crate::error::json_problem(&e))
 }
 
 // ------------------------------------------------------------------ persistence

@@ -97,19 +97,7 @@ impl Record {
     pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
         // serde_json messages may quote the offending value, which can be a token: keep only
         // the error category and position.
-        let describe = |e: serde_json::Error| {
-            let what = match e.classify() {
-                serde_json::error::Category::Eof => "truncated",
-                serde_json::error::Category::Syntax => "not JSON",
-                serde_json::error::Category::Data => "unexpected content",
-                serde_json::error::Category::Io => "unreadable",
-            };
-            corrupt(&format!(
-                "{what} at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        };
+        let describe = |e: serde_json::Error| corrupt(&crate::error::json_problem(&e));
         let probe: FormatProbe = serde_json::from_slice(bytes).map_err(describe)?;
         if probe.format > FORMAT {
             return Err(Error::Store(format!(

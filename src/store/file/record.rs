@@ -80,19 +80,7 @@ pub(super) fn encode(key: &str, value: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
 /// [`Error::Store`] for a file that is not JSON, of a newer format, of another key, or whose
 /// value is not base64url. Messages quote nothing of the file.
 pub(super) fn decode(bytes: &[u8], key: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let describe = |e: serde_json::Error| {
-        let what = match e.classify() {
-            serde_json::error::Category::Eof => "truncated",
-            serde_json::error::Category::Syntax => "not JSON",
-            serde_json::error::Category::Data => "unexpected content",
-            serde_json::error::Category::Io => "unreadable",
-        };
-        corrupt(&format!(
-            "{what} at line {} column {}",
-            e.line(),
-            e.column()
-        ))
-    };
+    let describe = |e: serde_json::Error| corrupt(&crate::error::json_problem(&e));
     let probe: FormatProbe = serde_json::from_slice(bytes).map_err(describe)?;
     if probe.format > FORMAT {
         return Err(Error::Store(format!(
