@@ -415,9 +415,10 @@ impl Agent {
             }
         };
         drop(learnt);
+        self.forget_fast_handles();
         let mut w = crate::sync::write(&self.inner.resources);
         for r in w.iter_mut().filter(|r| Arc::ptr_eq(&r.authority, old)) {
-            r.authority = fresh.clone();
+            *r = super::ResourceInfo::new(r.resource.clone(), r.scope.clone(), fresh.clone());
         }
         Ok(fresh)
     }

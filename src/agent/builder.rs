@@ -534,18 +534,14 @@ impl AgentBuilder {
                 RegistrationKind::PreRegistered,
             ));
             for r in self.resources.iter().map(String::as_str) {
-                resources.push(ResourceInfo {
-                    resource: parse_resource(r)?,
-                    scope: None,
-                    authority: authority.clone(),
-                });
+                resources.push(ResourceInfo::new(
+                    parse_resource(r)?,
+                    None,
+                    authority.clone(),
+                ));
             }
             if let Some(resource) = learnt_resource {
-                resources.push(ResourceInfo {
-                    resource,
-                    scope: None,
-                    authority: authority.clone(),
-                });
+                resources.push(ResourceInfo::new(resource, None, authority.clone()));
             }
             home = Some(authority);
         } else if !self.resources.is_empty() {
@@ -572,6 +568,7 @@ impl AgentBuilder {
                 learnt: tokio::sync::Mutex::new(Vec::new()),
                 discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
+                fast: arc_swap::ArcSwap::default(),
                 metadata_policy: self.metadata_policy,
                 discover_resources: self.discover_resources,
                 max_step_ups,

@@ -150,10 +150,7 @@ impl Agent {
             .read_resources()
             .iter()
             .filter(|r| r.authority.issuer() == issuer)
-            .map(|r| ResourceInfo {
-                authority: authority.clone(),
-                ..r.clone()
-            })
+            .map(|r| ResourceInfo::new(r.resource.clone(), r.scope.clone(), authority.clone()))
             .collect();
         let mut registrar = old.registrar.clone();
         registrar.mtls_thumbprint = Some(x5t);
@@ -168,6 +165,7 @@ impl Agent {
                 learnt: tokio::sync::Mutex::new(Vec::new()),
                 discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
+                fast: arc_swap::ArcSwap::default(),
                 metadata_policy: old.metadata_policy.clone(),
                 discover_resources: old.discover_resources,
                 max_step_ups: old.max_step_ups,
@@ -198,7 +196,7 @@ impl Agent {
             .collect()
     }
 
-    fn read_resources(&self) -> std::sync::RwLockReadGuard<'_, Vec<ResourceInfo>> {
+    fn read_resources(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<ResourceInfo>>> {
         crate::sync::read(&self.inner.resources)
     }
 
@@ -208,7 +206,7 @@ impl Agent {
     }
 
     /// The resource (and scope) a URL belongs to, if known.
-    pub(crate) fn resource_for(&self, url: &Url) -> Option<ResourceInfo> {
+    pub(crate) fn resource_for(&self, url: &Url) -> Option<Arc<ResourceInfo>> {
         self.read_resources()
             .iter()
             .filter(|r| resource_matches(&r.resource, url))
@@ -217,7 +215,23 @@ impl Agent {
             .cloned()
     }
 
-    pub(super) fn add_resource(&self, info: ResourceInfo) {
+    /// Forget `access_token`'s handles (after a resource, its scope or its authority changed).
+    pub(super) fn forget_fast_handles(&self) {
+        self.inner.fast.store(Arc::default());
+    }
+
+    /// Forget every kept cache handle (the resources' and `access_token`'s), after the cache
+    /// was emptied: the next call makes new ones.
+    pub(super) fn forget_handles(&self) {
+        self.forget_fast_handles();
+        let mut w = crate::sync::write(&self.inner.resources);
+        for r in w.iter_mut() {
+            *r = ResourceInfo::new(r.resource.clone(), r.scope.clone(), r.authority.clone());
+        }
+    }
+
+    pub(super) fn add_resource(&self, info: Arc<ResourceInfo>) {
+        self.forget_fast_handles();
         let mut w = crate::sync::write(&self.inner.resources);
         if !w.iter().any(|r| r.resource == info.resource) {
             w.push(info);
@@ -239,7 +253,7 @@ impl Agent {
     /// resource): the one the resource's metadata named, else the configured one.
     pub(crate) fn authority_of(&self, resource: Option<&Url>) -> Result<Arc<Authority>> {
         if let Some(info) = resource.and_then(|r| self.resource_for(r)) {
-            return Ok(info.authority);
+            return Ok(info.authority.clone());
         }
         self.inner.home.clone().ok_or_else(|| {
             Error::config(
@@ -277,11 +291,57 @@ impl Agent {
     ///
     /// # Errors
     /// Token endpoint and discovery errors.
+    ///
+    /// For a resource the agent knows (configured or discovered), this is the token its calls
+    /// use: the resource's scope (from its challenge or metadata) and its authorization server.
+    /// A hit takes no lock and allocates nothing.
     pub async fn access_token(&self, resource: Option<&str>) -> Result<TokenRef> {
-        let r = resource.map(parse_resource).transpose()?;
-        let authority = self.authority_of(r.as_ref())?;
-        let handle = self.handle(&authority, self.params_for(r.as_ref(), None));
+        let name = resource.unwrap_or("");
+        let handle = {
+            let fast = self.inner.fast.load();
+            match fast.iter().find(|(k, _)| **k == *name) {
+                Some((_, h)) => match h.peek() {
+                    Some(hit) => return Ok(hit),
+                    None => h.clone(),
+                },
+                None => {
+                    drop(fast);
+                    self.resolve_handle(resource)?
+                }
+            }
+        };
         within_deadline(&self.inner.transport, handle.get()).await
+    }
+
+    /// The handle `access_token(resource)` uses, kept for the next call (up to 16 resources).
+    fn resolve_handle(&self, resource: Option<&str>) -> Result<TokenHandle> {
+        const KEPT: usize = 16;
+        let r = resource.map(parse_resource).transpose()?;
+        let known = r
+            .as_ref()
+            .and_then(|u| self.resource_for(u).filter(|i| i.resource == *u));
+        let handle = match known {
+            Some(info) => info
+                .handle
+                .get_or_init(|| {
+                    let params = self.params_for(Some(&info.resource), info.scope.as_ref());
+                    self.handle(&info.authority, params)
+                })
+                .clone(),
+            None => {
+                let authority = self.authority_of(r.as_ref())?;
+                self.handle(&authority, self.params_for(r.as_ref(), None))
+            }
+        };
+        let name: Box<str> = resource.unwrap_or("").into();
+        self.inner.fast.rcu(|kept| {
+            let mut next = (**kept).clone();
+            if next.len() < KEPT && !next.iter().any(|(k, _)| *k == name) {
+                next.push((name.clone(), handle.clone()));
+            }
+            next
+        });
+        Ok(handle)
     }
 
     /// Drop the cached tokens for `resource` (`None`: the agent's tokens without a resource),

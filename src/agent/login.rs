@@ -138,6 +138,7 @@ impl Agent {
         // When the store could not be cleared, the grant (and its cached tokens) stay.
         if !matches!(ended, Err(Error::Store(_))) {
             self.inner.cache.retain(|_| false);
+            self.forget_handles();
         }
         ended
     }

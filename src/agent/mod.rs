@@ -28,7 +28,7 @@ use std::sync::{Arc, RwLock};
 
 use url::Url;
 
-use crate::cache::TokenCache;
+use crate::cache::{TokenCache, TokenHandle};
 use crate::discovery::MetadataPolicy;
 use crate::event::EventHook;
 use crate::store::TokenStore;
@@ -42,6 +42,20 @@ pub(crate) struct ResourceInfo {
     pub(crate) resource: Url,
     pub(crate) scope: Option<Scope>,
     pub(crate) authority: Arc<Authority>,
+    /// The cache handle for this resource's tokens with its scope, made on first use: a call
+    /// that asks for no more scope reaches its token without building a key.
+    pub(crate) handle: std::sync::OnceLock<TokenHandle>,
+}
+
+impl ResourceInfo {
+    pub(crate) fn new(resource: Url, scope: Option<Scope>, authority: Arc<Authority>) -> Arc<Self> {
+        Arc::new(ResourceInfo {
+            resource,
+            scope,
+            authority,
+            handle: std::sync::OnceLock::new(),
+        })
+    }
 }
 
 struct AgentInner {
@@ -57,7 +71,10 @@ struct AgentInner {
     learnt: tokio::sync::Mutex<Vec<Arc<Authority>>>,
     /// Serializes first calls to unknown URLs, so concurrent ones share one discovery.
     discovery: tokio::sync::Mutex<()>,
-    resources: RwLock<Vec<ResourceInfo>>,
+    resources: RwLock<Vec<Arc<ResourceInfo>>>,
+    /// `access_token`'s handles by the resource string the caller passed (`""`: none), so a
+    /// hit builds no URL and no key. Emptied whenever resources change.
+    fast: arc_swap::ArcSwap<Vec<(Box<str>, TokenHandle)>>,
     metadata_policy: MetadataPolicy,
     discover_resources: bool,
     /// Step-ups (403 `insufficient_scope` answered with more scope) allowed per resource in a

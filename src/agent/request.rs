@@ -4,13 +4,13 @@ use std::fmt;
 
 use url::Url;
 
+use crate::cache::CachedToken;
 use crate::discovery::challenges_from_headers;
 use crate::dpop::ProofNonce;
 use crate::error::{Error, Result};
 use crate::session::{
     protected_call, request_builder_methods, within_deadline, Outcome, Rejection, RequestParts,
 };
-use crate::token::TokenSet;
 use crate::transport::{into_streaming, HttpResponse, StreamingResponse};
 
 use super::Agent;
@@ -39,7 +39,7 @@ impl AgentRequest {
     async fn send_with(
         &self,
         url: &Url,
-        token: Option<&TokenSet>,
+        token: Option<&CachedToken>,
         nonce: Option<&ProofNonce<'_>>,
         stream: bool,
     ) -> Result<HttpResponse> {
@@ -147,7 +147,7 @@ impl AgentRequest {
             || true,
             |token, nonce| {
                 let url = &url;
-                scope = Some(token.scope.clone());
+                scope = Some(token.token().scope.clone());
                 async move {
                     this.send_with(url, Some(&token), Some(&nonce), stream)
                         .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::cache::{BoxFuture, TokenHandle, TokenSource};
+use crate::cache::{BoxFuture, CachedToken, TokenHandle, TokenSource};
 use crate::discovery::{discover_resource_metadata, Challenge};
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, OAuthErrorCode, Result};
@@ -29,7 +29,7 @@ impl Agent {
         &self,
         req: &mut HttpRequest,
         url: &Url,
-        token: &TokenSet,
+        token: &CachedToken,
         nonce: Option<&str>,
     ) -> Result<()> {
         let method = req.method().clone();
@@ -51,7 +51,7 @@ impl Agent {
         &self,
         url: &Url,
         challenges: &[Challenge],
-    ) -> Result<ResourceInfo> {
+    ) -> Result<Arc<ResourceInfo>> {
         self.discover_resource_inner(url, challenges)
             .await
             .map_err(|e| Error::ResourceDiscovery {
@@ -64,7 +64,7 @@ impl Agent {
         &self,
         url: &Url,
         challenges: &[Challenge],
-    ) -> Result<ResourceInfo> {
+    ) -> Result<Arc<ResourceInfo>> {
         let md_url = match challenges.iter().find_map(Challenge::resource_metadata) {
             Some(u) => Some(self.inner.metadata_policy.check(u, url)?),
             None => None,
@@ -115,11 +115,7 @@ impl Agent {
             .or_else(|| self.inner.scope.clone())
             .or(supported)
             .filter(|s| !s.is_empty());
-        let info = ResourceInfo {
-            resource,
-            scope,
-            authority,
-        };
+        let info = ResourceInfo::new(resource, scope, authority);
         tracing::info!(target: "agent_oauth", resource = %info.resource,
             issuer = %info.authority.issuer(), "discovered protected resource");
         self.add_resource(info.clone());
@@ -161,9 +157,11 @@ impl Agent {
             counts.len() != before
         };
         if let (true, Some(scope)) = (stepped, scope) {
+            self.forget_fast_handles();
             let mut w = crate::sync::write(&self.inner.resources);
             for r in w.iter_mut().filter(|r| &r.resource == resource) {
-                r.scope = Some(scope.clone());
+                *r =
+                    ResourceInfo::new(r.resource.clone(), Some(scope.clone()), r.authority.clone());
             }
         }
     }
@@ -172,23 +170,21 @@ impl Agent {
 /// What one protected call of an agent tracks: its resource and authorization server, the
 /// scope asked, the token handle in use, and whether it already renewed the token.
 pub(crate) struct AgentCall {
-    pub(super) resource: Url,
-    pub(super) scope: Option<Scope>,
-    authority: Arc<Authority>,
+    info: Arc<ResourceInfo>,
+    /// The scope asked after a step-up (`None`: the resource's own).
+    scope: Option<Scope>,
+    /// The cache handle for the scope asked (dropped when the scope changes).
     handle: Option<TokenHandle>,
-    held: Option<Scope>,
     refreshed: bool,
 }
 
 impl Agent {
     /// A new call to `info`'s resource.
-    pub(crate) fn call_for(&self, info: &ResourceInfo) -> AgentCall {
+    pub(crate) fn call_for(&self, info: &Arc<ResourceInfo>) -> AgentCall {
         AgentCall {
-            resource: info.resource.clone(),
-            scope: info.scope.clone(),
-            authority: info.authority.clone(),
+            info: info.clone(),
+            scope: None,
             handle: None,
-            held: None,
             refreshed: false,
         }
     }
@@ -216,12 +212,24 @@ impl Session for Agent {
         self.inner.registrar.dpop_key()
     }
 
-    fn token<'a>(&'a self, call: &'a mut AgentCall) -> BoxFuture<'a, Result<TokenSet>> {
+    fn token<'a>(&'a self, call: &'a mut AgentCall) -> BoxFuture<'a, Result<Arc<CachedToken>>> {
         Box::pin(async move {
-            let params = self.params_for(Some(&call.resource), call.scope.as_ref());
-            let handle = self.handle(&call.authority, params);
-            let token = handle.get().await?.token().clone();
-            call.held = Some(token.scope.clone());
+            let info = &call.info;
+            let handle = match (call.handle.take(), &call.scope) {
+                (Some(h), _) => h,
+                (None, None) => info
+                    .handle
+                    .get_or_init(|| {
+                        let params = self.params_for(Some(&info.resource), info.scope.as_ref());
+                        self.handle(&info.authority, params)
+                    })
+                    .clone(),
+                (None, Some(stepped)) => {
+                    let params = self.params_for(Some(&info.resource), Some(stepped));
+                    self.handle(&info.authority, params)
+                }
+            };
+            let token = handle.get().await?.share();
             call.handle = Some(handle);
             Ok(token)
         })
@@ -244,17 +252,22 @@ impl Session for Agent {
                 let Some(wanted) = wanted.filter(|w| !w.is_empty()) else {
                     return false;
                 };
-                if self.step_up(&call.resource).is_none() {
+                if self.step_up(&call.info.resource).is_none() {
                     return false;
                 }
                 let base = call
                     .scope
                     .clone()
+                    .or_else(|| call.info.scope.clone())
                     .or_else(|| self.inner.scope.clone())
                     .unwrap_or_default();
-                let held = call.held.clone().unwrap_or_default();
+                let held = call
+                    .handle
+                    .take()
+                    .and_then(|h| h.peek().map(|t| t.token().scope.clone()))
+                    .unwrap_or_default();
                 call.scope = Some(base.union(&held).union(&wanted));
-                tracing::info!(target: "agent_oauth", resource = %call.resource,
+                tracing::info!(target: "agent_oauth", resource = %call.info.resource,
                     scope = %call.scope.as_ref().map(ToString::to_string).unwrap_or_default(),
                     "stepping up scope");
                 true

@@ -86,6 +86,16 @@ pub struct CachedToken {
     token: TokenSet,
     refresh_at: Option<Mono>,
     expires_at: Option<Mono>,
+    /// What sending the token needs, computed once per token on first use: the
+    /// `Authorization` value and the DPoP `ath`.
+    wire: std::sync::OnceLock<Wire>,
+}
+
+/// The request material of one token, built once. The header value's bytes are zeroed when
+/// the last copy of it is dropped.
+struct Wire {
+    authorization: std::result::Result<http::HeaderValue, ()>,
+    ath: String,
 }
 
 impl fmt::Debug for CachedToken {
@@ -131,12 +141,57 @@ impl CachedToken {
             token,
             refresh_at,
             expires_at,
+            wire: std::sync::OnceLock::new(),
         }
     }
 
     /// The token (its `refresh_token` is always `None`).
     pub fn token(&self) -> &TokenSet {
         &self.token
+    }
+
+    fn wire(&self) -> &Wire {
+        self.wire.get_or_init(|| {
+            let scheme: &[u8] = match self.token.token_type {
+                crate::token::TokenType::Dpop => b"DPoP ",
+                _ => b"Bearer ",
+            };
+            let secret = self.token.access_token.secret().as_bytes();
+            let mut bytes =
+                zeroize::Zeroizing::new(Vec::with_capacity(scheme.len() + secret.len()));
+            bytes.extend_from_slice(scheme);
+            bytes.extend_from_slice(secret);
+            let authorization = http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(
+                ZeroizedBytes(bytes),
+            ))
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| ());
+            Wire {
+                authorization,
+                ath: crate::dpop::ath(self.token.access_token.secret()),
+            }
+        })
+    }
+
+    /// The `Authorization` header value for this token (`DPoP <token>` or `Bearer <token>`),
+    /// built on first use and shared by every request that sends the token; marked sensitive,
+    /// and its bytes are zeroed when the last copy is dropped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidResponse`] when the token has bytes a header cannot carry.
+    pub(crate) fn authorization(&self) -> Result<http::HeaderValue> {
+        self.wire()
+            .authorization
+            .clone()
+            .map_err(|()| Error::invalid("access token is not a valid header value"))
+    }
+
+    /// The DPoP `ath` of this token (RFC 9449 §4.2), computed once.
+    pub(crate) fn ath(&self) -> &str {
+        &self.wire().ath
     }
 
     fn state(&self, now: Mono) -> Freshness {
@@ -160,9 +215,21 @@ enum Freshness {
 /// Refresh and expiry deadlines have seconds of slack, so the resolution does not matter.
 type Mono = coarsetime::Instant;
 
+/// Reads the clock without writing coarsetime's process-wide "recent" value (which
+/// `Instant::now()` updates on every call, a contended cache line on the hit path); this cache
+/// never reads `recent()`.
 #[inline]
 fn mono_now() -> Mono {
-    coarsetime::Instant::now()
+    coarsetime::Instant::now_without_cache_update()
+}
+
+/// Bytes that are zeroed when dropped, as the owner of a shared `Bytes`.
+struct ZeroizedBytes(zeroize::Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroizedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// `t + d`, saturating: lifetimes come from servers, stores and configuration, and a deadline
@@ -251,6 +318,22 @@ impl fmt::Debug for TokenRef {
     }
 }
 
+impl TokenRef {
+    /// The token as a shared pointer: one reference-count increment, no copy.
+    pub(crate) fn share(&self) -> Arc<CachedToken> {
+        match &self.0 {
+            Held::Borrowed(g) => match g.as_ref() {
+                Some(t) => t.clone(),
+                None => Arc::new(CachedToken::new(
+                    unreachable_empty().token.clone(),
+                    &CacheConfig::default(),
+                )),
+            },
+            Held::Owned(t) => t.clone(),
+        }
+    }
+}
+
 impl Deref for TokenRef {
     type Target = CachedToken;
     fn deref(&self) -> &CachedToken {
@@ -278,6 +361,7 @@ fn unreachable_empty() -> &'static CachedToken {
         ),
         refresh_at: None,
         expires_at: Some(mono_now()),
+        wire: std::sync::OnceLock::new(),
     })
 }
 
@@ -349,6 +433,7 @@ impl TokenHandle {
                     token: c.token.clone(),
                     refresh_at: Some(now),
                     expires_at: Some(now),
+                    wire: std::sync::OnceLock::new(),
                 })
             })
         });
@@ -449,6 +534,7 @@ impl Entry {
             token: cur.token.clone(),
             refresh_at: Some(plus(now, wait)),
             expires_at: cur.expires_at,
+            wire: std::sync::OnceLock::new(),
         })));
     }
 

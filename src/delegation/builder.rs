@@ -233,7 +233,7 @@ impl DelegationBuilder {
             &match &parent {
                 Parent::Agent(a) => ParentView::Agent {
                     resources: a.resources(),
-                    covering: Box::new(|url| a.resource_for(url).map(|i| i.resource)),
+                    covering: Box::new(|url| a.resource_for(url).map(|i| i.resource.clone())),
                 },
                 Parent::Child(c) => ParentView::Child {
                     resources: c.resources(),

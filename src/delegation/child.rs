@@ -10,7 +10,7 @@ use http::Method;
 use url::Url;
 
 use crate::agent::Agent;
-use crate::cache::{BoxFuture, TokenCache, TokenHandle};
+use crate::cache::{BoxFuture, CachedToken, TokenCache, TokenHandle};
 use crate::discovery::resource_matches;
 use crate::dpop::{DpopKey, NonceCache, ProofNonce};
 use crate::error::{Error, Result};
@@ -232,8 +232,8 @@ impl Session for ChildAgent {
         self.inner.exchanger.key.as_ref()
     }
 
-    fn token<'a>(&'a self, _renewed: &'a mut bool) -> BoxFuture<'a, Result<TokenSet>> {
-        Box::pin(self.token())
+    fn token<'a>(&'a self, _renewed: &'a mut bool) -> BoxFuture<'a, Result<Arc<CachedToken>>> {
+        Box::pin(async move { Ok(self.inner.handle.get().await?.share()) })
     }
 
     fn retry_after(&self, renewed: &mut bool, rejection: Rejection, _error: &Error) -> bool {
@@ -253,7 +253,7 @@ impl ChildRequest {
     async fn send_with(
         &self,
         url: &Url,
-        token: &TokenSet,
+        token: &CachedToken,
         nonce: &ProofNonce<'_>,
     ) -> Result<HttpResponse> {
         let child = &self.child;

@@ -94,12 +94,19 @@ impl ResourceMetadata {
 /// requested path (`https://api.example/v1` covers `https://api.example/v1/invoices/42`, not
 /// `https://api.example/v10`). Query and fragment of `requested` are ignored.
 pub fn resource_matches(resource: &Url, requested: &Url) -> bool {
-    if resource.origin() != requested.origin() || resource.query().is_some() {
+    // The origin compared part by part: `Url::origin` allocates.
+    let same_origin = resource.scheme() == requested.scheme()
+        && resource.host() == requested.host()
+        && resource.port_or_known_default() == requested.port_or_known_default();
+    if !same_origin || resource.query().is_some() {
         return false;
     }
     let r = resource.path().trim_end_matches('/');
     let p = requested.path();
-    r.is_empty() || p == r || p.trim_end_matches('/') == r || p.starts_with(&format!("{r}/"))
+    r.is_empty()
+        || p == r
+        || p.trim_end_matches('/') == r
+        || p.strip_prefix(r).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The RFC 9728 §3.1 well-known URL for `resource`: `/.well-known/oauth-protected-resource`

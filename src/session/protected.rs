@@ -10,11 +10,11 @@ use http::{HeaderMap, HeaderValue, Method};
 use url::Url;
 
 use super::attempt::{attempt, Outcome, Rejection};
-use crate::cache::BoxFuture;
-use crate::dpop::{ath, Answer, DpopKey, NonceCache, ProofNonce};
+use crate::cache::{BoxFuture, CachedToken};
+use crate::dpop::{Answer, DpopKey, NonceCache, ProofNonce};
 use crate::error::{Error, Result};
 use crate::event::EventHook;
-use crate::token::{TokenSet, TokenType};
+use crate::token::TokenType;
 use crate::transport::HttpTransport;
 
 /// A holder of tokens that can make protected calls.
@@ -39,8 +39,9 @@ pub(crate) trait Session: Send + Sync {
     /// The key that signs this holder's proofs.
     fn dpop_key(&self) -> Option<&DpopKey>;
 
-    /// The token for the call's next attempt.
-    fn token<'a>(&'a self, call: &'a mut Self::Call) -> BoxFuture<'a, Result<TokenSet>>;
+    /// The token for the call's next attempt, as the cache holds it (shared, with its request
+    /// material built once: see [`CachedToken`]).
+    fn token<'a>(&'a self, call: &'a mut Self::Call) -> BoxFuture<'a, Result<Arc<CachedToken>>>;
 
     /// The resource refused the token: prepare the call for another attempt (invalidate the
     /// token, widen the scope) and return true, or return false to give the answer back.
@@ -53,34 +54,22 @@ pub(crate) trait Session: Send + Sync {
         headers: &mut HeaderMap,
         method: &Method,
         url: &Url,
-        token: &TokenSet,
+        token: &CachedToken,
         nonce: Option<&str>,
     ) -> Result<()> {
         let key = self.dpop_key();
-        let scheme = match token.token_type {
-            TokenType::Dpop if key.is_none() => {
-                // Without a proof the resource must refuse it (RFC 9449 §7.1); never send it bare.
-                return Err(Error::config(
-                    "a DPoP token cannot be sent without a DPoP key",
-                ));
-            }
-            TokenType::Dpop => "DPoP",
-            _ => "Bearer",
-        };
-        let mut auth = HeaderValue::from_str(&format!("{scheme} {}", token.access_token.secret()))
-            .map_err(|_| Error::invalid("access token is not a valid header value"))?;
-        auth.set_sensitive(true);
-        headers.insert(http::header::AUTHORIZATION, auth);
-        if let (TokenType::Dpop, Some(key)) = (&token.token_type, key) {
+        let dpop = token.token().token_type == TokenType::Dpop;
+        if dpop && key.is_none() {
+            // Without a proof the resource must refuse it (RFC 9449 §7.1); never send it bare.
+            return Err(Error::config(
+                "a DPoP token cannot be sent without a DPoP key",
+            ));
+        }
+        headers.insert(http::header::AUTHORIZATION, token.authorization()?);
+        if let (true, Some(key)) = (dpop, key) {
             let iat = crate::clock::unix_secs(self.transport().server_time(url));
-            let proof = key.proof(
-                method.as_str(),
-                url,
-                iat,
-                nonce,
-                Some(&ath(token.access_token.secret())),
-            )?;
-            let v = HeaderValue::from_str(&proof)
+            let proof = key.proof(method.as_str(), url, iat, nonce, Some(token.ath()))?;
+            let v = HeaderValue::try_from(proof)
                 .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
             headers.insert("dpop", v);
         }
@@ -107,16 +96,16 @@ pub(crate) async fn protected_call<'a, S, R, F, Fut>(
 where
     S: Session,
     R: Answer,
-    F: FnMut(Arc<TokenSet>, ProofNonce<'a>) -> Fut,
+    F: FnMut(Arc<CachedToken>, ProofNonce<'a>) -> Fut,
     Fut: Future<Output = Result<R>>,
 {
     loop {
-        let token = Arc::new(session.token(&mut call).await?);
+        let token = session.token(&mut call).await?;
         let outcome = attempt(
             session.nonces(),
             session.events(),
             url,
-            &token,
+            token.token(),
             &replayable,
             |nonce| send(token.clone(), nonce),
         )

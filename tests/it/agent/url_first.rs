@@ -79,8 +79,7 @@ async fn url_first_agent_calls_resources_of_two_authorization_servers() {
         .access_token(Some(&b.resource_url()))
         .await
         .expect("b");
-    // (`access_token` asks without the scope the resources' challenges named: one more token
-    // at each server.)
+    // (`access_token` hands out the token the calls used: no further token request.)
     let (ca, cb) = (
         claims(ta.token().access_token.secret()),
         claims(tb.token().access_token.secret()),
@@ -89,8 +88,8 @@ async fn url_first_agent_calls_resources_of_two_authorization_servers() {
     assert_eq!(ca["client_id"], "agent");
     assert_eq!(cb["iss"], b.issuer());
     assert_eq!(cb["client_id"], "agent-post");
-    assert_eq!(a.stats().grants.client_credentials, 2);
-    assert_eq!(b.stats().grants.client_credentials, 2);
+    assert_eq!(a.stats().grants.client_credentials, 1);
+    assert_eq!(b.stats().grants.client_credentials, 1);
     assert_eq!(
         agent
             .client_for(&b.resource_url())
