@@ -7,7 +7,9 @@ use std::time::Duration;
 /// How many origins a [`NonceCache`] remembers; the least recently updated is dropped first.
 const MAX_ORIGINS: usize = 1024;
 
-use crate::transport::origin::{is_valid_nonce, origin_key, OriginFacts, OriginObserver};
+use crate::transport::origin::{
+    is_valid_nonce, origin_key, OriginFacts, OriginKey, OriginObserver,
+};
 
 /// How long a request that finds no nonce for an origin waits, by default, for the answer to
 /// the first request to that origin (see [`NonceCache::with_first_use_wait`]).
@@ -139,7 +141,7 @@ impl NonceCache {
     pub fn get(&self, url: &url::Url) -> Option<String> {
         self.lock()
             .map
-            .get(&origin_key(url))
+            .get(&*OriginKey::of(url))
             .map(|(nonce, _)| nonce.clone())
     }
 

@@ -221,7 +221,7 @@ impl HttpTransport {
         self.inner
             .origin_skews
             .load()
-            .get(&url.origin().ascii_serialization())
+            .get(&*super::origin::OriginKey::of(url))
             .map(|s| s.offset())
     }
 
@@ -245,8 +245,8 @@ impl HttpTransport {
     fn observe_date(&self, url: &Url, server_date: std::time::SystemTime) {
         let now = self.inner.clock.now();
         let offset_ms = crate::clock::offset_ms(server_date, now);
-        let origin = url.origin().ascii_serialization();
         if !crate::clock::within_bound(offset_ms) {
+            let origin = url.origin().ascii_serialization();
             let offset_secs = offset_ms / 1000;
             tracing::warn!(
                 target: "agent_oauth",
@@ -264,10 +264,12 @@ impl HttpTransport {
             return;
         }
         self.inner.skew.observe_offset_ms(offset_ms);
-        if let Some(s) = self.inner.origin_skews.load().get(&origin) {
+        let key = super::origin::OriginKey::of(url);
+        if let Some(s) = self.inner.origin_skews.load().get(&*key) {
             s.observe_offset_ms(offset_ms);
             return;
         }
+        let origin = key.to_owned();
         let skew = Arc::new(ClockSkew::new());
         skew.observe_offset_ms(offset_ms);
         self.inner.origin_skews.rcu(|map| {

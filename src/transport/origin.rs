@@ -30,10 +30,59 @@ pub(crate) fn dpop_nonce(headers: &http::HeaderMap) -> Option<&str> {
 /// server and resource server nonces are independent (RFC 9449 §8, §9), and so are different
 /// ports and schemes.
 pub(crate) fn origin_key(url: &url::Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port_or_known_default() {
-        Some(port) => format!("{}://{}:{}", url.scheme(), host, port),
-        None => format!("{}://{}", url.scheme(), host),
+    OriginKey::of(url).to_owned()
+}
+
+/// [`origin_key`] without allocating (for keys up to 200 bytes): what the per-request lookups
+/// (nonces, clock offsets) use.
+pub(crate) struct OriginKey {
+    buf: [u8; 200],
+    len: usize,
+    heap: Option<String>,
+}
+
+impl OriginKey {
+    pub(crate) fn of(url: &url::Url) -> OriginKey {
+        use std::fmt::Write as _;
+        let mut key = OriginKey {
+            buf: [0; 200],
+            len: 0,
+            heap: None,
+        };
+        let host = url.host_str().unwrap_or("");
+        let written = match url.port_or_known_default() {
+            Some(port) => write!(key, "{}://{}:{}", url.scheme(), host, port),
+            None => write!(key, "{}://{}", url.scheme(), host),
+        };
+        if written.is_err() {
+            key.heap = Some(match url.port_or_known_default() {
+                Some(port) => format!("{}://{}:{}", url.scheme(), host, port),
+                None => format!("{}://{}", url.scheme(), host),
+            });
+        }
+        key
+    }
+}
+
+impl std::fmt::Write for OriginKey {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for OriginKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match &self.heap {
+            Some(s) => s,
+            // Only whole `&str`s are copied in, so the prefix is UTF-8.
+            None => std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default())
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -103,5 +152,35 @@ mod tests {
         assert_eq!(*OriginFacts::of(&resp), OriginFacts::default());
         resp.extensions_mut().insert(f.clone());
         assert_eq!(*OriginFacts::of(&resp), f);
+    }
+}
+
+#[cfg(test)]
+mod origin_key_tests {
+    use super::*;
+
+    #[test]
+    fn origin_key_inline_equals_the_allocated_key() {
+        for u in [
+            "https://api.example/v1?x=1",
+            "http://127.0.0.1:8080/a",
+            "https://[::1]:9/",
+            "https://xn--bcher-kva.example/",
+        ] {
+            let url = url::Url::parse(u).expect("url");
+            let inline = OriginKey::of(&url);
+            assert_eq!(&*inline, origin_key(&url), "{u}");
+        }
+        assert_eq!(
+            &*OriginKey::of(&url::Url::parse("https://api.example").expect("url")),
+            "https://api.example:443"
+        );
+        // A host longer than the inline buffer falls back to the heap, same text.
+        let long = format!("https://{}.example/", "a".repeat(250));
+        let url = url::Url::parse(&long).expect("url");
+        assert_eq!(
+            &*OriginKey::of(&url),
+            format!("https://{}.example:443", "a".repeat(250))
+        );
     }
 }
