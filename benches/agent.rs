@@ -45,7 +45,7 @@ use agent_oauth::jose::{PublicJwk, RingSigner, Signer};
 use agent_oauth::testkit::{TestServer, TestServerConfig};
 use agent_oauth::transport::RetryPolicy;
 use agent_oauth::{Agent, AgentMiddleware, DpopKey, TokenSet, TokenType};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use tokio::runtime::Runtime;
 
@@ -409,7 +409,7 @@ fn stampede(c: &mut Criterion) {
     };
 
     let mut group = c.benchmark_group("stampede");
-    group.sample_size(10);
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
     group.bench_function("10k_50ms", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -583,7 +583,7 @@ fn first_calls(
 ) {
     let mut counts: Vec<u64> = Vec::new();
     let mut group = c.benchmark_group("nonce");
-    group.sample_size(10);
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -677,7 +677,7 @@ fn child_spawn(c: &mut Criterion) {
 
     let mut ran = false;
     let mut group = c.benchmark_group("scale");
-    group.sample_size(10);
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
     group.bench_function("child_spawn", |b| {
         ran = true;
         b.iter_custom(|iters| {
