@@ -21,5 +21,6 @@ pub(crate) mod testing;
 pub(crate) use key::DpopKey;
 #[allow(unused_imports)]
 pub use nonce::NonceCache;
+pub(crate) use nonce::{NonceRole, ServerNonces};
 pub use proof::{ath, normalize_htu};
 pub(crate) use retry::{send_with_nonce_retry, Answer, Answered, ProofNonce};

@@ -51,6 +51,45 @@ struct Entries {
     settled: HashSet<String>,
 }
 
+/// Which server of an origin a DPoP request goes to. An authorization server and a resource
+/// on one origin are two servers with their own nonce policies (RFC 9449 §8 and §9): the token
+/// endpoint answering without a nonce says nothing about the resource, so the first-use
+/// single flight is kept per origin and role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NonceRole {
+    /// A token request (RFC 9449 §8).
+    AuthorizationServer,
+    /// A protected resource request (RFC 9449 §9).
+    Resource,
+}
+
+impl NonceRole {
+    fn suffix(self) -> &'static str {
+        match self {
+            NonceRole::AuthorizationServer => " as",
+            NonceRole::Resource => " rs",
+        }
+    }
+}
+
+fn role_key(url: &url::Url, role: NonceRole) -> String {
+    let mut key = origin_key(url);
+    key.push_str(role.suffix());
+    key
+}
+
+/// The nonce store seen from the token endpoint: what the transport observes on token
+/// requests is kept as the authorization server's nonce.
+pub(crate) struct ServerNonces<'a>(pub(crate) &'a NonceCache);
+
+impl OriginObserver for ServerNonces<'_> {
+    fn observe(&self, url: &url::Url, facts: &OriginFacts) {
+        if let Some(nonce) = &facts.dpop_nonce {
+            self.0.set_for(url, NonceRole::AuthorizationServer, nonce);
+        }
+    }
+}
+
 /// Held by the first request to an origin without a nonce; dropping it wakes the requests
 /// waiting for that origin (see [`NonceCache::acquire`]).
 pub(crate) struct FirstUse<'a> {
@@ -83,10 +122,14 @@ impl NonceCache {
     /// The nonce for a DPoP request to `url`. With none known and the origin not known to do
     /// without, the first caller gets `(None, Some(guard))` and sends; later callers wait
     /// (bounded) until the guard is dropped, then read the nonce the first answer brought.
-    pub(crate) async fn acquire(&self, url: &url::Url) -> (Option<String>, Option<FirstUse<'_>>) {
-        let key = origin_key(url);
+    pub(crate) async fn acquire(
+        &self,
+        url: &url::Url,
+        role: NonceRole,
+    ) -> (Option<String>, Option<FirstUse<'_>>) {
         let notify = {
             let mut entries = self.lock();
+            let key = role_key(url, role);
             if let Some((nonce, _)) = entries.map.get(&key) {
                 return (Some(nonce.clone()), None);
             }
@@ -111,6 +154,7 @@ impl NonceCache {
         tokio::pin!(notified);
         // Registered before the state is read again, so a wake-up in between is not lost.
         notified.as_mut().enable();
+        let key = role_key(url, role);
         let still_probing = self
             .lock()
             .probing
@@ -119,12 +163,12 @@ impl NonceCache {
         if still_probing {
             let _ = tokio::time::timeout(self.first_use_wait, notified).await;
         }
-        (self.get(url), None)
+        (self.get_for(url, role), None)
     }
 
-    /// Record that `url`'s origin answered a DPoP request without sending a nonce.
-    pub(crate) fn settle(&self, url: &url::Url) {
-        let key = origin_key(url);
+    /// Record that `url`'s origin answered a DPoP request of `role` without sending a nonce.
+    pub(crate) fn settle(&self, url: &url::Url, role: NonceRole) {
+        let key = role_key(url, role);
         let mut entries = self.lock();
         if entries.settled.len() >= MAX_ORIGINS {
             entries.settled.clear();
@@ -137,21 +181,44 @@ impl NonceCache {
         crate::sync::lock(&self.inner)
     }
 
-    /// The nonce to use for a request to `url`'s origin, if that origin sent one.
+    /// The nonce to use for a request to the resource at `url`'s origin, if it sent one. (The
+    /// nonces of token requests are kept apart: an authorization server and a resource on one
+    /// origin are two servers.)
     pub fn get(&self, url: &url::Url) -> Option<String> {
+        self.get_for(url, NonceRole::Resource)
+    }
+
+    /// Remember `nonce` for resource requests to `url`'s origin. An invalid nonce (not
+    /// `NQCHAR`, empty or longer than 512 bytes) is ignored.
+    pub fn set(&self, url: &url::Url, nonce: &str) {
+        self.set_for(url, NonceRole::Resource, nonce);
+    }
+
+    /// The nonce to use for a token request to the authorization server at `url`'s origin, if
+    /// it sent one (RFC 9449 §8).
+    pub fn token_endpoint_nonce(&self, url: &url::Url) -> Option<String> {
+        self.get_for(url, NonceRole::AuthorizationServer)
+    }
+
+    /// Remember `nonce` for token requests to `url`'s origin (invalid nonces are ignored).
+    pub fn set_token_endpoint_nonce(&self, url: &url::Url, nonce: &str) {
+        self.set_for(url, NonceRole::AuthorizationServer, nonce);
+    }
+
+    /// The nonce for a request of `role` to `url`'s origin.
+    pub(crate) fn get_for(&self, url: &url::Url, role: NonceRole) -> Option<String> {
         self.lock()
             .map
-            .get(&*OriginKey::of(url))
+            .get(&*OriginKey::of_with(url, role.suffix()))
             .map(|(nonce, _)| nonce.clone())
     }
 
-    /// Remember `nonce` for `url`'s origin. An invalid nonce (not `NQCHAR`, empty or longer than
-    /// 512 bytes) is ignored.
-    pub fn set(&self, url: &url::Url, nonce: &str) {
+    /// Remember `nonce` for requests of `role` to `url`'s origin.
+    pub(crate) fn set_for(&self, url: &url::Url, role: NonceRole, nonce: &str) {
         if !is_valid_nonce(nonce) {
             return;
         }
-        let key = origin_key(url);
+        let key = role_key(url, role);
         let mut entries = self.lock();
         entries.seq += 1;
         let seq = entries.seq;
@@ -323,12 +390,12 @@ mod tests {
     async fn hardening_19_first_use_is_single_flight_and_bounded() {
         let c = std::sync::Arc::new(NonceCache::new());
         let url = u("https://rs.example/a");
-        let (nonce, guard) = c.acquire(&url).await;
+        let (nonce, guard) = c.acquire(&url, NonceRole::Resource).await;
         assert!(nonce.is_none());
         let guard = guard.expect("first caller sends");
         let waiter = {
             let (c, url) = (c.clone(), url.clone());
-            tokio::spawn(async move { c.acquire(&url).await.0 })
+            tokio::spawn(async move { c.acquire(&url, NonceRole::Resource).await.0 })
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
@@ -336,22 +403,25 @@ mod tests {
         drop(guard);
         assert_eq!(waiter.await.unwrap().as_deref(), Some("n1"));
         // With a nonce, nobody waits.
-        assert_eq!(c.acquire(&url).await.0.as_deref(), Some("n1"));
+        assert_eq!(
+            c.acquire(&url, NonceRole::Resource).await.0.as_deref(),
+            Some("n1")
+        );
 
         // The wait is bounded.
         let c = NonceCache::new().with_first_use_wait(std::time::Duration::from_millis(10));
-        let (_, held) = c.acquire(&url).await;
+        let (_, held) = c.acquire(&url, NonceRole::Resource).await;
         assert!(held.is_some());
-        let (nonce, guard) = c.acquire(&url).await;
+        let (nonce, guard) = c.acquire(&url, NonceRole::Resource).await;
         assert!(nonce.is_none() && guard.is_none());
         drop(held);
 
         // An origin that answered without a nonce is not waited for.
         let c = NonceCache::new();
-        let (_, held) = c.acquire(&url).await;
-        c.settle(&url);
+        let (_, held) = c.acquire(&url, NonceRole::Resource).await;
+        c.settle(&url, NonceRole::Resource);
         drop(held);
-        let (nonce, guard) = c.acquire(&url).await;
+        let (nonce, guard) = c.acquire(&url, NonceRole::Resource).await;
         assert!(nonce.is_none() && guard.is_none());
     }
 }

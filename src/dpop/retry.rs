@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use http::StatusCode;
 use url::Url;
 
+use super::nonce::NonceRole;
 use super::NonceCache;
 use crate::error::{Error, OAuthErrorCode, Result};
 use crate::transport::origin::OriginFacts;
@@ -57,14 +58,16 @@ impl Answer for HttpResponse {
 pub(crate) struct ProofNonce<'a> {
     nonces: &'a NonceCache,
     url: &'a Url,
+    role: NonceRole,
     used: Arc<Mutex<Option<String>>>,
 }
 
 impl<'a> ProofNonce<'a> {
-    fn new(nonces: &'a NonceCache, url: &'a Url) -> Self {
+    fn new(nonces: &'a NonceCache, url: &'a Url, role: NonceRole) -> Self {
         ProofNonce {
             nonces,
             url,
+            role,
             used: Arc::default(),
         }
     }
@@ -72,7 +75,7 @@ impl<'a> ProofNonce<'a> {
     /// The nonce to sign the next proof with: the newest the origin sent. Call it once per
     /// proof (per transport attempt).
     pub(crate) fn current(&self) -> Option<String> {
-        let nonce = self.nonces.get(self.url);
+        let nonce = self.nonces.get_for(self.url, self.role);
         nonce.clone_into(&mut crate::sync::lock(&self.used));
         nonce
     }
@@ -109,6 +112,7 @@ pub(crate) fn is_use_dpop_nonce(err: &Error) -> bool {
 pub(crate) async fn send_with_nonce_retry<'a, R, F, Fut>(
     nonces: &'a NonceCache,
     url: &'a Url,
+    role: NonceRole,
     dpop: bool,
     replayable: impl Fn() -> bool,
     mut send: F,
@@ -121,11 +125,11 @@ where
     // The first DPoP request to an origin without a nonce goes alone; the others wait for its
     // answer (bounded) and then read the nonce it brought.
     let first_use = if dpop {
-        nonces.acquire(url).await.1
+        nonces.acquire(url, role).await.1
     } else {
         None
     };
-    let nonce = ProofNonce::new(nonces, url);
+    let nonce = ProofNonce::new(nonces, url, role);
     let response = match send(nonce.clone()).await {
         Ok(r) => r,
         Err(e) => {
@@ -137,12 +141,12 @@ where
     let error = (!response.status().is_success()).then(|| response.error());
     let wants_nonce = error.as_ref().is_some_and(is_use_dpop_nonce);
     if first_use.is_some() && fresh.is_none() && !wants_nonce {
-        nonces.settle(url);
+        nonces.settle(url, role);
     }
     drop(first_use);
     if wants_nonce && dpop && fresh.is_some() && fresh != nonce.used() && replayable() {
         tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
-        let response = send(ProofNonce::new(nonces, url)).await?;
+        let response = send(ProofNonce::new(nonces, url, role)).await?;
         let error = (!response.status().is_success()).then(|| response.error());
         return Ok(Answered { response, error });
     }

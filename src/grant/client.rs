@@ -11,7 +11,7 @@ use super::request::TokenParams;
 use super::response::{parse_token_response, ParseOptions};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{AuthorizationServer, Endpoint, ServerMetadata};
-use crate::dpop::{send_with_nonce_retry, DpopKey, NonceCache};
+use crate::dpop::{send_with_nonce_retry, DpopKey, NonceCache, NonceRole, ServerNonces};
 use crate::error::{sanitize, Error, ErrorContext, OAuthError, OAuthErrorCode, Result};
 use crate::secret::SentSecrets;
 use crate::token::{Binding, TokenSet, TokenType};
@@ -378,10 +378,13 @@ impl OAuthClient {
         form.params = call.params;
         let transport = self.transport();
         let nonces: &NonceCache = &self.inner.nonces;
+        let server_nonces = ServerNonces(nonces);
+        let server_nonces = &server_nonces;
         let sent = std::sync::Mutex::new(sent);
         let answered = send_with_nonce_retry(
             nonces,
             &url,
+            NonceRole::AuthorizationServer,
             dpop.is_some(),
             || true,
             |nonce| {
@@ -416,7 +419,7 @@ impl OAuthClient {
                         register_sent(&f, &mut crate::sync::lock(sent));
                         f.to_http()
                     },
-                    nonces,
+                    server_nonces,
                 )
             },
         )

@@ -4,7 +4,7 @@
 use http::Method;
 use url::Url;
 
-use crate::dpop::{send_with_nonce_retry, Answer, Answered, NonceCache, ProofNonce};
+use crate::dpop::{send_with_nonce_retry, Answer, Answered, NonceCache, NonceRole, ProofNonce};
 use crate::error::{Error, OAuthError, OAuthErrorCode, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::token::{TokenSet, TokenType};
@@ -66,7 +66,7 @@ where
 {
     let dpop = token.token_type == TokenType::Dpop;
     let Answered { response, error } =
-        send_with_nonce_retry(nonces, url, dpop, replayable, send).await?;
+        send_with_nonce_retry(nonces, url, NonceRole::Resource, dpop, replayable, send).await?;
     let Some(err) = error else {
         return Ok(Outcome::Done(response));
     };

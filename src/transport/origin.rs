@@ -43,6 +43,11 @@ pub(crate) struct OriginKey {
 
 impl OriginKey {
     pub(crate) fn of(url: &url::Url) -> OriginKey {
+        Self::of_with(url, "")
+    }
+
+    /// The key of `url`'s origin followed by `suffix`.
+    pub(crate) fn of_with(url: &url::Url, suffix: &str) -> OriginKey {
         use std::fmt::Write as _;
         let mut key = OriginKey {
             buf: [0; 200],
@@ -51,13 +56,13 @@ impl OriginKey {
         };
         let host = url.host_str().unwrap_or("");
         let written = match url.port_or_known_default() {
-            Some(port) => write!(key, "{}://{}:{}", url.scheme(), host, port),
-            None => write!(key, "{}://{}", url.scheme(), host),
+            Some(port) => write!(key, "{}://{}:{}{suffix}", url.scheme(), host, port),
+            None => write!(key, "{}://{}{suffix}", url.scheme(), host),
         };
         if written.is_err() {
             key.heap = Some(match url.port_or_known_default() {
-                Some(port) => format!("{}://{}:{}", url.scheme(), host, port),
-                None => format!("{}://{}", url.scheme(), host),
+                Some(port) => format!("{}://{}:{}{suffix}", url.scheme(), host, port),
+                None => format!("{}://{}{suffix}", url.scheme(), host),
             });
         }
         key

@@ -42,6 +42,7 @@ async fn run(
     let answered = send_with_nonce_retry(
         nonces,
         &url,
+        NonceRole::Resource,
         dpop,
         || replayable,
         |nonce| {
@@ -160,6 +161,7 @@ async fn nonce_proof_reads_the_nonce_current_at_each_transport_attempt() {
     let answered = send_with_nonce_retry(
         &c,
         &url,
+        NonceRole::Resource,
         true,
         || true,
         |nonce| {

@@ -45,7 +45,10 @@ async fn dpop_nonce_as_challenge_one_retry_then_cached() {
     assert_eq!(s.token_requests, 2, "challenge + exactly one retry");
     assert_eq!(s.nonce_challenges, 1);
     let token_url = Url::parse(&format!("{}/token", server.issuer())).unwrap();
-    assert!(c.nonces().get(&token_url).is_some(), "nonce cached");
+    assert!(
+        c.nonces().token_endpoint_nonce(&token_url).is_some(),
+        "nonce cached"
+    );
 
     // The next request carries the cached nonce: no new challenge.
     let t = c.client_credentials(&params).await.unwrap();
@@ -102,7 +105,7 @@ async fn dpop_nonce_same_nonce_not_retried() {
     let s = Scripted::start(|_, _| Reply::use_nonce("stale")).await;
     let key = DpopKey::generate();
     let nonces = Arc::new(NonceCache::new());
-    nonces.set(&Url::parse(&s.token_endpoint).unwrap(), "stale");
+    nonces.set_token_endpoint_nonce(&Url::parse(&s.token_endpoint).unwrap(), "stale");
     let c = s.builder(&key).nonce_cache(nonces).build();
     let err = c.client_credentials(&TokenParams::new()).await.unwrap_err();
     expect_use_dpop_nonce(&err);

@@ -60,7 +60,7 @@ async fn dpop_token_client_credentials_bound_to_key(kind: Kind) {
     let c = client(s.issuer(), SERVICE.id, SERVICE.auth(), Some(&key)).await;
     let params = api_params(&s);
     let token_url = s.token_endpoint();
-    assert_eq!(c.nonces().get(&token_url), None);
+    assert_eq!(c.nonces().token_endpoint_nonce(&token_url), None);
     let t = c
         .client_credentials(&params)
         .await
@@ -70,7 +70,7 @@ async fn dpop_token_client_credentials_bound_to_key(kind: Kind) {
         assert_eq!(t.stats().grants.client_credentials, 1);
     }
     // The challenge's nonce was kept; the next request uses it.
-    assert!(c.nonces().get(&token_url).is_some());
+    assert!(c.nonces().token_endpoint_nonce(&token_url).is_some());
     let again = c.client_credentials(&params).await.unwrap();
     assert_bound(&again, &key);
 

@@ -441,6 +441,42 @@ async fn hardening_19_concurrent_first_calls_wait_for_the_first_nonce() {
     assert!(n <= 52, "{n} requests for 50 calls");
 }
 
+/// The embedded server's token endpoint and resource share an origin; the token endpoint needs
+/// no nonce, its resource does. The token endpoint's answer says nothing about the resource:
+/// concurrent first calls to the resource still wait for the first one's nonce.
+#[tokio::test]
+async fn hardening_19_first_calls_wait_for_the_resource_nonce_on_the_token_endpoints_origin() {
+    let server =
+        TestServer::start_with(TestServerConfig::default().with_resource_require_dpop_nonce(true))
+            .await;
+    let agent = builder(&server)
+        .resource(server.resource_url())
+        .build()
+        .await
+        .unwrap();
+    assert!(agent.dpop_key().is_some());
+    // The token request goes out first and is answered without a nonce.
+    guard(agent.access_token(Some(&server.resource_url())))
+        .await
+        .unwrap();
+    let before = server.stats().resource_requests;
+    let url = format!("{}/x", server.resource_url());
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let agent = agent.clone();
+            let url = url.clone();
+            tokio::spawn(async move { agent.get(&url).send().await })
+        })
+        .collect();
+    for call in calls {
+        let resp = guard(call).await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let n = server.stats().resource_requests - before;
+    // One refused first call, its retry, and 49 calls with the nonce.
+    assert!(n <= 52, "{n} requests for 50 calls");
+}
+
 #[tokio::test]
 async fn hardening_19_agents_can_share_a_nonce_cache() {
     let server = TestServer::start().await;
