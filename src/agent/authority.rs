@@ -323,6 +323,48 @@ impl Agent {
     /// supports.
     fn registration_metadata(&self, md: &ServerMetadata) -> ClientMetadata {
         let registrar = &self.inner.registrar;
+        let mut m = self.own_metadata();
+        if m.token_endpoint_auth_method.is_none() {
+            let has_key = registrar.auth.method_name() == Some("private_key_jwt");
+            let method =
+                choose_auth_method(md.token_endpoint_auth_methods_supported.as_deref(), has_key);
+            m = m.token_endpoint_auth_method(method);
+        }
+        m
+    }
+
+    /// The Client ID Metadata Document to host at the agent's
+    /// [`client_metadata_url`](crate::AgentBuilder::client_metadata_url), rendered from the
+    /// agent's configuration: its [client metadata](crate::AgentBuilder::client_metadata), the
+    /// redirect URI of its authorization hook, the grants it uses, and `none` as the token
+    /// endpoint authentication method (`private_key_jwt` when the agent signs assertions; the
+    /// document must then carry its public `jwks`, given with `client_metadata`). `None`
+    /// without a metadata URL.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for what a metadata document may not hold (a URL that is not HTTPS
+    /// with a path, a shared-secret method, private key material).
+    pub fn client_id_metadata_document(&self) -> Result<Option<serde_json::Value>> {
+        let registrar = &self.inner.registrar;
+        let Some(url) = &registrar.metadata_url else {
+            return Ok(None);
+        };
+        let mut m = self.own_metadata();
+        if m.token_endpoint_auth_method.is_none() {
+            let method = if registrar.auth.method_name() == Some("private_key_jwt") {
+                "private_key_jwt"
+            } else {
+                "none"
+            };
+            m = m.token_endpoint_auth_method(method);
+        }
+        m.client_id_metadata_document(url).map(Some)
+    }
+
+    /// The agent's client metadata without an authentication method: its own, completed with
+    /// the redirect URI of its hook and the grants it uses.
+    fn own_metadata(&self) -> ClientMetadata {
+        let registrar = &self.inner.registrar;
         let mut m = registrar
             .client_metadata
             .clone()
@@ -337,12 +379,6 @@ impl Agent {
             m = m
                 .grant_types(["client_credentials"])
                 .response_types(Vec::<String>::new());
-        }
-        if m.token_endpoint_auth_method.is_none() {
-            let has_key = registrar.auth.method_name() == Some("private_key_jwt");
-            let method =
-                choose_auth_method(md.token_endpoint_auth_methods_supported.as_deref(), has_key);
-            m = m.token_endpoint_auth_method(method);
         }
         m
     }

@@ -9,8 +9,9 @@ use url::Url;
 
 use super::http;
 use crate::support::prelude::{
-    Agent, AgentEvent, AuthorizationPrompt, ClientAuth, ClientMetadata, Error, FileStore, Result,
-    TestServer, TestServerConfig, TokenStore, TrustPolicy,
+    validate_client_id_metadata_document, Agent, AgentEvent, AuthorizationPrompt, ClientAuth,
+    ClientMetadata, Error, FileStore, Result, TestServer, TestServerConfig, TokenStore,
+    TrustPolicy,
 };
 
 const REDIRECT: &str = "http://127.0.0.1:8765/cb";
@@ -139,7 +140,7 @@ async fn registration_agent_registers_again_when_the_server_forgot_the_client() 
 }
 
 #[tokio::test]
-async fn registration_agent_uses_its_client_id_metadata_document_where_supported() {
+async fn registration_agent_renders_and_uses_its_client_id_metadata_document() {
     let server = TestServer::start_with(
         TestServerConfig::default()
             .with_dynamic_registration(true)
@@ -147,20 +148,31 @@ async fn registration_agent_uses_its_client_id_metadata_document_where_supported
     )
     .await;
     let url = "https://agent.example.com/oauth-client.json";
-    // The document the agent's owner hosts, rendered from the agent's metadata.
-    let doc = ClientMetadata::new("cimd agent")
-        .redirect_uris([REDIRECT])
-        .token_endpoint_auth_method("none")
-        .client_id_metadata_document(url)
-        .expect("document");
-    server.add_client_id_metadata_document(url, doc);
     let agent = Agent::builder()
         .trust(TrustPolicy::any_https().allow_loopback(true))
         .client_metadata_url(url)
+        .client_metadata(ClientMetadata::new("cimd agent").client_uri("https://agent.example.com"))
         .on_authorization(REDIRECT, approve)
         .build()
         .await
         .expect("agent");
+    // The document the agent's owner hosts at that URL, rendered from the agent's
+    // configuration: it validates as a server checks it, with the hook's redirect URI.
+    let doc = agent
+        .client_id_metadata_document()
+        .expect("renders")
+        .expect("a metadata URL is configured");
+    let checked =
+        validate_client_id_metadata_document(&serde_json::to_vec(&doc).expect("json"), url)
+            .expect("the rendered document validates");
+    assert_eq!(checked.redirect_uris, [REDIRECT]);
+    assert_eq!(checked.client_name.as_deref(), Some("cimd agent"));
+    assert_eq!(checked.token_endpoint_auth_method.as_deref(), Some("none"));
+    assert!(checked
+        .grant_types
+        .iter()
+        .any(|g| g == "authorization_code"));
+    server.add_client_id_metadata_document(url, doc);
     let resp = agent
         .get(format!("{}/x", server.resource_url()))
         .send()
