@@ -10,7 +10,7 @@ use url::Url;
 use crate::cache::{CacheConfig, TokenCache};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{
-    fetch_resource_metadata, MetadataPatch, MetadataPolicy, ResourceMetadata, ServerMetadata,
+    choose_issuer, fetch_resource_metadata, MetadataPatch, MetadataPolicy, ServerMetadata,
     TrustPolicy,
 };
 use crate::dpop::{DpopKey, NonceCache};
@@ -593,34 +593,4 @@ pub(crate) fn parse_resource(r: &str) -> Result<Url> {
         ));
     }
     Ok(url)
-}
-
-/// Pick the authorization server for a resource: the configured issuer if the metadata lists
-/// it, else the first listed one the trust policy accepts.
-pub(super) fn choose_issuer(
-    md: &ResourceMetadata,
-    configured: Option<&str>,
-    trust: &TrustPolicy,
-) -> Result<String> {
-    let listed = md.authorization_servers();
-    if let Some(iss) = configured {
-        return if listed.iter().any(|a| a == iss) {
-            Ok(iss.to_owned())
-        } else {
-            Err(Error::Discovery(format!(
-                "resource `{}` does not list the configured issuer `{iss}`",
-                crate::error::sanitize(&md.resource, 200)
-            )))
-        };
-    }
-    listed
-        .iter()
-        .find(|a| trust.check(a).is_ok())
-        .cloned()
-        .ok_or_else(|| {
-            Error::Discovery(format!(
-                "none of the authorization servers of `{}` is trusted",
-                crate::error::sanitize(&md.resource, 200)
-            ))
-        })
 }

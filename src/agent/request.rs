@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::session::{
     protected_call, request_builder_methods, within_deadline, Outcome, Rejection, RequestParts,
 };
-use crate::transport::{into_streaming, HttpResponse, StreamingResponse};
+use crate::transport::{into_streaming, BodyMode, HttpResponse, StreamingResponse};
 
 use super::Agent;
 
@@ -41,7 +41,7 @@ impl AgentRequest {
         url: &Url,
         token: Option<&CachedToken>,
         nonce: Option<&ProofNonce<'_>>,
-        stream: bool,
+        mode: BodyMode,
     ) -> Result<HttpResponse> {
         let agent = &self.agent;
         let make = || {
@@ -53,17 +53,11 @@ impl AgentRequest {
             Ok(req)
         };
         // Nonces on every response, retried ones (a 503) included, are remembered.
-        let observer = agent.nonces().as_ref();
-        let transport = &agent.inner.transport;
-        if stream {
-            transport
-                .execute_for_stream(self.parts.policy(), make, observer)
-                .await
-        } else {
-            transport
-                .execute_for(self.parts.policy(), make, observer)
-                .await
-        }
+        agent
+            .inner
+            .transport
+            .execute_with(self.parts.policy(), make, agent.nonces().as_ref(), mode)
+            .await
     }
 
     /// Send: token for the URL's resource, `Authorization` + `DPoP`, nonce retry, one refresh on
@@ -76,7 +70,7 @@ impl AgentRequest {
     /// [`Error::Config`] when the URL belongs to no known resource and none can be discovered,
     /// token errors, transport errors, [`Error::OAuth`] as above.
     pub async fn send(self) -> Result<HttpResponse> {
-        self.send_mode(false).await
+        self.send_mode(BodyMode::Read).await
     }
 
     /// As [`send`](Self::send), but a successful (2xx) response's body is not read: it comes
@@ -89,10 +83,10 @@ impl AgentRequest {
     /// # Errors
     /// As [`send`](Self::send).
     pub async fn send_stream(self) -> Result<StreamingResponse> {
-        self.send_mode(true).await.map(into_streaming)
+        self.send_mode(BodyMode::Stream).await.map(into_streaming)
     }
 
-    async fn send_mode(self, stream: bool) -> Result<HttpResponse> {
+    async fn send_mode(self, mode: BodyMode) -> Result<HttpResponse> {
         use tracing::Instrument as _;
         let span = tracing::info_span!(
             target: "agent_oauth",
@@ -101,12 +95,12 @@ impl AgentRequest {
             origin = %self.parts.url.as_ref().map(|u| u.origin().ascii_serialization()).unwrap_or_default(),
         );
         let transport = self.agent.inner.transport.clone();
-        within_deadline(&transport, self.send_inner(stream))
+        within_deadline(&transport, self.send_inner(mode))
             .instrument(span)
             .await
     }
 
-    async fn send_inner(self, stream: bool) -> Result<HttpResponse> {
+    async fn send_inner(self, mode: BodyMode) -> Result<HttpResponse> {
         let url = self.parts.url()?;
         self.agent.inner.transport.check(&url)?;
         let agent = self.agent.clone();
@@ -121,7 +115,7 @@ impl AgentRequest {
                     None => {
                         // Ask without a token; a protected resource answers 401 with its
                         // metadata.
-                        let resp = self.send_with(&url, None, None, stream).await?;
+                        let resp = self.send_with(&url, None, None, mode).await?;
                         if resp.status() != http::StatusCode::UNAUTHORIZED {
                             return Ok(resp);
                         }
@@ -148,10 +142,7 @@ impl AgentRequest {
             |token, nonce| {
                 let url = &url;
                 scope = Some(token.token().scope.clone());
-                async move {
-                    this.send_with(url, Some(&token), Some(&nonce), stream)
-                        .await
-                }
+                async move { this.send_with(url, Some(&token), Some(&nonce), mode).await }
             },
         )
         .await?;

@@ -16,8 +16,9 @@ use crate::session::{RefreshingSource, Rejection, Session};
 use crate::token::{Scope, TokenSet};
 use crate::transport::{HttpRequest, HttpTransport};
 
-use super::builder::{choose_issuer, parse_resource};
+use super::builder::parse_resource;
 use super::{Agent, AgentInner, Authority, AuthorizationReason, ResourceInfo};
+use crate::discovery::choose_issuer;
 
 impl Agent {
     pub(crate) fn events(&self) -> Option<&EventHook> {

@@ -15,4 +15,5 @@ pub use resource_metadata::{
 };
 pub(crate) use server_metadata::{AuthorizationServer, ServerMetadata};
 pub use server_metadata::{Endpoint, MetadataPatch, MtlsEndpointAliases};
+pub(crate) use trust::choose_issuer;
 pub use trust::TrustPolicy;

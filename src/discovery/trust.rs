@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use url::Url;
 
+use super::ResourceMetadata;
 use crate::error::{sanitize, Error, Result};
 
 /// Which issuers learnt from the network an agent accepts.
@@ -171,6 +172,36 @@ impl TrustPolicy {
         }
         Ok(())
     }
+}
+
+/// Pick the authorization server for a resource: the configured issuer if the metadata lists
+/// it, else the first listed one the trust policy accepts.
+pub(crate) fn choose_issuer(
+    md: &ResourceMetadata,
+    configured: Option<&str>,
+    trust: &TrustPolicy,
+) -> Result<String> {
+    let listed = md.authorization_servers();
+    if let Some(iss) = configured {
+        return if listed.iter().any(|a| a == iss) {
+            Ok(iss.to_owned())
+        } else {
+            Err(Error::Discovery(format!(
+                "resource `{}` does not list the configured issuer `{iss}`",
+                sanitize(&md.resource, 200)
+            )))
+        };
+    }
+    listed
+        .iter()
+        .find(|a| trust.check(a).is_ok())
+        .cloned()
+        .ok_or_else(|| {
+            Error::Discovery(format!(
+                "none of the authorization servers of `{}` is trusted",
+                sanitize(&md.resource, 200)
+            ))
+        })
 }
 
 /// Private, link-local, unspecified, broadcast, documentation and unique-local addresses, and

@@ -399,12 +399,7 @@ fn record_key(issuer: &str, slot: &str) -> String {
     format!("registration:{issuer}\0{slot}")
 }
 
-/// Run a store call off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Store(format!("store task failed: {e}")))?
-}
+use crate::store::blocking;
 
 /// The registration stored for `issuer` in `slot`, if the store keeps one.
 ///

@@ -30,6 +30,15 @@ mod tests;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
+/// Run a store call off the async threads (store methods are synchronous).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> crate::error::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::error::Error::Store(format!("store task failed: {e}")))?
+}
+
 /// What a store keeps for one grant: the refresh token and optionally the last access token.
 ///
 /// Times are absolute (see [`TokenSet`]), so an access token reloaded after its expiry is seen as

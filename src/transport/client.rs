@@ -1,7 +1,7 @@
 //! The reqwest client, its limits, and the retry loop.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder as _;
@@ -9,83 +9,15 @@ use bytes::{Bytes, BytesMut};
 use rand::Rng as _;
 use url::Url;
 
+pub use super::config::TransportConfig;
 use super::origin::{OriginFacts, OriginObserver};
 use super::retry::{parse_retry_after, Decision, RetryPolicy};
-use super::stream::{BodyStream, StreamingResponse};
+pub(crate) use super::stream::{into_streaming, BodyMode};
+use super::stream::{unread, StreamingResponse};
 use super::{HttpRequest, HttpResponse};
 use crate::clock::{Clock, ClockOffset, ClockSkew, SystemClock};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::event::{AgentEvent, EventHook};
-
-/// Limits and timeouts of an [`HttpTransport`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct TransportConfig {
-    /// Time allowed to establish a connection (default 10 s).
-    pub connect_timeout: Duration,
-    /// Time allowed for one attempt, headers and body (default 30 s). For a streamed
-    /// successful response ([`HttpTransport::execute_stream`]) it covers the wait for the
-    /// headers only; the body is bounded by [`stream_idle_timeout`](Self::stream_idle_timeout).
-    pub request_timeout: Duration,
-    /// Time allowed for one operation, all attempts and waits together (default 60 s).
-    ///
-    /// An [`Agent`](crate::Agent) applies it to each call as a whole, not to each HTTP
-    /// exchange: `send` (with discovery, token requests, nonce and token retries),
-    /// `access_token`, `authorization_url` and `complete_authorization` each end with
-    /// [`Error::Timeout`] once it passes. (`login_device` waits for a person and is bounded by
-    /// the device code's lifetime instead.)
-    ///
-    /// For a streamed successful response ([`HttpTransport::execute_stream`]) it ends when the
-    /// headers arrive: reading the body is not part of the operation.
-    pub deadline: Duration,
-    /// Largest response body accepted, enforced while reading (default 1 MiB). Successful
-    /// responses read with [`HttpTransport::execute_stream`] have no cap; their error responses
-    /// keep this one.
-    pub max_body_bytes: usize,
-    /// Attempts per operation, the first included (default 3).
-    pub max_attempts: usize,
-    /// First backoff delay before jitter (default 200 ms).
-    pub min_backoff: Duration,
-    /// Largest backoff delay before jitter (default 5 s).
-    pub max_backoff: Duration,
-    /// Largest `Retry-After` honoured; a server asking for longer is not retried (default 30 s).
-    pub max_retry_after: Duration,
-    /// `User-Agent` sent with every request.
-    pub user_agent: String,
-    /// A streamed body ([`BodyStream`]) that sends nothing for this long ends with
-    /// [`Error::Timeout`]; `None` waits for ever (default 5 minutes).
-    pub stream_idle_timeout: Option<Duration>,
-    pub(crate) allow_insecure_http: bool,
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        TransportConfig {
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            deadline: Duration::from_secs(60),
-            max_body_bytes: 1024 * 1024,
-            max_attempts: 3,
-            min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-            max_retry_after: Duration::from_secs(30),
-            user_agent: concat!("agent-oauth/", env!("CARGO_PKG_VERSION")).to_owned(),
-            stream_idle_timeout: Some(Duration::from_secs(5 * 60)),
-            allow_insecure_http: false,
-        }
-    }
-}
-
-impl TransportConfig {
-    /// Allow plain `http://` URLs on any host. Loopback hosts never need this.
-    ///
-    /// # Security
-    /// Tokens and client secrets then cross the network in clear text. For tests only; reached
-    /// through [`dangerous::allow_insecure_http`](crate::dangerous::allow_insecure_http).
-    pub(crate) fn set_allow_insecure_http(&mut self, allow: bool) {
-        self.allow_insecure_http = allow;
-    }
-}
 
 /// The HTTP client of an agent. Cheap to clone (`Arc` inside).
 #[derive(Debug, Clone)]
@@ -343,14 +275,33 @@ impl HttpTransport {
     pub(crate) async fn execute_for<F>(
         &self,
         policy: RetryPolicy,
-        mut make: F,
+        make: F,
         observer: &dyn OriginObserver,
     ) -> Result<HttpResponse>
     where
         F: FnMut() -> Result<HttpRequest> + Send,
     {
+        self.execute_with(policy, make, observer, BodyMode::Read)
+            .await
+    }
+
+    /// [`execute_for`](Self::execute_for) or [`execute_for_stream`](Self::execute_for_stream),
+    /// as `mode` says.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub(crate) async fn execute_with<F>(
+        &self,
+        policy: RetryPolicy,
+        mut make: F,
+        observer: &dyn OriginObserver,
+        mode: BodyMode,
+    ) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<HttpRequest> + Send,
+    {
         let observe = |u: &Url, r: &HttpResponse| observer.observe(u, &OriginFacts::of(r));
-        self.execute_deadline(policy, &mut make, &observe, BodyMode::Read)
+        self.execute_deadline(policy, &mut make, &observe, mode)
             .await
     }
 
@@ -409,14 +360,13 @@ impl HttpTransport {
     pub(crate) async fn execute_for_stream<F>(
         &self,
         policy: RetryPolicy,
-        mut make: F,
+        make: F,
         observer: &dyn OriginObserver,
     ) -> Result<HttpResponse>
     where
         F: FnMut() -> Result<HttpRequest> + Send,
     {
-        let observe = |u: &Url, r: &HttpResponse| observer.observe(u, &OriginFacts::of(r));
-        self.execute_deadline(policy, &mut make, &observe, BodyMode::Stream)
+        self.execute_with(policy, make, observer, BodyMode::Stream)
             .await
     }
 
@@ -538,54 +488,6 @@ impl HttpTransport {
                 .unwrap_or_else(|_| Err(attempt_timeout(cfg.request_timeout))),
         }
     }
-}
-
-/// What the retry loop does with response bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyMode {
-    /// Read every body under the cap; `request_timeout` covers headers and body.
-    Read,
-    /// Leave 2xx bodies unread for the caller ([`into_streaming`]) and read the others as
-    /// `Read` does; `request_timeout` and the deadline end with the headers of a 2xx.
-    Stream,
-}
-
-/// The body of a 2xx response left unread, kept in the response's extensions until
-/// [`into_streaming`] takes it (extensions must be `Clone + Send + Sync`). No `Debug`: the
-/// reqwest response would show its URL, query included.
-#[derive(Clone)]
-struct UnreadBody {
-    response: Arc<Mutex<Option<reqwest::Response>>>,
-    idle_timeout: Option<Duration>,
-}
-
-/// The status and headers of `resp`, with its body left unread in the extensions.
-fn unread(mut resp: reqwest::Response, idle_timeout: Option<Duration>) -> HttpResponse {
-    let mut out = http::Response::new(Bytes::new());
-    *out.status_mut() = resp.status();
-    *out.version_mut() = resp.version();
-    *out.headers_mut() = std::mem::take(resp.headers_mut());
-    out.extensions_mut().insert(UnreadBody {
-        response: Arc::new(Mutex::new(Some(resp))),
-        idle_timeout,
-    });
-    out
-}
-
-/// A response of [`HttpTransport::execute_for_stream`] as a [`StreamingResponse`]: the unread
-/// body of a 2xx, or the body already read (non-2xx, or a response built elsewhere) as one
-/// chunk.
-pub(crate) fn into_streaming(resp: HttpResponse) -> StreamingResponse {
-    let (mut parts, read) = resp.into_parts();
-    let unread = parts.extensions.remove::<UnreadBody>().and_then(|u| {
-        let resp = crate::sync::lock(&u.response).take();
-        resp.map(|r| (r, u.idle_timeout))
-    });
-    let body = match unread {
-        Some((resp, idle_timeout)) => BodyStream::from_reqwest(resp, idle_timeout),
-        None => BodyStream::from_bytes(read),
-    };
-    StreamingResponse::new(parts.status, parts.headers, body)
 }
 
 /// The observer of [`HttpTransport::execute_stream`]: the transport's own bookkeeping (the
@@ -712,7 +614,7 @@ mod tests {
 
     /// Records the nonce of every response observed.
     #[derive(Default)]
-    struct SeenNonces(Mutex<Vec<Option<String>>>);
+    struct SeenNonces(std::sync::Mutex<Vec<Option<String>>>);
 
     impl OriginObserver for SeenNonces {
         fn observe(&self, _url: &Url, facts: &OriginFacts) {

@@ -19,6 +19,7 @@
 //! as `http::Response<Bytes>`, so protocol steps can be unit-tested without a network.
 
 pub(crate) mod client;
+mod config;
 mod form;
 pub(crate) mod origin;
 mod response;
@@ -31,7 +32,7 @@ pub(crate) mod tls;
 pub use crate::clock::ClockOffset;
 pub use crate::error::TransportErrorKind;
 pub(crate) use client::is_loopback;
-pub(crate) use client::{into_streaming, HttpTransport, TransportConfig};
+pub(crate) use client::{into_streaming, BodyMode, HttpTransport, TransportConfig};
 pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error};
 pub(crate) use retry::parse_retry_after;

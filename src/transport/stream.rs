@@ -19,8 +19,11 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use tokio::time::{Instant, Sleep};
 
+use std::sync::{Arc, Mutex};
+
 use super::client::transport_error;
 use super::sse::{SseEvent, SseParser};
+use super::HttpResponse;
 use crate::error::{Error, Result};
 
 type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send + Sync>>;
@@ -349,6 +352,54 @@ fn _assert_send_sync() {
     check::<SseStream>();
     check::<StreamingResponse>();
     check::<SseParser>();
+}
+
+/// What the retry loop does with response bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyMode {
+    /// Read every body under the cap; `request_timeout` covers headers and body.
+    Read,
+    /// Leave 2xx bodies unread for the caller ([`into_streaming`]) and read the others as
+    /// `Read` does; `request_timeout` and the deadline end with the headers of a 2xx.
+    Stream,
+}
+
+/// The body of a 2xx response left unread, kept in the response's extensions until
+/// [`into_streaming`] takes it (extensions must be `Clone + Send + Sync`). No `Debug`: the
+/// reqwest response would show its URL, query included.
+#[derive(Clone)]
+struct UnreadBody {
+    response: Arc<Mutex<Option<reqwest::Response>>>,
+    idle_timeout: Option<Duration>,
+}
+
+/// The status and headers of `resp`, with its body left unread in the extensions.
+pub(super) fn unread(mut resp: reqwest::Response, idle_timeout: Option<Duration>) -> HttpResponse {
+    let mut out = http::Response::new(Bytes::new());
+    *out.status_mut() = resp.status();
+    *out.version_mut() = resp.version();
+    *out.headers_mut() = std::mem::take(resp.headers_mut());
+    out.extensions_mut().insert(UnreadBody {
+        response: Arc::new(Mutex::new(Some(resp))),
+        idle_timeout,
+    });
+    out
+}
+
+/// A response of [`HttpTransport::execute_for_stream`](super::HttpTransport::execute_for_stream) as a [`StreamingResponse`]: the unread
+/// body of a 2xx, or the body already read (non-2xx, or a response built elsewhere) as one
+/// chunk.
+pub(crate) fn into_streaming(resp: HttpResponse) -> StreamingResponse {
+    let (mut parts, read) = resp.into_parts();
+    let unread = parts.extensions.remove::<UnreadBody>().and_then(|u| {
+        let resp = crate::sync::lock(&u.response).take();
+        resp.map(|r| (r, u.idle_timeout))
+    });
+    let body = match unread {
+        Some((resp, idle_timeout)) => BodyStream::from_reqwest(resp, idle_timeout),
+        None => BodyStream::from_bytes(read),
+    };
+    StreamingResponse::new(parts.status, parts.headers, body)
 }
 
 #[cfg(test)]

@@ -129,12 +129,7 @@ impl std::fmt::Debug for Grant {
     }
 }
 
-/// Run a store call off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Store(format!("store task failed: {e}")))?
-}
+use crate::store::blocking;
 
 impl Grant {
     /// The grant `key` of `client` in `store` (not read yet: see [`open`](Self::open)).

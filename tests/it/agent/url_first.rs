@@ -20,6 +20,18 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("json")
 }
 
+/// An agent without an issuer that accepts any HTTPS (and loopback) issuer, with the embedded
+/// server's `agent` client at each.
+async fn open_agent() -> Agent {
+    Agent::builder()
+        .trust(TrustPolicy::any_https().allow_loopback(true))
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .build()
+        .await
+        .expect("agent")
+}
+
 async fn two_server_agent(a: &TestServer, b: &TestServer, rejected: Rejections) -> Agent {
     Agent::builder()
         .on_event(move |e| {
@@ -140,13 +152,7 @@ async fn url_first_untrusted_issuer_is_refused_before_any_token_request() {
 #[tokio::test]
 async fn url_first_concurrent_first_calls_share_one_discovery_and_one_token() {
     let a = TestServer::start().await;
-    let agent = Agent::builder()
-        .trust(TrustPolicy::any_https().allow_loopback(true))
-        .client_id("agent")
-        .client_auth(ClientAuth::client_secret("agent-secret"))
-        .build()
-        .await
-        .expect("agent");
+    let agent = open_agent().await;
     let calls = (0..16).map(|i| {
         let agent = agent.clone();
         let url = format!("{}/item/{i}", a.resource_url());
@@ -180,13 +186,7 @@ async fn url_first_resource_metadata_falls_back_to_the_root_well_known_url() {
     );
     api.push(Reply::status(401).header("www-authenticate", "Bearer"));
     api.push(Reply::json(200, &serde_json::json!({"ok": true})));
-    let agent = Agent::builder()
-        .trust(TrustPolicy::any_https().allow_loopback(true))
-        .client_id("agent")
-        .client_auth(ClientAuth::client_secret("agent-secret"))
-        .build()
-        .await
-        .expect("agent");
+    let agent = open_agent().await;
     let resp = guard(agent.post(api.url("/mcp")).body("{}").send())
         .await
         .expect("call");
@@ -269,13 +269,7 @@ async fn url_first_resource_metadata_for_another_resource_is_refused() {
         ),
     );
     api.push(Reply::status(401).header("www-authenticate", "Bearer"));
-    let agent = Agent::builder()
-        .trust(TrustPolicy::any_https().allow_loopback(true))
-        .client_id("agent")
-        .client_auth(ClientAuth::client_secret("agent-secret"))
-        .build()
-        .await
-        .expect("agent");
+    let agent = open_agent().await;
     let err = guard(agent.post(api.url("/mcp")).body("{}").send())
         .await
         .expect_err("mismatch");
@@ -308,13 +302,7 @@ async fn url_first_endpoints_on_internal_addresses_are_refused() {
         ),
     );
     api.push(Reply::status(401).header("www-authenticate", "Bearer"));
-    let agent = Agent::builder()
-        .trust(TrustPolicy::any_https().allow_loopback(true))
-        .client_id("agent")
-        .client_auth(ClientAuth::client_secret("agent-secret"))
-        .build()
-        .await
-        .expect("agent");
+    let agent = open_agent().await;
     let err = guard(agent.post(api.url("/mcp")).body("{}").send())
         .await
         .expect_err("internal endpoint");
