@@ -333,7 +333,14 @@ impl Agent {
                 self.handle(&authority, self.params_for(r.as_ref(), None))
             }
         };
-        let name: Box<str> = resource.unwrap_or("").into();
+        let name = resource.unwrap_or("");
+        let kept = self.inner.fast.load();
+        if kept.len() >= KEPT || kept.iter().any(|(k, _)| **k == *name) {
+            // Full, or another caller kept it first (a stampede of first calls).
+            return Ok(handle);
+        }
+        drop(kept);
+        let name: Box<str> = name.into();
         self.inner.fast.rcu(|kept| {
             let mut next = (**kept).clone();
             if next.len() < KEPT && !next.iter().any(|(k, _)| *k == name) {

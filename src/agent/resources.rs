@@ -213,23 +213,16 @@ impl Session for Agent {
         self.inner.registrar.dpop_key()
     }
 
+    fn cached_token(&self, call: &mut AgentCall) -> Option<Arc<CachedToken>> {
+        let handle = self.call_handle(call);
+        let hit = handle.peek().map(|t| t.share());
+        call.handle = Some(handle);
+        hit
+    }
+
     fn token<'a>(&'a self, call: &'a mut AgentCall) -> BoxFuture<'a, Result<Arc<CachedToken>>> {
         Box::pin(async move {
-            let info = &call.info;
-            let handle = match (call.handle.take(), &call.scope) {
-                (Some(h), _) => h,
-                (None, None) => info
-                    .handle
-                    .get_or_init(|| {
-                        let params = self.params_for(Some(&info.resource), info.scope.as_ref());
-                        self.handle(&info.authority, params)
-                    })
-                    .clone(),
-                (None, Some(stepped)) => {
-                    let params = self.params_for(Some(&info.resource), Some(stepped));
-                    self.handle(&info.authority, params)
-                }
-            };
+            let handle = self.call_handle(call);
             let token = handle.get().await?.share();
             call.handle = Some(handle);
             Ok(token)
@@ -274,6 +267,27 @@ impl Session for Agent {
                 true
             }
             _ => false,
+        }
+    }
+}
+
+impl Agent {
+    /// The cache handle for the call's scope (kept in the call once made).
+    fn call_handle(&self, call: &mut AgentCall) -> TokenHandle {
+        let info = &call.info;
+        match (call.handle.take(), &call.scope) {
+            (Some(h), _) => h,
+            (None, None) => info
+                .handle
+                .get_or_init(|| {
+                    let params = self.params_for(Some(&info.resource), info.scope.as_ref());
+                    self.handle(&info.authority, params)
+                })
+                .clone(),
+            (None, Some(stepped)) => {
+                let params = self.params_for(Some(&info.resource), Some(stepped));
+                self.handle(&info.authority, params)
+            }
         }
     }
 }

@@ -232,6 +232,10 @@ impl Session for ChildAgent {
         self.inner.exchanger.key.as_ref()
     }
 
+    fn cached_token(&self, _renewed: &mut bool) -> Option<Arc<CachedToken>> {
+        self.inner.handle.peek().map(|t| t.share())
+    }
+
     fn token<'a>(&'a self, _renewed: &'a mut bool) -> BoxFuture<'a, Result<Arc<CachedToken>>> {
         Box::pin(async move { Ok(self.inner.handle.get().await?.share()) })
     }

@@ -43,6 +43,12 @@ pub(crate) trait Session: Send + Sync {
     /// material built once: see [`CachedToken`]).
     fn token<'a>(&'a self, call: &'a mut Self::Call) -> BoxFuture<'a, Result<Arc<CachedToken>>>;
 
+    /// The call's token when the cache holds a usable one, without waiting (the hit path: no
+    /// future to box). `None` sends the call to [`token`](Self::token).
+    fn cached_token(&self, _call: &mut Self::Call) -> Option<Arc<CachedToken>> {
+        None
+    }
+
     /// The resource refused the token: prepare the call for another attempt (invalidate the
     /// token, widen the scope) and return true, or return false to give the answer back.
     fn retry_after(&self, call: &mut Self::Call, rejection: Rejection, error: &Error) -> bool;
@@ -100,7 +106,10 @@ where
     Fut: Future<Output = Result<R>>,
 {
     loop {
-        let token = session.token(&mut call).await?;
+        let token = match session.cached_token(&mut call) {
+            Some(hit) => hit,
+            None => session.token(&mut call).await?,
+        };
         let outcome = attempt(
             session.nonces(),
             session.events(),
