@@ -308,7 +308,7 @@ impl HttpTransport {
     /// Send a request as [`execute`](Self::execute) does (same retries, backoff and observed
     /// responses), and hand a successful (2xx) response's body over unread, to be read as it
     /// arrives with no size cap: MCP Streamable HTTP answers with `text/event-stream`
-    /// ([`BodyStream::sse`]).
+    /// ([`BodyStream::sse`](super::BodyStream::sse)).
     ///
     /// Error responses (non-2xx) are read whole under
     /// [`max_body_bytes`](TransportConfig::max_body_bytes) as with `execute`, and returned as

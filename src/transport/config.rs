@@ -9,7 +9,7 @@ pub struct TransportConfig {
     /// Time allowed to establish a connection (default 10 s).
     pub connect_timeout: Duration,
     /// Time allowed for one attempt, headers and body (default 30 s). For a streamed
-    /// successful response ([`HttpTransport::execute_stream`]) it covers the wait for the
+    /// successful response ([`HttpTransport::execute_stream`](super::HttpTransport::execute_stream)) it covers the wait for the
     /// headers only; the body is bounded by [`stream_idle_timeout`](Self::stream_idle_timeout).
     pub request_timeout: Duration,
     /// Time allowed for one operation, all attempts and waits together (default 60 s).
@@ -17,14 +17,14 @@ pub struct TransportConfig {
     /// An [`Agent`](crate::Agent) applies it to each call as a whole, not to each HTTP
     /// exchange: `send` (with discovery, token requests, nonce and token retries),
     /// `access_token`, `authorization_url` and `complete_authorization` each end with
-    /// [`Error::Timeout`] once it passes. (`login_device` waits for a person and is bounded by
+    /// [`Error::Timeout`](crate::Error::Timeout) once it passes. (`login_device` waits for a person and is bounded by
     /// the device code's lifetime instead.)
     ///
-    /// For a streamed successful response ([`HttpTransport::execute_stream`]) it ends when the
+    /// For a streamed successful response ([`HttpTransport::execute_stream`](super::HttpTransport::execute_stream)) it ends when the
     /// headers arrive: reading the body is not part of the operation.
     pub deadline: Duration,
     /// Largest response body accepted, enforced while reading (default 1 MiB). Successful
-    /// responses read with [`HttpTransport::execute_stream`] have no cap; their error responses
+    /// responses read with [`HttpTransport::execute_stream`](super::HttpTransport::execute_stream) have no cap; their error responses
     /// keep this one.
     pub max_body_bytes: usize,
     /// Attempts per operation, the first included (default 3).
@@ -37,8 +37,8 @@ pub struct TransportConfig {
     pub max_retry_after: Duration,
     /// `User-Agent` sent with every request.
     pub user_agent: String,
-    /// A streamed body ([`BodyStream`]) that sends nothing for this long ends with
-    /// [`Error::Timeout`]; `None` waits for ever (default 5 minutes).
+    /// A streamed body ([`BodyStream`](super::BodyStream)) that sends nothing for this long ends with
+    /// [`Error::Timeout`](crate::Error::Timeout); `None` waits for ever (default 5 minutes).
     pub stream_idle_timeout: Option<Duration>,
     pub(crate) allow_insecure_http: bool,
 }
