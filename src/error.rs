@@ -94,6 +94,12 @@ pub enum Error {
     #[error("reauthorization required: {0}")]
     ReauthorizationRequired(String),
 
+    /// A principal the agent acts for has no usable grant (none yet, rejected, or narrower than
+    /// the scope asked): that principal must log in. Nothing was sent for it, and no other
+    /// principal's token was used. The request says what a login needs.
+    #[error("consent required: principal `{}` has no usable grant at `{}` ({})", .0.principal, .0.issuer, .0.reason)]
+    ConsentRequired(Box<crate::event::ConsentRequest>),
+
     /// A key or signature operation failed.
     #[error("crypto error: {0}")]
     Crypto(String),

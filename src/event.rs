@@ -67,6 +67,14 @@ pub enum AgentEvent {
         /// Why: `first_use`, `expired`, `reauthorization` or `step_up`.
         reason: &'static str,
     },
+    /// A principal the agent acts for has no usable grant at an authorization server: a
+    /// login by that principal must start (see [`ConsentRequest`]). The call that needed the
+    /// token fails with [`Error::ConsentRequired`](crate::Error::ConsentRequired); no other
+    /// principal's token and no client-credentials token is used instead.
+    ConsentRequired {
+        /// What a user interface needs to start the principal's login.
+        request: ConsentRequest,
+    },
     /// A client was registered at an authorization server (RFC 7591 dynamic registration), or
     /// a stored registration was dropped after the server refused it.
     ClientRegistered {
@@ -112,6 +120,33 @@ pub enum AgentEvent {
         /// Failed attempts before this success.
         failed_attempts: u32,
     },
+}
+
+/// What a user interface needs to start a principal's login: who must consent, at which
+/// authorization server and client, for which resource and scope, and why.
+///
+/// Carried by [`AgentEvent::ConsentRequired`] and
+/// [`Error::ConsentRequired`](crate::Error::ConsentRequired). Start the login with the
+/// principal's handle (`agent.for_principal(id)`): `authorization_url` then
+/// `complete_authorization`, `login_device`, or `adopt_grant` with tokens obtained elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsentRequest {
+    /// The principal's identifier.
+    pub principal: String,
+    /// The authorization server.
+    pub issuer: String,
+    /// The agent's client there.
+    pub client_id: String,
+    /// The server's authorization endpoint, when its metadata names one.
+    pub authorization_endpoint: Option<String>,
+    /// The resource the token is for, if any.
+    pub resource: Option<String>,
+    /// The scope asked for (space-separated; empty when none is asked).
+    pub scope: String,
+    /// Why: `first_use` (no grant), `expired`, `reauthorization` (the grant was rejected or
+    /// revoked) or `step_up` (more scope than the grant covers).
+    pub reason: &'static str,
 }
 
 /// A hook receiving [`AgentEvent`]s.

@@ -40,7 +40,7 @@ pub use discovery::resource_metadata::ResourceMetadata;
 pub use discovery::server_metadata::{AuthorizationServer, ServerMetadata};
 pub use dpop::key::DpopKey;
 pub use error::{Error, ErrorContext, OAuthError, OAuthErrorCode, Result};
-pub use event::AgentEvent;
+pub use event::{AgentEvent, ConsentRequest};
 pub use grant::client::OAuthClient;
 pub use grant::request::TokenParams;
 #[cfg(feature = "middleware")]

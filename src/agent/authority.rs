@@ -2,12 +2,14 @@
 //! those learnt from resources, each created on first use by the [`Registrar`] (trust policy,
 //! then registration: pre-registered, Client ID Metadata Document, or dynamic registration).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use url::Url;
 
+use crate::cache::Principal;
 use crate::client_auth::ClientAuth;
 use crate::discovery::{AuthorizationServer, MetadataPatch, ServerMetadata, TrustPolicy};
 use crate::dpop::{DpopKey, NonceCache};
@@ -24,17 +26,48 @@ use crate::transport::HttpTransport;
 
 use super::Agent;
 
-/// The agent's client at one authorization server: its OAuth client, its user grant (the one
-/// home of that server's refresh token), the binding of its tokens, and the scope its user
-/// last authorized.
+/// The agent's client at one authorization server: its OAuth client, the user grants it holds
+/// there (its own, and one per principal it acts for: the one home of each refresh token), and
+/// the binding of its tokens.
 pub(crate) struct Authority {
     pub(crate) client: OAuthClient,
-    pub(crate) grant: Grant,
+    /// The agent's own user grant ([`Principal::agent`]).
+    own: Arc<UserGrant>,
     pub(crate) binding: Binding,
     pub(crate) kind: RegistrationKind,
-    /// The scope of the user grant's last authorization; a refresh cannot widen it, a step-up
+    /// The grants of other principals, opened from the store on first use.
+    principals: tokio::sync::Mutex<HashMap<Principal, Arc<UserGrant>>>,
+}
+
+/// One principal's grant at an authorization server, and the scope it last authorized.
+pub(crate) struct UserGrant {
+    pub(crate) grant: Grant,
+    /// The scope of the grant's last authorization; a refresh cannot widen it, a step-up
     /// beyond it needs the user again.
     granted: Mutex<Option<Scope>>,
+}
+
+impl UserGrant {
+    fn new(grant: Grant) -> Arc<Self> {
+        Arc::new(UserGrant {
+            grant,
+            granted: Mutex::new(None),
+        })
+    }
+
+    /// Record what the user authorized (the token's scope, else what was asked).
+    pub(crate) fn set_granted(&self, scope: Scope) {
+        *crate::sync::lock(&self.granted) = Some(scope);
+    }
+
+    /// Does the grant cover `wanted`? Unknown (a grant found in the store) counts as yes:
+    /// the server decides at refresh time.
+    pub(crate) fn covers(&self, wanted: Option<&Scope>) -> bool {
+        match (&*crate::sync::lock(&self.granted), wanted) {
+            (Some(granted), Some(w)) => w.is_subset(granted),
+            _ => true,
+        }
+    }
 }
 
 impl fmt::Debug for Authority {
@@ -56,10 +89,10 @@ impl Authority {
     ) -> Self {
         Authority {
             client,
-            grant,
+            own: UserGrant::new(grant),
             binding,
             kind,
-            granted: Mutex::new(None),
+            principals: tokio::sync::Mutex::default(),
         }
     }
 
@@ -67,18 +100,28 @@ impl Authority {
         self.client.server().issuer()
     }
 
-    /// Record what the user authorized (the token's scope, else what was asked).
-    pub(crate) fn set_granted(&self, scope: Scope) {
-        *crate::sync::lock(&self.granted) = Some(scope);
-    }
-
-    /// Does the user grant cover `wanted`? Unknown (a grant found in the store) counts as yes:
-    /// the server decides at refresh time.
-    pub(crate) fn grant_covers(&self, wanted: Option<&Scope>) -> bool {
-        match (&*crate::sync::lock(&self.granted), wanted) {
-            (Some(granted), Some(w)) => w.is_subset(granted),
-            _ => true,
+    /// The user grant `principal` holds here: the agent's own, or the principal's, opened from
+    /// the store on its first use (once, however many calls ask at the same time).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store cannot be read.
+    pub(crate) async fn user_grant(&self, principal: &Principal) -> Result<Arc<UserGrant>> {
+        if principal.is_agent() {
+            return Ok(self.own.clone());
         }
+        let mut map = self.principals.lock().await;
+        if let Some(g) = map.get(principal) {
+            return Ok(g.clone());
+        }
+        let key = GrantKey::for_principal(
+            self.issuer(),
+            self.client.client_id(),
+            self.binding.clone(),
+            principal.clone(),
+        );
+        let g = UserGrant::new(self.own.grant.sibling(key).await?);
+        map.insert(principal.clone(), g.clone());
+        Ok(g)
     }
 }
 

@@ -558,6 +558,7 @@ impl AgentBuilder {
                     u32::from(self.allow_scope_upgrade)
                 });
         Ok(Agent {
+            acting: None,
             inner: Arc::new(AgentInner {
                 transport,
                 cache: TokenCache::new(self.cache),
@@ -569,6 +570,7 @@ impl AgentBuilder {
                 discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
                 fast: arc_swap::ArcSwap::default(),
+                handles_epoch: std::sync::atomic::AtomicU64::new(0),
                 metadata_policy: self.metadata_policy,
                 discover_resources: self.discover_resources,
                 max_step_ups,

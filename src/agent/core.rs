@@ -154,8 +154,9 @@ impl Agent {
             .collect();
         let mut registrar = old.registrar.clone();
         registrar.mtls_thumbprint = Some(x5t);
-        Ok(Agent {
-            inner: Arc::new(AgentInner {
+        let principal = self.principal().clone();
+        Ok(Agent::from_inner(
+            Arc::new(AgentInner {
                 transport,
                 cache: TokenCache::new(old.cache.config().clone()),
                 store: old.store.clone(),
@@ -166,6 +167,7 @@ impl Agent {
                 discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
                 fast: arc_swap::ArcSwap::default(),
+                handles_epoch: std::sync::atomic::AtomicU64::new(0),
                 metadata_policy: old.metadata_policy.clone(),
                 discover_resources: old.discover_resources,
                 max_step_ups: old.max_step_ups,
@@ -175,7 +177,8 @@ impl Agent {
                 identity: Some(identity),
                 roots: old.roots.clone(),
             }),
-        })
+            &principal,
+        ))
     }
 
     /// The token cache.
@@ -218,6 +221,9 @@ impl Agent {
     /// Forget `access_token`'s handles (after a resource, its scope or its authority changed).
     pub(super) fn forget_fast_handles(&self) {
         self.inner.fast.store(Arc::default());
+        self.inner
+            .handles_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Forget every kept cache handle (the resources' and `access_token`'s), after the cache
@@ -266,7 +272,8 @@ impl Agent {
     fn key_for(&self, authority: &Authority, params: &TokenParams) -> TokenKey {
         let mut k = TokenKey::new(authority.issuer(), authority.client.client_id())
             .with_scope(params.scope.clone().unwrap_or_default())
-            .with_binding(authority.binding.clone());
+            .with_binding(authority.binding.clone())
+            .with_principal(self.principal().clone());
         for r in &params.resources {
             k = k.with_resource(r.clone());
         }
@@ -281,6 +288,7 @@ impl Agent {
         self.inner.cache.handle(&key, move || {
             Arc::new(AgentSource {
                 agent: Arc::downgrade(&this.inner),
+                principal: this.principal().clone(),
                 authority: authority.clone(),
                 params,
             }) as Arc<dyn TokenSource>
@@ -296,6 +304,9 @@ impl Agent {
     /// use: the resource's scope (from its challenge or metadata) and its authorization server.
     /// A hit takes no lock and allocates nothing.
     pub async fn access_token(&self, resource: Option<&str>) -> Result<TokenRef> {
+        if let Some(acting) = &self.acting {
+            return self.principal_access_token(acting, resource).await;
+        }
         let name = resource.unwrap_or("");
         let handle = {
             let fast = self.inner.fast.load();
@@ -313,14 +324,19 @@ impl Agent {
         within_deadline(&self.inner.transport, handle.get()).await
     }
 
-    /// The handle `access_token(resource)` uses, kept for the next call (up to 16 resources).
-    fn resolve_handle(&self, resource: Option<&str>) -> Result<TokenHandle> {
+    /// The handle `access_token(resource)` uses, kept for the next call (up to 16 resources;
+    /// a principal's handle keeps its own, see `principal_access_token`).
+    pub(super) fn resolve_handle(&self, resource: Option<&str>) -> Result<TokenHandle> {
         const KEPT: usize = 16;
         let r = resource.map(parse_resource).transpose()?;
         let known = r
             .as_ref()
             .and_then(|u| self.resource_for(u).filter(|i| i.resource == *u));
         let handle = match known {
+            Some(info) if self.acting.is_some() => {
+                let params = self.params_for(Some(&info.resource), info.scope.as_ref());
+                return Ok(self.handle(&info.authority, params));
+            }
             Some(info) => info
                 .handle
                 .get_or_init(|| {
@@ -330,7 +346,11 @@ impl Agent {
                 .clone(),
             None => {
                 let authority = self.authority_of(r.as_ref())?;
-                self.handle(&authority, self.params_for(r.as_ref(), None))
+                let handle = self.handle(&authority, self.params_for(r.as_ref(), None));
+                if self.acting.is_some() {
+                    return Ok(handle);
+                }
+                handle
             }
         };
         let name = resource.unwrap_or("");

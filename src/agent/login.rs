@@ -90,11 +90,12 @@ impl Agent {
     pub async fn adopt_grant(&self, tokens: TokenSet) -> Result<TokenSet> {
         let home = self.home()?.clone();
         let params = self.login_params();
+        let user = home.user_grant(self.principal()).await?;
         if !tokens.scope.is_empty() {
-            home.set_granted(tokens.scope.clone());
+            user.set_granted(tokens.scope.clone());
         }
         if tokens.refresh_token.is_some() {
-            home.grant.seed(&tokens, &params).await?;
+            user.grant.seed(&tokens, &params).await?;
         } else {
             // No refresh token: the access token is the session. It goes to every resource the
             // login was for, under the scope it was asked with.
@@ -124,20 +125,28 @@ impl Agent {
     /// drop every cached token. Later calls fall back to client credentials (or fail for a
     /// public client) until the next login.
     ///
+    /// On a principal's handle ([`for_principal`](Self::for_principal)), only that principal's
+    /// grants and cached tokens are ended; its later calls need a new login
+    /// ([`Error::ConsentRequired`]).
+    ///
     /// # Errors
     /// Revocation and store errors. The local state is cleared even when revocation fails.
     pub async fn logout(&self) -> Result<()> {
         let mut ended = Ok(());
         let learnt: Vec<_> = self.inner.learnt.lock().await.clone();
+        let principal = self.principal();
         for a in self.inner.home.iter().chain(learnt.iter()) {
-            let r = a.grant.logout().await;
+            let r = match a.user_grant(principal).await {
+                Ok(user) => user.grant.logout().await,
+                Err(e) => Err(e),
+            };
             if ended.is_ok() {
                 ended = r;
             }
         }
         // When the store could not be cleared, the grant (and its cached tokens) stay.
         if !matches!(ended, Err(Error::Store(_))) {
-            self.inner.cache.retain(|_| false);
+            self.inner.cache.retain(|k| k.principal() != principal);
             self.forget_handles();
         }
         ended

@@ -12,6 +12,7 @@ mod authorize;
 mod builder;
 mod core;
 mod login;
+mod principal;
 mod request;
 mod resources;
 
@@ -75,6 +76,8 @@ struct AgentInner {
     /// `access_token`'s handles by the resource string the caller passed (`""`: none), so a
     /// hit builds no URL and no key. Emptied whenever resources change.
     fast: arc_swap::ArcSwap<Vec<(Box<str>, TokenHandle)>>,
+    /// Bumped whenever `fast` is emptied, so the principals' kept handles are dropped too.
+    handles_epoch: std::sync::atomic::AtomicU64,
     metadata_policy: MetadataPolicy,
     discover_resources: bool,
     /// Step-ups (403 `insufficient_scope` answered with more scope) allowed per resource in a
@@ -109,12 +112,15 @@ struct AgentInner {
 #[derive(Clone)]
 pub struct Agent {
     inner: Arc<AgentInner>,
+    /// Who this handle acts for, when not the agent itself (see [`Agent::for_principal`]).
+    acting: Option<Arc<principal::Acting>>,
 }
 
 impl fmt::Debug for Agent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Agent")
             .field("home", &self.inner.home.as_ref().map(|a| &a.client))
+            .field("principal", self.principal())
             .field("scope", &self.inner.scope.as_ref().map(ToString::to_string))
             .finish_non_exhaustive()
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use url::Url;
 
+use crate::cache::Principal;
 use crate::cache::{BoxFuture, CachedToken, TokenHandle, TokenSource};
 use crate::discovery::{discover_resource_metadata, Challenge};
 use crate::dpop::{DpopKey, NonceCache};
@@ -277,6 +278,10 @@ impl Agent {
         let info = &call.info;
         match (call.handle.take(), &call.scope) {
             (Some(h), _) => h,
+            (None, None) if self.acting.is_some() => {
+                let params = self.params_for(Some(&info.resource), info.scope.as_ref());
+                self.handle(&info.authority, params)
+            }
             (None, None) => info
                 .handle
                 .get_or_init(|| {
@@ -297,6 +302,8 @@ impl Agent {
 /// agent's hook, else client credentials.
 pub(super) struct AgentSource {
     pub(super) agent: std::sync::Weak<AgentInner>,
+    /// Who the tokens are for.
+    pub(super) principal: Principal,
     pub(super) authority: Arc<Authority>,
     pub(super) params: TokenParams,
 }
@@ -306,7 +313,10 @@ impl TokenSource for AgentSource {
         &self,
         current: Option<TokenSet>,
     ) -> crate::cache::BoxFuture<'static, Result<TokenSet>> {
-        let agent = self.agent.upgrade().map(|inner| Agent { inner });
+        let agent = self
+            .agent
+            .upgrade()
+            .map(|inner| Agent::from_inner(inner, &self.principal));
         let authority = self.authority.clone();
         let params = self.params.clone();
         Box::pin(async move {
@@ -349,10 +359,15 @@ impl Agent {
         let resource = params.resources.first().cloned();
         let client_id = authority.client.client_id().to_owned();
         let authorizer = self.inner.authorizer.as_ref();
-        let reason = if authority.grant.is_active()
-            && (authorizer.is_none() || authority.grant_covers(params.scope.as_ref()))
+        let principal = self.principal();
+        // A principal's tokens come from its own grant only: no hook, no client credentials.
+        let own = principal.is_agent();
+        let user = authority.user_grant(principal).await?;
+        let grant = &user.grant;
+        let reason = if grant.is_active()
+            && ((own && authorizer.is_none()) || user.covers(params.scope.as_ref()))
         {
-            match RefreshingSource::of(&authority.grant, params.clone())
+            match RefreshingSource::of(grant, params.clone())
                 .refresh_reporting(current)
                 .await
             {
@@ -369,19 +384,24 @@ impl Agent {
                     }
                     return Ok(t);
                 }
-                Err(Error::ReauthorizationRequired(why)) if authorizer.is_some() => {
+                Err(Error::ReauthorizationRequired(why)) if authorizer.is_some() || !own => {
                     tracing::info!(target: "agent_oauth", %why, "grant ended; authorizing again");
                     AuthorizationReason::Reauthorization
                 }
                 Err(e) => return Err(e),
             }
-        } else if authority.grant.is_active() {
+        } else if grant.is_active() {
             AuthorizationReason::StepUp
         } else if current.is_some() {
             AuthorizationReason::Expired
         } else {
             AuthorizationReason::FirstUse
         };
+        if !own {
+            return Err(self
+                .consent_required(authority, principal, &params, reason)
+                .await);
+        }
         let mut tokens = match authorizer {
             Some(authorizer) => {
                 let mut asked = params.clone();
@@ -404,14 +424,14 @@ impl Agent {
                         self.events(),
                     )
                     .await?;
-                authority.set_granted(if t.scope.is_empty() {
+                user.set_granted(if t.scope.is_empty() {
                     asked.scope.clone().unwrap_or_default()
                 } else {
                     t.scope.clone()
                 });
                 if t.refresh_token.is_some() {
                     // The grant keeps the refresh token; the cache only the access token.
-                    authority.grant.seed(&t, &params).await?;
+                    user.grant.seed(&t, &params).await?;
                 }
                 t
             }

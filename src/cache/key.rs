@@ -1,4 +1,4 @@
-//! [`TokenKey`]: what a cached token is valid for.
+//! [`TokenKey`]: what a cached token is valid for, and [`Principal`]: who it is for.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,13 +8,78 @@ use crate::token::Scope;
 /// How a token is bound to its holder: the one binding type, defined with the tokens.
 use crate::token::Binding;
 
-/// What a cached token is valid for: issuer, client, normalized scope set, resources,
-/// audiences and sender binding. Two requests with equal keys may share a token; anything that
-/// differs gets its own.
+/// Who an agent acts for: a user or workload it serves, or the agent itself.
+///
+/// Every cache key, store key and grant carries one, so a token obtained for one principal is
+/// never handed to another. [`Principal::agent`] (the default) is the agent's own identity:
+/// its client-credentials tokens and the user grant of a single-user agent. Any other
+/// principal (`Principal::new("user:alice")`) has its own grants, obtained by its own login
+/// (see `Agent::for_principal`).
+///
+/// The identifier is compared exactly (no case folding or trimming); it is not a secret.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Principal(Option<Arc<str>>);
+
+impl Principal {
+    /// The agent itself (the default principal).
+    pub const fn agent() -> Self {
+        Principal(None)
+    }
+
+    /// The principal named `id` (a user, a workload, a tenant: the caller's choice of name).
+    pub fn new(id: impl AsRef<str>) -> Self {
+        Principal(Some(id.as_ref().into()))
+    }
+
+    /// Whether this is the agent itself.
+    pub fn is_agent(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The identifier; `None` for the agent itself.
+    pub fn id(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            None => f.write_str("Principal(agent)"),
+            Some(id) => f.debug_tuple("Principal").field(&&**id).finish(),
+        }
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            None => f.write_str("(agent)"),
+            Some(id) => f.write_str(&crate::error::sanitize(id, 200)),
+        }
+    }
+}
+
+impl From<&str> for Principal {
+    fn from(id: &str) -> Self {
+        Principal::new(id)
+    }
+}
+
+impl From<String> for Principal {
+    fn from(id: String) -> Self {
+        Principal::new(id)
+    }
+}
+
+/// What a cached token is valid for: issuer, client, principal, normalized scope set,
+/// resources, audiences and sender binding. Two requests with equal keys may share a token;
+/// anything that differs gets its own.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenKey {
     issuer: Arc<str>,
     client_id: Arc<str>,
+    principal: Principal,
     scope: Scope,
     resources: Vec<String>,
     audiences: Vec<String>,
@@ -28,6 +93,7 @@ impl TokenKey {
         TokenKey {
             issuer: issuer.into(),
             client_id: client_id.into(),
+            principal: Principal::agent(),
             scope: Scope::empty(),
             resources: Vec::new(),
             audiences: Vec::new(),
@@ -75,6 +141,17 @@ impl TokenKey {
         self
     }
 
+    /// Set the principal the token is for (default: [`Principal::agent`]).
+    pub fn with_principal(mut self, principal: Principal) -> Self {
+        self.principal = principal;
+        self
+    }
+
+    /// The principal the token is for.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// The issuer.
     pub fn issuer(&self) -> &str {
         &self.issuer
@@ -106,6 +183,10 @@ impl TokenKey {
     }
 
     /// A stable string naming this key, for [`TokenStore`](crate::store::TokenStore) entries.
+    ///
+    /// The agent's own keys ([`Principal::agent`]) keep the form they always had (seven JSON
+    /// members); another principal's key has its identifier as an eighth, so no key of one
+    /// principal can equal a key of another.
     pub fn store_key(&self) -> String {
         let b = match (&self.binding.jkt, &self.binding.x5t_s256) {
             (None, None) => "bearer".to_owned(),
@@ -113,16 +194,19 @@ impl TokenKey {
             (None, Some(x5t)) => format!("x5t:{x5t}"),
             (Some(jkt), Some(x5t)) => format!("dpop:{jkt}+x5t:{x5t}"),
         };
-        serde_json::json!([
-            &*self.issuer,
-            &*self.client_id,
-            self.scope.to_string(),
-            self.resources,
-            self.audiences,
-            b,
-            self.subject
-        ])
-        .to_string()
+        let mut parts = vec![
+            serde_json::json!(&*self.issuer),
+            serde_json::json!(&*self.client_id),
+            serde_json::json!(self.scope.to_string()),
+            serde_json::json!(self.resources),
+            serde_json::json!(self.audiences),
+            serde_json::json!(b),
+            serde_json::json!(self.subject),
+        ];
+        if let Some(id) = self.principal.id() {
+            parts.push(serde_json::json!({ "principal": id }));
+        }
+        serde_json::Value::Array(parts).to_string()
     }
 }
 
@@ -131,6 +215,7 @@ impl fmt::Debug for TokenKey {
         f.debug_struct("TokenKey")
             .field("issuer", &&*self.issuer)
             .field("client_id", &&*self.client_id)
+            .field("principal", &self.principal)
             .field("scope", &self.scope.to_string())
             .field("resources", &self.resources)
             .field("audiences", &self.audiences)
@@ -184,6 +269,37 @@ mod tests {
             key(Binding::bearer()),
             r#"["https://as","c","",[],[],"bearer",null]"#
         );
+    }
+
+    #[test]
+    fn principal_is_part_of_cache_and_store_keys() {
+        let base = TokenKey::new("https://as", "c")
+            .with_scope(Scope::parse("read"))
+            .with_resource("https://api");
+        let alice = base.clone().with_principal(Principal::new("user:alice"));
+        let bob = base.clone().with_principal(Principal::new("user:bob"));
+        assert_ne!(alice, bob);
+        assert_ne!(alice, base);
+        assert_ne!(alice.store_key(), bob.store_key());
+        assert_ne!(alice.store_key(), base.store_key());
+        // The agent's own key keeps its historic form.
+        assert_eq!(
+            base.clone().with_principal(Principal::agent()).store_key(),
+            base.store_key()
+        );
+        assert_eq!(
+            alice.store_key(),
+            r#"["https://as","c","read",["https://api"],[],"bearer",null,{"principal":"user:alice"}]"#
+        );
+        // An identifier that looks like JSON or like another key cannot collide.
+        let tricky = base
+            .clone()
+            .with_principal(Principal::new(r#"user:alice"},{"principal":"x"#));
+        assert_ne!(tricky.store_key(), alice.store_key());
+        assert_eq!(alice.principal().id(), Some("user:alice"));
+        assert!(base.principal().is_agent());
+        assert_eq!(format!("{:?}", Principal::agent()), "Principal(agent)");
+        assert_eq!(Principal::from("u"), Principal::new(String::from("u")));
     }
 
     #[test]

@@ -17,6 +17,6 @@
 mod key;
 mod token_cache;
 
-pub use key::TokenKey;
+pub use key::{Principal, TokenKey};
 pub(crate) use token_cache::BoxFuture;
 pub use token_cache::{CacheConfig, CachedToken, TokenCache, TokenHandle, TokenRef, TokenSource};

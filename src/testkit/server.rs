@@ -205,6 +205,19 @@ impl TestServer {
     /// Mint a new grant for `agent-user` and `client_id` with `scope`, and return its refresh
     /// token (not sender-constrained, no resource indicators).
     pub fn issue_refresh_token(&self, client_id: &str, scope: &str) -> String {
+        self.issue_refresh_token_for(client_id, scope, USER, &[])
+    }
+
+    /// As [`issue_refresh_token`](Self::issue_refresh_token), for the user `sub` and with
+    /// `resources` (RFC 8707) in the grant: the access tokens refreshed from it carry `sub`
+    /// (and the resource at `/api` echoes it).
+    pub fn issue_refresh_token_for(
+        &self,
+        client_id: &str,
+        scope: &str,
+        sub: &str,
+        resources: &[&str],
+    ) -> String {
         let mut inner = self.shared.inner();
         let grant_id = Shared::new_grant(&mut inner);
         let t = now();
@@ -213,9 +226,9 @@ impl TestServer {
             RefreshRecord {
                 grant_id,
                 client_id: client_id.to_owned(),
-                sub: USER.to_owned(),
+                sub: sub.to_owned(),
                 scope: Scope::parse(scope),
-                resources: Vec::new(),
+                resources: resources.iter().map(|r| (*r).to_owned()).collect(),
                 iat: t,
                 exp: t.saturating_add(secs(self.shared.config.refresh_token_ttl)),
                 consumed: false,

@@ -34,9 +34,9 @@ pub use agent_oauth::transport::{
 pub use agent_oauth::AgentMiddleware;
 pub use agent_oauth::{
     dangerous, AccessToken, Agent, AgentBuilder, AgentEvent, AssertionKey, AuthorizationPrompt,
-    AuthorizationReason, AuthorizationServer, ClientAuth, DpopKey, DpopMode, Error, HttpTransport,
-    OAuthClient, OAuthErrorCode, RefreshToken, RefreshingSource, ResourceMetadata, Result, Scope,
-    SecretString, ServerMetadata, TokenParams, TokenSet, TokenType, TransportConfig,
+    AuthorizationReason, AuthorizationServer, ClientAuth, ConsentRequest, DpopKey, DpopMode, Error,
+    HttpTransport, OAuthClient, OAuthErrorCode, RefreshToken, RefreshingSource, ResourceMetadata,
+    Result, Scope, SecretString, ServerMetadata, TokenParams, TokenSet, TokenType, TransportConfig,
 };
 #[cfg(feature = "mtls")]
 pub use agent_oauth::{ClientIdentity, TrustRoots};

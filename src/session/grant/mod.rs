@@ -46,7 +46,7 @@ mod tests;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::cache::{BoxFuture, TokenKey, TokenSource};
+use crate::cache::{BoxFuture, Principal, TokenKey, TokenSource};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::{OAuthClient, TokenParams};
@@ -63,8 +63,8 @@ use rotation::stored_grant;
 pub(crate) struct GrantKey {
     issuer: String,
     client_id: String,
-    /// The principal the grant acts for; `None` for an agent's one user grant.
-    principal: Option<String>,
+    /// The principal the grant acts for ([`Principal::agent`] for an agent's own user grant).
+    principal: Principal,
     store_key: String,
 }
 
@@ -72,11 +72,27 @@ impl GrantKey {
     /// The grant of `client_id` at `issuer` for tokens with `binding`, under the store key
     /// agents have always used for it.
     pub(crate) fn new(issuer: &str, client_id: &str, binding: Binding) -> Self {
+        Self::for_principal(issuer, client_id, binding, Principal::agent())
+    }
+
+    /// The grant of `client_id` at `issuer` acting for `principal`, for tokens with
+    /// `binding`. The agent's own grant keeps its historic store key; another principal's
+    /// key names it (see [`TokenKey::store_key`]).
+    pub(crate) fn for_principal(
+        issuer: &str,
+        client_id: &str,
+        binding: Binding,
+        principal: Principal,
+    ) -> Self {
         let store_key = TokenKey::new(issuer, client_id)
             .with_binding(binding)
             .with_subject("grant")
+            .with_principal(principal.clone())
             .store_key();
-        Self::with_store_key(issuer, client_id, store_key)
+        GrantKey {
+            principal,
+            ..Self::with_store_key(issuer, client_id, store_key)
+        }
     }
 
     /// The grant of `client_id` at `issuer`, stored under `store_key`.
@@ -84,7 +100,7 @@ impl GrantKey {
         GrantKey {
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
-            principal: None,
+            principal: Principal::agent(),
             store_key,
         }
     }
@@ -165,6 +181,21 @@ impl Grant {
         let found = stored.is_some_and(|v| v.value.refresh_token.is_some());
         grant.active.store(found, Ordering::SeqCst);
         Ok(grant)
+    }
+
+    /// The same client, store and event hook, for the grant `key` (opened: see
+    /// [`open`](Self::open)).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store cannot be read.
+    pub(crate) async fn sibling(&self, key: GrantKey) -> Result<Self> {
+        Self::open(
+            self.client.clone(),
+            self.store.clone(),
+            key,
+            self.events.clone(),
+        )
+        .await
     }
 
     /// Whether there is a grant to refresh (seeded or found in the store, not ended).

@@ -146,7 +146,16 @@ fn grant_key_keeps_the_agent_store_key() {
         .with_subject("grant")
         .store_key();
     assert_eq!(key.store_key(), old);
-    assert!(key.principal.is_none());
+    assert!(key.principal.is_agent());
+    // Another principal's grant has a key of its own.
+    let alice = GrantKey::for_principal(
+        "https://as.example",
+        "agent",
+        Binding::bearer(),
+        crate::cache::Principal::new("user:alice"),
+    );
+    assert_ne!(alice.store_key(), key.store_key());
+    assert_eq!(alice.principal.id(), Some("user:alice"));
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 
 mod agent_flows;
 mod logs;
+mod principals;
 mod scenarios;
 mod url_first;
 mod user_grants;

@@ -18,7 +18,7 @@
 //!   token through one `FileStore`.
 
 mod cache;
-mod common;
+pub(crate) mod common;
 mod grants;
 mod multiprocess;
 mod refresh;
