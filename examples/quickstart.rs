@@ -161,7 +161,8 @@ async fn main() -> Result<(), Failure> {
     let stored = {
         let key = store_key_of(&store);
         store
-            .load(&key)?
+            .load(&key)
+            .await?
             .and_then(|v| v.value.refresh_token.map(|r| (r.fingerprint(), v.version)))
     };
     println!("   access token fp {first} -> {second} ({refreshes} refresh request)");

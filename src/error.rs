@@ -104,9 +104,16 @@ pub enum Error {
     #[error("crypto error: {0}")]
     Crypto(String),
 
-    /// The token store failed.
+    /// The token store failed (unreachable, refused the operation, or holds something that is
+    /// not a grant). A refresh that needs the store is not sent; cached access tokens are still
+    /// served until they expire.
     #[error("token store error: {0}")]
     Store(String),
+
+    /// The store's lock for a grant was lost while its holder worked (its lease ran out and
+    /// another holder took it): the holder must not overwrite what the newer one wrote.
+    #[error("token store lease lost: {0}")]
+    LeaseLost(String),
 
     /// A delegation to a child agent was refused before any request was sent (it would widen
     /// the parent's scope, resources or audiences), or a child's credential cannot be renewed

@@ -399,8 +399,6 @@ fn record_key(issuer: &str, slot: &str) -> String {
     format!("registration:{issuer}\0{slot}")
 }
 
-use crate::store::blocking;
-
 /// The registration stored for `issuer` in `slot`, if the store keeps one.
 ///
 /// # Errors
@@ -414,9 +412,7 @@ pub(crate) async fn load_registration(
     issuer: &str,
     slot: &str,
 ) -> Result<Option<Registration>> {
-    let store = Arc::clone(store);
-    let key = record_key(issuer, slot);
-    let bytes = blocking(move || store.load_record(&key)).await?;
+    let bytes = store.load_record(&record_key(issuer, slot)).await?;
     bytes
         .map(|b| Registration::from_record(&Zeroizing::new(b)))
         .transpose()
@@ -437,10 +433,10 @@ pub(crate) async fn save_registration(
     slot: &str,
     registration: &Registration,
 ) -> Result<bool> {
-    let store = Arc::clone(store);
-    let key = record_key(issuer, slot);
     let record = Zeroizing::new(registration.to_record()?);
-    blocking(move || store.store_record(&key, Some(&record))).await
+    store
+        .store_record(&record_key(issuer, slot), Some(&record))
+        .await
 }
 
 /// Remove the registration stored for `issuer` in `slot` (after the server forgot the client:
@@ -457,9 +453,7 @@ pub(crate) async fn forget_registration(
     issuer: &str,
     slot: &str,
 ) -> Result<bool> {
-    let store = Arc::clone(store);
-    let key = record_key(issuer, slot);
-    blocking(move || store.store_record(&key, None)).await
+    store.store_record(&record_key(issuer, slot), None).await
 }
 
 /// Fuzz hook: `data` as a registration response (201 and 400), a client ID metadata
@@ -715,6 +709,7 @@ mod tests {
         // A garbage record is an error, not a panic nor a silent miss.
         store
             .store_record(&record_key(issuer, "bad"), Some(b"garbage"))
+            .await
             .unwrap();
         let e = load_registration(&store, issuer, "bad").await.unwrap_err();
         assert!(matches!(e, Error::Store(_)), "{e:?}");
@@ -733,17 +728,18 @@ mod tests {
     #[derive(Debug)]
     struct GrantsOnly;
 
+    #[crate::store::async_trait]
     impl TokenStore for GrantsOnly {
-        fn load(&self, _: &str) -> Result<Option<Versioned<StoredGrant>>> {
+        async fn load(&self, _: &str) -> Result<Option<Versioned<StoredGrant>>> {
             Ok(None)
         }
-        fn store(&self, _: &str, _: &StoredGrant, _: Option<u64>) -> Result<StoreOutcome> {
+        async fn store(&self, _: &str, _: &StoredGrant, _: Option<u64>) -> Result<StoreOutcome> {
             Ok(StoreOutcome::Written { version: 1 })
         }
-        fn remove(&self, _: &str, _: Option<u64>) -> Result<StoreOutcome> {
+        async fn remove(&self, _: &str, _: Option<u64>) -> Result<StoreOutcome> {
             Ok(StoreOutcome::Written { version: 1 })
         }
-        fn lock(&self, _: &str) -> Result<StoreLock> {
+        async fn lock(&self, _: &str, _: std::time::Duration) -> Result<StoreLock> {
             Ok(StoreLock::new(()))
         }
     }

@@ -3,10 +3,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::{next_version, KeyLocks, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
+use super::{
+    async_trait, next_version, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
+};
 use crate::error::Result;
 
 /// One key of a [`MemoryStore`]: its last version and value (`None` once removed, so the
@@ -28,13 +33,89 @@ impl Entry {
 
 /// A [`TokenStore`] in memory: nothing survives the process, and only this process shares it.
 ///
-/// [`lock`](TokenStore::lock) excludes other threads locking the same key. Records
+/// [`lock`](TokenStore::lock) excludes other tasks locking the same key, as a lease: renewed
+/// while its guard lives, released when it drops, and free again once it has run out when its
+/// holder stops renewing without releasing. Records
 /// ([`store_record`](TokenStore::store_record)) are kept too, zeroized when replaced or removed.
 #[derive(Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
     records: Mutex<HashMap<String, Zeroizing<Vec<u8>>>>,
-    locks: Arc<KeyLocks>,
+    locks: Arc<LeaseLocks>,
+}
+
+/// In-process leased locks by name: the holder's token and the lease's end, and a
+/// notification when a lock is released.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseLocks {
+    held: Mutex<HashMap<String, (u64, Instant)>>,
+    released: Notify,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl LeaseLocks {
+    /// Wait until `name` is free or its lease has run out, then hold it for `lease`, renewed
+    /// while the returned lock lives.
+    pub(crate) async fn acquire(self: &Arc<Self>, name: &str, lease: Duration) -> StoreLock {
+        let token = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            let notified = self.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wait = {
+                let mut held = crate::sync::lock(&self.held);
+                let now = Instant::now();
+                match held.get(name) {
+                    Some((_, until)) if *until > now => *until - now,
+                    _ => {
+                        held.insert(name.to_owned(), (token, now + lease));
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(wait, notified).await;
+        }
+        let (lock, keeper) = StoreLock::leased(LeaseGuard {
+            locks: self.clone(),
+            name: name.to_owned(),
+            token,
+        });
+        let (locks, name) = (self.clone(), name.to_owned());
+        tokio::spawn(keeper.keep(lease, move || {
+            let ours = locks.renew(&name, token, lease);
+            async move { Ok(ours) }
+        }));
+        lock
+    }
+
+    fn renew(&self, name: &str, token: u64, lease: Duration) -> bool {
+        let mut held = crate::sync::lock(&self.held);
+        match held.get_mut(name) {
+            Some((t, until)) if *t == token && *until > Instant::now() => {
+                *until = Instant::now() + lease;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Releases one [`LeaseLocks`] name when dropped, if still its holder.
+struct LeaseGuard {
+    locks: Arc<LeaseLocks>,
+    name: String,
+    token: u64,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let mut held = crate::sync::lock(&self.locks.held);
+        if held.get(&self.name).is_some_and(|(t, _)| *t == self.token) {
+            held.remove(&self.name);
+        }
+        drop(held);
+        self.locks.released.notify_waiters();
+    }
 }
 
 impl MemoryStore {
@@ -76,12 +157,18 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
+#[async_trait]
 impl TokenStore for MemoryStore {
-    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+    async fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
         Ok(self.entries().get(key).and_then(Entry::current))
     }
 
-    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+    async fn store(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome> {
         let mut entries = self.entries();
         let (last, live) = entries
             .get(key)
@@ -101,7 +188,7 @@ impl TokenStore for MemoryStore {
         Ok(StoreOutcome::Written { version })
     }
 
-    fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
+    async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
         let mut entries = self.entries();
         let Some(entry) = entries.get_mut(key) else {
             return Ok(match expected {
@@ -128,17 +215,17 @@ impl TokenStore for MemoryStore {
         Ok(StoreOutcome::Written { version })
     }
 
-    fn lock(&self, key: &str) -> Result<StoreLock> {
-        Ok(StoreLock::new(self.locks.acquire(key)))
+    async fn lock(&self, key: &str, lease: Duration) -> Result<StoreLock> {
+        Ok(self.locks.acquire(key, lease).await)
     }
 
-    fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(crate::sync::lock(&self.records)
             .get(key)
             .map(|v| v.to_vec()))
     }
 
-    fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
+    async fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
         let mut records = crate::sync::lock(&self.records);
         match value {
             Some(v) => {
@@ -157,13 +244,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn store_memory_records_round_trip() {
+    #[tokio::test]
+    async fn store_memory_records_round_trip() {
         let s = MemoryStore::new();
-        super::super::conformance::records_round_trip(&s);
+        super::super::conformance::records_round_trip(&s).await;
         let s = MemoryStore::new();
         assert!(
-            s.store_record("k", Some(b"record-secret")).unwrap(),
+            s.store_record("k", Some(b"record-secret")).await.unwrap(),
             "persisted"
         );
         let dbg = format!("{s:?}");

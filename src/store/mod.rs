@@ -3,7 +3,7 @@
 //!
 //! A store keeps, per grant, the refresh token and the last access token, with a version that
 //! every write compares and swaps, and a lock that serializes the grant's refreshes (across
-//! processes for [`FileStore`]). Beside the grants it can keep small opaque records
+//! processes for [`FileStore`], a leased lock with fencing for network stores). Beside the grants it can keep small opaque records
 //! ([`TokenStore::load_record`], [`TokenStore::store_record`]): the client registrations an
 //! agent made, per issuer. The refresh-token lifecycle built on it lives in the session
 //! layer; the in-memory access-token cache is [`TokenCache`](crate::cache::TokenCache).
@@ -14,8 +14,11 @@
 use std::any::Any;
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+pub use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::token::{RefreshToken, TokenSet};
@@ -29,15 +32,6 @@ mod tests;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
-
-/// Run a store call off the async threads (store methods are synchronous).
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
-) -> crate::error::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| crate::error::Error::Store(format!("store task failed: {e}")))?
-}
 
 /// What a store keeps for one grant: the refresh token and optionally the last access token.
 ///
@@ -116,35 +110,56 @@ impl StoreOutcome {
 }
 
 /// The durable home of refresh tokens, keyed by an opaque string chosen by the crate (issuer,
-/// client and grant).
+/// client, principal and grant).
 ///
-/// Methods are synchronous; the crate calls them inside `tokio::task::spawn_blocking`.
+/// Methods are async (the trait is object-safe through [`async_trait`](macro@async_trait): implement it with
+/// `#[agent_oauth::store::async_trait]`), so a network store never blocks the runtime; stores
+/// on disk run their file I/O in `tokio::task::spawn_blocking`.
 ///
 /// Writes are compare-and-swap on the key's [version](Versioned::version), so two processes
 /// sharing a store cannot both rotate a refresh token from the same version: one gets
 /// [`StoreOutcome::Conflict`] with the value the other wrote. [`lock`](TokenStore::lock) lets a
 /// refresh run alone, so the losing side waits instead of spending a refresh token the winner
 /// already rotated.
+///
+/// # Leases and fencing
+///
+/// A lock is a lease: its holder keeps it while it works (the [`StoreLock`] renews it), and it
+/// ends when the holder releases it or dies (a process killed mid-refresh cannot keep every
+/// other process waiting). A holder whose lease ended without its knowledge (it was paused
+/// longer than the lease) may still try to write: the version it read is its fencing token, and
+/// the compare-and-swap refuses its write once a newer holder has written. Such a holder sees
+/// [`StoreLock::is_held`] turn false and must not overwrite what it finds.
+#[async_trait]
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// The value stored under `key` with its version, or `None`.
-    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>>;
+    async fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>>;
 
     /// Write `value` if the key's current version equals `expected` (`None`: the key must have no
     /// value). Returns the new version, or the current value on conflict.
-    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome>;
+    async fn store(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome>;
 
     /// Remove the value under `key` if its current version equals `expected`; `None` removes
     /// unconditionally (and removing a key with no value is not an error).
-    fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome>;
+    async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome>;
 
-    /// Take the exclusive lock for `key`, blocking until it is free. Held while a refresh runs;
-    /// released when the returned guard drops.
+    /// Take the exclusive lock for `key` as a lease of `lease`, waiting until it is free (or the
+    /// previous holder's lease has run out). Held while a refresh runs: the returned guard
+    /// renews the lease while it lives and releases it when dropped.
     ///
-    /// The lock is advisory: it excludes other `lock` callers on the same key (other threads and,
+    /// The lock is advisory: it excludes other `lock` callers on the same key (other tasks and,
     /// for shared stores, other processes), not [`store`](TokenStore::store) or
     /// [`remove`](TokenStore::remove), which stay safe through compare-and-swap. Calling `store`
     /// while holding the lock therefore never deadlocks.
-    fn lock(&self, key: &str) -> Result<StoreLock>;
+    ///
+    /// Stores whose locks end with their holder's process ([`FileStore`]: OS file locks) may
+    /// ignore `lease`.
+    async fn lock(&self, key: &str, lease: Duration) -> Result<StoreLock>;
 
     /// The small opaque record stored under `key` by [`store_record`](TokenStore::store_record),
     /// or `None`. Records (client registrations, per issuer) live apart from grants: a record
@@ -155,7 +170,7 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::Store`] when the store fails or what it holds is not a record.
-    fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let _ = key;
         Ok(None)
     }
@@ -172,31 +187,135 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     ///
     /// # Security
     /// A record can hold a client secret: keep records as safe as refresh tokens.
-    fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
+    async fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
         let _ = (key, value);
         Ok(false)
     }
 }
 
+/// The lease the crate asks for when it takes a grant's lock for a refresh: long enough for a
+/// token request with its retries, renewed while the refresh runs.
+pub const REFRESH_LEASE: Duration = Duration::from_secs(10);
+
 /// The guard of a [`TokenStore::lock`]: the lock is released when it drops.
 ///
-/// It is `Send`, so a tokio task can hold it across `.await`.
+/// It is `Send + Sync`, so a tokio task can hold it across `.await`. A leased lock
+/// ([`leased`](Self::leased)) is renewed by a task of the store for as long as the guard lives.
 pub struct StoreLock {
-    _guard: Box<dyn Any + Send>,
+    // Dropped first: stops the renewal before the guard releases.
+    alive: Option<Arc<()>>,
+    guard: Option<Box<dyn Any + Send + Sync>>,
+    held: Arc<AtomicBool>,
 }
 
 impl StoreLock {
-    /// Wrap whatever releases the lock when dropped (for [`TokenStore`] implementations).
-    pub fn new<G: Send + 'static>(guard: G) -> Self {
+    /// Wrap whatever releases the lock when dropped, for a lock held until then (for
+    /// [`TokenStore`] implementations whose locks end with their holder, such as OS locks).
+    pub fn new<G: Send + Sync + 'static>(guard: G) -> Self {
         StoreLock {
-            _guard: Box::new(guard),
+            alive: None,
+            guard: Some(Box::new(guard)),
+            held: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// A leased lock: `guard` releases it when dropped; the store's renewal task keeps it while
+    /// [`Lease::is_alive`] (it stops once this lock is dropped) and reports a lease it could
+    /// not renew with [`Lease::lost`].
+    pub fn leased<G: Send + Sync + 'static>(guard: G) -> (Self, Lease) {
+        let alive = Arc::new(());
+        let held = Arc::new(AtomicBool::new(true));
+        let lease = Lease {
+            alive: Arc::downgrade(&alive),
+            held: held.clone(),
+        };
+        (
+            StoreLock {
+                alive: Some(alive),
+                guard: Some(Box::new(guard)),
+                held,
+            },
+            lease,
+        )
+    }
+
+    /// Whether the lock is still held: false once a leased lock could not be renewed (its
+    /// lease ran out, or another holder has it). A holder that lost its lease must not
+    /// overwrite what a newer holder wrote.
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Stop renewing without releasing, as a holder that dies does: the lease runs out on its
+    /// own. For store conformance tests.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.alive = None;
+        if let Some(g) = self.guard.take() {
+            std::mem::forget(g);
+        }
+    }
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        self.alive = None;
+        self.guard = None;
     }
 }
 
 impl fmt::Debug for StoreLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreLock").finish_non_exhaustive()
+    }
+}
+
+/// The renewal side of a leased [`StoreLock`], held by the store's renewal task.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    alive: std::sync::Weak<()>,
+    held: Arc<AtomicBool>,
+}
+
+impl Lease {
+    /// Whether the lock still wants its lease renewed (its guard lives).
+    pub fn is_alive(&self) -> bool {
+        self.alive.strong_count() > 0
+    }
+
+    /// The lease could not be renewed: the lock is no longer held.
+    pub fn lost(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+
+    /// Renew every `lease / 3` with `renew` until the lock is dropped. `renew` answers
+    /// `Ok(true)` (renewed), `Ok(false)` (the lock is no longer ours: the lease is
+    /// [`lost`](Self::lost)) or an error (the store is unreachable: tried again, and the lease
+    /// is lost once it has run out since the last renewal). Spawn this on the runtime.
+    pub async fn keep<F, Fut>(self, lease: Duration, mut renew: F)
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: std::future::Future<Output = Result<bool>> + Send,
+    {
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            if !self.is_alive() {
+                return;
+            }
+            match renew().await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => return self.lost(),
+                Err(e) if renewed.elapsed() >= lease => {
+                    tracing::warn!(target: "agent_oauth", error = %e, "store lease lost");
+                    return self.lost();
+                }
+                Err(e) => {
+                    tracing::debug!(target: "agent_oauth", error = %e, "lease renewal failed");
+                }
+            }
+        }
     }
 }
 

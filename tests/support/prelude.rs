@@ -21,7 +21,8 @@ pub use agent_oauth::registration::{
     validate_client_id_metadata_document, ClientMetadata, Registration, RegistrationKind,
 };
 pub use agent_oauth::store::{
-    FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned,
+    async_trait, FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore,
+    Versioned,
 };
 pub use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
 #[cfg(feature = "mtls")]

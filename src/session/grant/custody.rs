@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use backon::BackoffBuilder as _;
 
-use super::{blocking, Grant};
+use super::Grant;
 use crate::error::{sanitize, Error};
 use crate::event::{AgentEvent, EventHook};
-use crate::store::{StoreOutcome, StoredGrant};
+use crate::store::{StoreOutcome, StoredGrant, REFRESH_LEASE};
 use crate::token::{RefreshToken, TokenSet};
 
 /// How many refresh tokens known to be dead (rotated away or rejected) are remembered.
@@ -206,14 +206,14 @@ impl Grant {
             );
             // Under the grant's lock, so that a refresh (which holds it) and this write never
             // interleave: the pending value is read and written in one step.
-            let result = blocking(move || {
-                let _lock = store.lock(&key)?;
+            let result = async move {
+                let _lock = store.lock(&key, REFRESH_LEASE).await?;
                 let Some(p) = custody.pending() else {
                     return Ok(None);
                 };
-                let current = store.load(&key)?.map(|v| v.version);
+                let current = store.load(&key).await?.map(|v| v.version);
                 // Ours is the newest token the server issued: it wins over what the store holds.
-                match store.store(&key, &p.grant, current)? {
+                match store.store(&key, &p.grant, current).await? {
                     StoreOutcome::Written { .. } => {
                         custody.write_succeeded(p.seq);
                         Ok(Some(p))
@@ -222,7 +222,7 @@ impl Grant {
                         "another writer got in between; retrying".into(),
                     )),
                 }
-            })
+            }
             .await;
             match result {
                 Ok(None) => {}

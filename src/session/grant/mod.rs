@@ -50,7 +50,7 @@ use crate::cache::{BoxFuture, Principal, TokenKey, TokenSource};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::{OAuthClient, TokenParams};
-use crate::store::{StoreOutcome, TokenStore};
+use crate::store::{StoreOutcome, TokenStore, REFRESH_LEASE};
 use crate::token::Binding;
 use crate::token::TokenSet;
 
@@ -145,8 +145,6 @@ impl std::fmt::Debug for Grant {
     }
 }
 
-use crate::store::blocking;
-
 impl Grant {
     /// The grant `key` of `client` in `store` (not read yet: see [`open`](Self::open)).
     pub(crate) fn new(
@@ -212,14 +210,14 @@ impl Grant {
     /// # Errors
     /// [`Error::Store`] when another writer wrote the grant at the same time.
     pub(crate) async fn seed(&self, tokens: &TokenSet, params: &TokenParams) -> Result<()> {
-        let (store, key) = (self.store.clone(), self.key.store_key().to_owned());
+        let (store, key) = (&self.store, self.key.store_key());
         let grant = stored_grant(tokens, params);
         let pending = grant.clone();
-        let result = blocking(move || {
-            let _lock = store.lock(&key)?;
-            let current = store.load(&key)?.map(|v| v.version);
-            store.store(&key, &grant, current)
-        })
+        let result = async {
+            let _lock = store.lock(key, REFRESH_LEASE).await?;
+            let current = store.load(key).await?.map(|v| v.version);
+            store.store(key, &grant, current).await
+        }
         .await;
         match result {
             Ok(StoreOutcome::Written { .. }) => self.custody.written(),
@@ -241,13 +239,13 @@ impl Grant {
     pub(crate) async fn logout(&self) -> Result<()> {
         let unstored = self.custody.pending_refresh_token();
         self.custody.clear();
-        let (store, key) = (self.store.clone(), self.key.store_key().to_owned());
-        let stored = blocking(move || {
-            let _lock = store.lock(&key)?;
-            let current = store.load(&key)?;
-            let _ = store.remove(&key, None)?;
-            Ok(current)
-        })
+        let (store, key) = (&self.store, self.key.store_key());
+        let stored = async {
+            let _lock = store.lock(key, REFRESH_LEASE).await?;
+            let current = store.load(key).await?;
+            let _ = store.remove(key, None).await?;
+            Ok::<_, Error>(current)
+        }
         .await?;
         self.active.store(false, Ordering::SeqCst);
         let Some(rt) = unstored.or_else(|| stored.and_then(|v| v.value.refresh_token)) else {

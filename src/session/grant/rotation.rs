@@ -3,10 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{blocking, Grant};
+use super::Grant;
 use crate::error::{Error, Result};
 use crate::grant::TokenParams;
-use crate::store::{StoreOutcome, StoredGrant, Versioned};
+use crate::store::{StoreLock, StoreOutcome, StoredGrant, Versioned, REFRESH_LEASE};
 use crate::token::{RefreshToken, TokenSet};
 
 /// Member of a stored access token naming the parameters it was obtained with.
@@ -26,8 +26,7 @@ impl Grant {
     ) -> Result<(TokenSet, bool)> {
         let custody = self.custody.clone();
         let _in_process = custody.refresh.lock().await;
-        let (store, key) = (self.store.clone(), self.key.store_key().to_owned());
-        let lock = match blocking(move || store.lock(&key)).await {
+        let lock = match self.store.lock(self.key.store_key(), REFRESH_LEASE).await {
             Ok(lock) => Some(lock),
             // Tokens the store could not take are known to this process only: no other process
             // can rotate them, so refreshing under the in-process lock alone is safe.
@@ -39,14 +38,13 @@ impl Grant {
             // Without the lock another process could be rotating: send nothing.
             Err(e) => return Err(e),
         };
-        let result = self.refresh_locked(params, current).await;
+        let result = self.refresh_locked(params, current, lock.as_ref()).await;
         drop(lock);
         result
     }
 
     pub(super) async fn load(&self) -> Result<Option<Versioned<StoredGrant>>> {
-        let (store, key) = (self.store.clone(), self.key.store_key().to_owned());
-        blocking(move || store.load(&key)).await
+        self.store.load(self.key.store_key()).await
     }
 
     /// A stored access token another writer left, if it is usable and not the one we hold.
@@ -95,6 +93,7 @@ impl Grant {
         &self,
         params: &TokenParams,
         current: Option<&TokenSet>,
+        lock: Option<&StoreLock>,
     ) -> Result<(TokenSet, bool)> {
         let pending = self.custody.pending();
         let stored = match self.load().await {
@@ -136,7 +135,7 @@ impl Grant {
         let version = stored.as_ref().map(|v| v.version);
         match self.client.refresh(&rt, params).await {
             Ok(tokens) => {
-                let tokens = self.keep(&rt, tokens, params, version).await;
+                let tokens = self.keep(&rt, tokens, params, version, lock).await;
                 tracing::info!(target: "agent_oauth", token = %tokens.access_token.fingerprint(),
                     rotated = tokens.refresh_token.as_ref().is_some_and(|n| !n.ct_eq(&rt)),
                     "refreshed");
@@ -144,7 +143,8 @@ impl Grant {
             }
             Err(Error::ReauthorizationRequired(why)) => {
                 self.custody.mark_dead(&rt);
-                self.after_rejection(why, params, current, version).await
+                self.after_rejection(why, params, current, version, lock)
+                    .await
             }
             Err(e) => Err(e),
         }
@@ -159,6 +159,7 @@ impl Grant {
         params: &TokenParams,
         current: Option<&TokenSet>,
         version: Option<u64>,
+        lock: Option<&StoreLock>,
     ) -> Result<(TokenSet, bool)> {
         let again = self.load().await.map_err(|e| {
             Error::Store(format!(
@@ -181,7 +182,9 @@ impl Grant {
                         return Err(e);
                     }
                 };
-                let tokens = self.keep(&newer, tokens, params, Some(v.version)).await;
+                let tokens = self
+                    .keep(&newer, tokens, params, Some(v.version), lock)
+                    .await;
                 return Ok((tokens, true));
             }
         }
@@ -196,8 +199,7 @@ impl Grant {
         let Some(version) = version else {
             return;
         };
-        let (store, key) = (self.store.clone(), self.key.store_key().to_owned());
-        if let Err(e) = blocking(move || store.remove(&key, Some(version))).await {
+        if let Err(e) = self.store.remove(self.key.store_key(), Some(version)).await {
             tracing::warn!(target: "agent_oauth", error = %e,
                 "could not remove the rejected grant from the store");
         }
@@ -206,12 +208,17 @@ impl Grant {
     /// Keep what the server issued for `sent`: `sent` is dead once rotated away, and the new
     /// tokens go to the store, or, when it fails, into custody with a background retry. Never
     /// fails: the tokens are the newest the server knows, and dropping them would lose the grant.
+    ///
+    /// Fencing: when the refresh ran under a leased `lock` that was lost meanwhile and a newer
+    /// grant is in the store, the store keeps the newer grant (its holder refreshed after us);
+    /// the access token is still handed out.
     pub(super) async fn keep(
         &self,
         sent: &RefreshToken,
         tokens: TokenSet,
         params: &TokenParams,
         version: Option<u64>,
+        lock: Option<&StoreLock>,
     ) -> TokenSet {
         if tokens
             .refresh_token
@@ -221,29 +228,37 @@ impl Grant {
             self.custody.mark_dead(sent);
         }
         let grant = stored_grant(&tokens, params);
-        match self.persist(grant.clone(), version).await {
+        let fenced = lock.is_some_and(|l| !l.is_held());
+        match self.persist(grant.clone(), version, fenced).await {
             Ok(()) => self.custody.written(),
+            Err(Error::LeaseLost(why)) => {
+                tracing::warn!(target: "agent_oauth", %why,
+                    "lease lost during the refresh; the newer stored grant is kept");
+            }
             Err(e) => self.keep_unstored(grant, &tokens, &e),
         }
         tokens
     }
 
-    async fn persist(&self, grant: StoredGrant, version: Option<u64>) -> Result<()> {
-        let (store, key) = (self.store.clone(), self.key.store_key().to_owned());
-        blocking(move || match store.store(&key, &grant, version)? {
+    async fn persist(&self, grant: StoredGrant, version: Option<u64>, fenced: bool) -> Result<()> {
+        let (store, key) = (&self.store, self.key.store_key());
+        match store.store(key, &grant, version).await? {
             StoreOutcome::Written { .. } => Ok(()),
+            // Our lease ran out and another holder wrote after us: the version fences us off.
+            StoreOutcome::Conflict { .. } if fenced => Err(Error::LeaseLost(
+                "a newer holder wrote the grant after our lease ran out".into(),
+            )),
             // A writer that did not take the lock got in between. Ours is the newest token the
             // server issued, so it wins.
             StoreOutcome::Conflict { current } => {
-                match store.store(&key, &grant, current.map(|c| c.version))? {
+                match store.store(key, &grant, current.map(|c| c.version)).await? {
                     StoreOutcome::Written { .. } => Ok(()),
                     StoreOutcome::Conflict { .. } => Err(Error::Store(
                         "could not persist the rotated refresh token".into(),
                     )),
                 }
             }
-        })
-        .await
+        }
     }
 }
 

@@ -88,21 +88,27 @@ struct FailingStore {
     fail: AtomicBool,
 }
 
+#[crate::store::async_trait]
 impl TokenStore for FailingStore {
-    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
-        self.inner.load(key)
+    async fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+        self.inner.load(key).await
     }
-    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+    async fn store(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(Error::Store("disk full".into()));
         }
-        self.inner.store(key, value, expected)
+        self.inner.store(key, value, expected).await
     }
-    fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
-        self.inner.remove(key, expected)
+    async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
+        self.inner.remove(key, expected).await
     }
-    fn lock(&self, key: &str) -> Result<StoreLock> {
-        self.inner.lock(key)
+    async fn lock(&self, key: &str, lease: std::time::Duration) -> Result<StoreLock> {
+        self.inner.lock(key, lease).await
     }
 }
 
@@ -133,8 +139,8 @@ async fn seeded(store: Arc<dyn TokenStore>) -> (Arc<Server>, Grant) {
     (s, g)
 }
 
-fn stored_rt(store: &dyn TokenStore, grant: &Grant) -> Option<String> {
-    let v = store.load(grant.key.store_key()).unwrap()?;
+async fn stored_rt(store: &dyn TokenStore, grant: &Grant) -> Option<String> {
+    let v = store.load(grant.key.store_key()).await.unwrap()?;
     v.value.refresh_token.map(|r| r.secret().to_owned())
 }
 
@@ -168,7 +174,7 @@ async fn grant_seed_makes_it_active_and_stores_the_refresh_token() {
         .await
         .unwrap();
     assert!(g.is_active());
-    assert_eq!(stored_rt(&*store, &g).as_deref(), Some("rt-0"));
+    assert_eq!(stored_rt(&*store, &g).await.as_deref(), Some("rt-0"));
     // A grant opened on the same store later finds it.
     let again = Grant::open(client, store, g.key.clone(), None)
         .await
@@ -185,7 +191,7 @@ async fn grant_rotates_and_persists_before_handing_out() {
         let (t, refreshed) = g.refresh(&TokenParams::new(), held.as_ref()).await.unwrap();
         assert!(refreshed);
         assert_eq!(t.access_token.secret(), format!("at-{n}"));
-        assert_eq!(stored_rt(&*store, &g), Some(format!("rt-{n}")));
+        assert_eq!(stored_rt(&*store, &g).await, Some(format!("rt-{n}")));
         held = Some(t);
     }
     // Without a token to replace, the fresh stored one is used: nothing is sent.
@@ -207,7 +213,7 @@ async fn grant_custody_after_a_failed_write_presents_the_newest_token() {
         "at-1",
         "handed out although unstored"
     );
-    assert_eq!(stored_rt(&*store, &g).as_deref(), Some("rt-0"));
+    assert_eq!(stored_rt(&*store, &g).await.as_deref(), Some("rt-0"));
     assert_eq!(
         g.custody
             .pending_refresh_token()
@@ -220,12 +226,12 @@ async fn grant_custody_after_a_failed_write_presents_the_newest_token() {
     // The store heals: the background write lands the newest refresh token.
     store.fail.store(false, Ordering::SeqCst);
     for _ in 0..100 {
-        if stored_rt(&*store, &g).as_deref() == Some("rt-2") {
+        if stored_rt(&*store, &g).await.as_deref() == Some("rt-2") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(stored_rt(&*store, &g).as_deref(), Some("rt-2"));
+    assert_eq!(stored_rt(&*store, &g).await.as_deref(), Some("rt-2"));
     assert!(g.custody.pending().is_none());
 }
 
@@ -256,7 +262,7 @@ async fn grant_logout_revokes_the_newest_token_even_when_only_in_memory() {
         "not the store's stale rt-0"
     );
     assert!(!g.is_active());
-    assert!(stored_rt(&*store, &g).is_none());
+    assert!(stored_rt(&*store, &g).await.is_none());
     assert!(
         g.custody.pending().is_none(),
         "no background write puts it back"
@@ -274,7 +280,7 @@ async fn grant_logout_revokes_the_stored_token() {
     g.refresh(&TokenParams::new(), None).await.unwrap();
     g.logout().await.unwrap();
     assert_eq!(*s.revoked.lock().unwrap(), ["rt-1"]);
-    assert!(stored_rt(&*store, &g).is_none());
+    assert!(stored_rt(&*store, &g).await.is_none());
 }
 
 #[tokio::test]

@@ -4,10 +4,11 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::{next_version, KeyLocks};
+use super::{async_trait, next_version, KeyLocks};
 use super::{StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 use crate::error::{Error, Result};
 
@@ -251,22 +252,29 @@ impl FileStore {
     }
 }
 
-impl TokenStore for FileStore {
-    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+/// The store's operations, blocking: the [`TokenStore`] methods run them on tokio's blocking
+/// threads.
+impl FileStore {
+    fn load_blocking(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
         Ok(self
             .read(key, &file_name(key))?
             .and_then(Record::into_versioned))
     }
 
-    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+    fn store_blocking(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome> {
         self.swap(key, expected, Some(value))
     }
 
-    fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
+    fn remove_blocking(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
         self.swap(key, expected, None)
     }
 
-    fn lock(&self, key: &str) -> Result<StoreLock> {
+    fn lock_blocking(&self, key: &str) -> Result<StoreLock> {
         let name = file_name(key);
         let in_process = self.inner.refresh_locks.acquire(&name);
         let file = open_lock_file(&self.path(&name, "lock"))?;
@@ -278,14 +286,14 @@ impl TokenStore for FileStore {
         }))
     }
 
-    fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn load_record_blocking(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let Some(bytes) = self.read_file(&file_name(key), "record", "record file")? else {
             return Ok(None);
         };
         Ok(Some(record::decode(&bytes, key)?.to_vec()))
     }
 
-    fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
+    fn store_record_blocking(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
         let name = file_name(key);
         match value {
             Some(value) => self.write(&name, "record", &record::encode(key, value)?)?,
@@ -299,6 +307,59 @@ impl TokenStore for FileStore {
             }
         }
         Ok(true)
+    }
+}
+
+/// Run `f` with a clone of the store on a blocking thread.
+async fn off_thread<T: Send + 'static>(
+    store: &FileStore,
+    f: impl FnOnce(FileStore) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store))
+        .await
+        .map_err(|e| Error::Store(format!("store task failed: {e}")))?
+}
+
+/// The lease is ignored: an OS file lock is held until its guard drops or its process dies.
+#[async_trait]
+impl TokenStore for FileStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+        let key = key.to_owned();
+        off_thread(self, move |s| s.load_blocking(&key)).await
+    }
+
+    async fn store(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome> {
+        let (key, value) = (key.to_owned(), value.clone());
+        off_thread(self, move |s| s.store_blocking(&key, &value, expected)).await
+    }
+
+    async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
+        let key = key.to_owned();
+        off_thread(self, move |s| s.remove_blocking(&key, expected)).await
+    }
+
+    async fn lock(&self, key: &str, _lease: Duration) -> Result<StoreLock> {
+        let key = key.to_owned();
+        off_thread(self, move |s| s.lock_blocking(&key)).await
+    }
+
+    async fn load_record(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_owned();
+        off_thread(self, move |s| s.load_record_blocking(&key)).await
+    }
+
+    async fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
+        let (key, value) = (key.to_owned(), value.map(|v| Zeroizing::new(v.to_vec())));
+        off_thread(self, move |s| {
+            s.store_record_blocking(&key, value.as_deref().map(|v| &v[..]))
+        })
+        .await
     }
 }
 

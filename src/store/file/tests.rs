@@ -25,56 +25,56 @@ fn json_path(s: &FileStore, key: &str) -> PathBuf {
     s.path(&file_name(key), "json")
 }
 
-#[test]
-fn store_file_load_missing() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_load_missing() {
     let (_t, s) = store();
-    c::load_missing(&s);
+    c::load_missing(&s).await;
 }
 
-#[test]
-fn store_file_round_trip() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_round_trip() {
     let (_t, s) = store();
-    c::round_trip(&s);
+    c::round_trip(&s).await;
 }
 
-#[test]
-fn store_file_cas_conflict_returns_current() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_cas_conflict_returns_current() {
     let (_t, s) = store();
-    c::cas(&s);
+    c::cas(&s).await;
 }
 
-#[test]
-fn store_file_remove() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_remove() {
     let (_t, s) = store();
-    c::remove(&s);
+    c::remove(&s).await;
     // The removal marker holds no token.
     let text = fs::read_to_string(json_path(&s, "k")).unwrap();
     assert!(text.contains("\"removed\":true"), "{text}");
     assert!(!text.contains("rt-"), "{text}");
 }
 
-#[test]
-fn store_file_lock_excludes_other_thread() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_lock_excludes_other_thread() {
     let (_t, s) = arc_store();
-    c::lock_excludes(s);
+    c::lock_excludes(s).await;
 }
 
-#[test]
-fn store_file_lock_other_key_does_not_block() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_lock_other_key_does_not_block() {
     let (_t, s) = arc_store();
-    c::lock_other_key(s);
+    c::lock_other_key(s).await;
 }
 
-#[test]
-fn store_file_store_while_locked_does_not_deadlock() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_store_while_locked_does_not_deadlock() {
     let (_t, s) = arc_store();
-    c::store_under_lock(s);
+    c::store_under_lock(s).await;
 }
 
-#[test]
-fn store_file_lock_serializes_rotation() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_lock_serializes_rotation() {
     let (_t, s) = arc_store();
-    c::lock_serializes_rotation(s);
+    c::lock_serializes_rotation(s).await;
 }
 
 /// Two instances on one directory (as two processes would be) exclude each other through the
@@ -84,11 +84,11 @@ fn store_file_lock_excludes_other_instance() {
     let (_t, a) = store();
     let b = FileStore::new(a.dir()).unwrap();
     let step = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let g = a.lock("k").unwrap();
+    let g = a.lock_blocking("k").unwrap();
     let t = {
         let step = Arc::clone(&step);
         std::thread::spawn(move || {
-            let _g = b.lock("k").unwrap();
+            let _g = b.lock_blocking("k").unwrap();
             step.load(std::sync::atomic::Ordering::SeqCst)
         })
     };
@@ -103,8 +103,8 @@ fn store_file_lock_excludes_other_instance() {
 fn store_file_modes_are_private() {
     use std::os::unix::fs::PermissionsExt as _;
     let (_t, s) = store();
-    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
-    let _lock = s.lock("k").unwrap();
+    let _ = s.store_blocking("k", &c::sample(c::RT), None).unwrap();
+    let _lock = s.lock_blocking("k").unwrap();
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(s.dir()), 0o700);
     for entry in fs::read_dir(s.dir()).unwrap() {
@@ -119,12 +119,12 @@ fn store_file_no_temp_files_left() {
     let mut v = None;
     for i in 0..5 {
         v = s
-            .store("k", &c::sample(&format!("rt-{i}")), v)
+            .store_blocking("k", &c::sample(&format!("rt-{i}")), v)
             .unwrap()
             .written();
     }
-    let _ = s.remove("k", v).unwrap();
-    let _ = s.store("other", &c::sample("x"), None).unwrap();
+    let _ = s.remove_blocking("k", v).unwrap();
+    let _ = s.store_blocking("other", &c::sample("x"), None).unwrap();
     let mut names: Vec<String> = fs::read_dir(s.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -151,9 +151,15 @@ fn store_file_reloaded_expired_token_is_expired() {
     let access = g.access.as_mut().unwrap();
     access.issued_at = now - Duration::from_secs(7200);
     access.expires_at = Some(now - Duration::from_secs(3600));
-    let _ = s.store("k", &g, None).unwrap();
+    let _ = s.store_blocking("k", &g, None).unwrap();
     let restarted = FileStore::new(s.dir()).unwrap();
-    let a = restarted.load("k").unwrap().unwrap().value.access.unwrap();
+    let a = restarted
+        .load_blocking("k")
+        .unwrap()
+        .unwrap()
+        .value
+        .access
+        .unwrap();
     assert!(a.is_expired(SystemTime::now()));
     assert_eq!(a.lifetime(), Some(Duration::from_secs(3600)));
 }
@@ -164,7 +170,7 @@ fn store_file_restart_sees_latest_refresh_token() {
     let mut v = None;
     for i in 0..3 {
         v = s
-            .store("k", &c::sample(&format!("rt-{i}")), v)
+            .store_blocking("k", &c::sample(&format!("rt-{i}")), v)
             .unwrap()
             .written();
     }
@@ -172,13 +178,13 @@ fn store_file_restart_sees_latest_refresh_token() {
     let dir = s.dir().to_owned();
     drop(s);
     let restarted = FileStore::new(dir).unwrap();
-    let got = restarted.load("k").unwrap().unwrap();
+    let got = restarted.load_blocking("k").unwrap().unwrap();
     assert_eq!(got.version, 3);
     assert_eq!(got.value.refresh_token.unwrap().secret(), "rt-2");
     // And it continues the version count.
     assert_eq!(
         restarted
-            .store("k", &c::sample("rt-3"), Some(3))
+            .store_blocking("k", &c::sample("rt-3"), Some(3))
             .unwrap()
             .written(),
         Some(4)
@@ -188,7 +194,7 @@ fn store_file_restart_sees_latest_refresh_token() {
 #[test]
 fn store_file_corrupt_file_is_typed_error_without_secret() {
     let (_t, s) = store();
-    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
+    let _ = s.store_blocking("k", &c::sample(c::RT), None).unwrap();
     let path = json_path(&s, "k");
     let good = fs::read_to_string(&path).unwrap();
     let cases = [
@@ -210,13 +216,13 @@ fn store_file_corrupt_file_is_typed_error_without_secret() {
     for bad in cases {
         assert_ne!(bad, good);
         fs::write(&path, &bad).unwrap();
-        let err = s.load("k").unwrap_err();
+        let err = s.load_blocking("k").unwrap_err();
         assert!(matches!(err, Error::Store(_)), "{err:?}");
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(c::RT) && !shown.contains(c::AT), "{shown}");
         // store() reads before writing: it fails the same way rather than overwrite.
         assert!(matches!(
-            s.store("k", &c::sample("new"), Some(1)),
+            s.store_blocking("k", &c::sample("new"), Some(1)),
             Err(Error::Store(_))
         ));
     }
@@ -225,28 +231,28 @@ fn store_file_corrupt_file_is_typed_error_without_secret() {
 #[test]
 fn store_file_newer_format_is_refused() {
     let (_t, s) = store();
-    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
+    let _ = s.store_blocking("k", &c::sample(c::RT), None).unwrap();
     let path = json_path(&s, "k");
     let text = fs::read_to_string(&path)
         .unwrap()
         .replacen("\"format\":1", "\"format\":2", 1);
     fs::write(&path, text).unwrap();
-    let err = s.load("k").unwrap_err();
+    let err = s.load_blocking("k").unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
 #[test]
 fn store_file_key_mismatch_is_refused() {
     let (_t, s) = store();
-    let _ = s.store("a", &c::sample(c::RT), None).unwrap();
+    let _ = s.store_blocking("a", &c::sample(c::RT), None).unwrap();
     fs::copy(json_path(&s, "a"), json_path(&s, "b")).unwrap();
-    assert!(matches!(s.load("b"), Err(Error::Store(_))));
+    assert!(matches!(s.load_blocking("b"), Err(Error::Store(_))));
 }
 
 #[test]
 fn store_file_format_on_disk() {
     let (_t, s) = store();
-    let _ = s.store("k", &c::sample(c::RT), None).unwrap();
+    let _ = s.store_blocking("k", &c::sample(c::RT), None).unwrap();
     let v: serde_json::Value =
         serde_json::from_slice(&fs::read(json_path(&s, "k")).unwrap()).unwrap();
     assert_eq!(v["format"], 1);
@@ -267,8 +273,8 @@ fn store_file_format_on_disk() {
 fn store_file_debug_has_no_token() {
     let (_t, s) = store();
     let g = c::sample(c::RT);
-    let _ = s.store("k", &g, None).unwrap();
-    let loaded = s.load("k").unwrap();
+    let _ = s.store_blocking("k", &g, None).unwrap();
+    let loaded = s.load_blocking("k").unwrap();
     let shown = format!("{s:?} {g:?} {loaded:?}");
     assert!(!shown.contains(c::RT) && !shown.contains(c::AT), "{shown}");
 }
@@ -281,18 +287,20 @@ fn store_file_path_is_not_a_directory() {
     assert!(matches!(FileStore::new(&file), Err(Error::Store(_))));
 }
 
-#[test]
-fn store_file_records_round_trip() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_records_round_trip() {
     let (_t, s) = store();
-    c::records_round_trip(&s);
-    assert!(s.store_record("k", Some(b"persisted")).unwrap());
+    c::records_round_trip(&s).await;
+    assert!(s.store_record_blocking("k", Some(b"persisted")).unwrap());
 }
 
 #[test]
 fn store_file_records_on_disk() {
     let (_t, s) = store();
     let key = "registration:https://as.example\0../../etc/passwd";
-    assert!(s.store_record(key, Some(b"record-secret-bytes")).unwrap());
+    assert!(s
+        .store_record_blocking(key, Some(b"record-secret-bytes"))
+        .unwrap());
     // One file, named after the key's hash, in the store's directory, private to its owner.
     let path = s.path(&file_name(key), "record");
     assert_eq!(path.parent(), Some(s.dir()));
@@ -309,11 +317,11 @@ fn store_file_records_on_disk() {
         assert_eq!(mode, 0o600);
     }
     // The grant under the same key keeps its own file, in its format.
-    let _ = s.store(key, &c::sample(c::RT), None).unwrap();
+    let _ = s.store_blocking(key, &c::sample(c::RT), None).unwrap();
     let grant = fs::read_to_string(json_path(&s, key)).unwrap();
     assert!(grant.starts_with(r#"{"format":1,"version":1,"#), "{grant}");
     assert_eq!(
-        s.load_record(key).unwrap().as_deref(),
+        s.load_record_blocking(key).unwrap().as_deref(),
         Some(&b"record-secret-bytes"[..])
     );
     // No temporary file is left behind.
@@ -323,12 +331,12 @@ fn store_file_records_on_disk() {
         .collect();
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
     // Removed: the file goes.
-    assert!(s.store_record(key, None).unwrap());
+    assert!(s.store_record_blocking(key, None).unwrap());
     assert!(!path.exists());
     // Values over the cap are refused.
     let big = vec![0u8; 256 * 1024 + 1];
     assert!(matches!(
-        s.store_record(key, Some(&big)),
+        s.store_record_blocking(key, Some(&big)),
         Err(Error::Store(_))
     ));
 }
@@ -350,13 +358,13 @@ fn store_file_records_garbage_is_a_typed_error() {
         other,
     ] {
         fs::write(&path, &bad).unwrap();
-        let e = s.load_record(key).expect_err(&bad);
+        let e = s.load_record_blocking(key).expect_err(&bad);
         assert!(matches!(e, Error::Store(_)), "{bad}: {e:?}");
         assert!(!e.to_string().contains("not base64!!"), "{e}");
     }
     // Too large to be a record.
     fs::write(&path, vec![b' '; (MAX_FILE + 1) as usize]).unwrap();
-    assert!(matches!(s.load_record(key), Err(Error::Store(_))));
+    assert!(matches!(s.load_record_blocking(key), Err(Error::Store(_))));
 }
 
 #[cfg(unix)]
@@ -367,8 +375,28 @@ fn store_file_records_refuse_symlinks() {
     let target = t.path().join("elsewhere");
     fs::write(&target, b"outside").unwrap();
     std::os::unix::fs::symlink(&target, s.path(&file_name(key), "record")).unwrap();
-    assert!(matches!(s.load_record(key), Err(Error::Store(_))));
+    assert!(matches!(s.load_record_blocking(key), Err(Error::Store(_))));
     // Removing the record removes the link, not its target.
-    assert!(s.store_record(key, None).unwrap());
+    assert!(s.store_record_blocking(key, None).unwrap());
     assert_eq!(fs::read(&target).unwrap(), b"outside");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_lease_renewed_while_held() {
+    let (_t, s) = arc_store();
+    c::lease_renewed_while_held(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_conformance_run_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    c::run_all(
+        || {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Arc::new(FileStore::new(tmp.path().join(format!("s{i}"))).unwrap())
+        },
+        c::LeaseKind::Process,
+    )
+    .await;
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::support::prelude::TestServer;
+use crate::support::prelude::{async_trait, TestServer};
 use crate::support::prelude::{
     AccessToken, Agent, AgentEvent, CacheConfig, ClientAuth, DpopMode, Error, FileStore,
     MemoryStore, RefreshToken, Result, StoreLock, StoreOutcome, StoredGrant, TokenCache, TokenKey,
@@ -98,9 +98,10 @@ impl FlakyStore {
         Ok(())
     }
 
-    fn stored_rt(&self, key: &str) -> Option<String> {
+    async fn stored_rt(&self, key: &str) -> Option<String> {
         self.inner
             .load(key)
+            .await
             .unwrap()
             .and_then(|v| v.value.refresh_token)
             .map(|r| r.secret().to_owned())
@@ -122,26 +123,32 @@ impl FlakyStore {
     }
 }
 
+#[async_trait]
 impl TokenStore for FlakyStore {
-    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+    async fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
         self.check(Op::Load, key)?;
-        self.inner.load(key)
+        self.inner.load(key).await
     }
 
-    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+    async fn store(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome> {
         *self.offered.lock().unwrap() = value.refresh_token.as_ref().map(|r| r.secret().to_owned());
         self.check(Op::Store, key)?;
-        self.inner.store(key, value, expected)
+        self.inner.store(key, value, expected).await
     }
 
-    fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
+    async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
         self.check(Op::Remove, key)?;
-        self.inner.remove(key, expected)
+        self.inner.remove(key, expected).await
     }
 
-    fn lock(&self, key: &str) -> Result<StoreLock> {
+    async fn lock(&self, key: &str, lease: std::time::Duration) -> Result<StoreLock> {
         self.check(Op::Lock, key)?;
-        self.inner.lock(key)
+        self.inner.lock(key, lease).await
     }
 }
 
@@ -232,7 +239,7 @@ async fn hardening_01_failed_store_write_after_rotation_keeps_the_issued_tokens(
         .clone();
     let rt1 = store.offered_rt();
     assert_ne!(rt1, rt0, "the server rotated");
-    assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
+    assert_eq!(store.stored_rt(&key).await.as_deref(), Some(rt0.as_str()));
     let failed = drain(&mut events);
     assert!(
         failed.iter().any(|e| matches!(
@@ -275,7 +282,7 @@ async fn hardening_01_failed_store_write_after_rotation_keeps_the_issued_tokens(
             if *fingerprint == t2.access_token.fingerprint() && *failed_attempts >= 1),
         "{recovered:?}"
     );
-    assert_eq!(store.stored_rt(&key).as_deref(), Some(rt2.as_str()));
+    assert_eq!(store.stored_rt(&key).await.as_deref(), Some(rt2.as_str()));
 
     // A restarted agent on the same store continues the grant.
     let (restarted, _ev) = agent_on(&server, store.clone()).await;
@@ -292,7 +299,7 @@ async fn hardening_01_failed_store_write_after_rotation_keeps_the_issued_tokens(
         "refreshed from the stored RT2"
     );
     assert!(t3.token().refresh_token.is_none());
-    assert_ne!(store.stored_rt(&key).unwrap(), rt2);
+    assert_ne!(store.stored_rt(&key).await.unwrap(), rt2);
     assert_eq!(server.stats().revoked_grants, 0);
 }
 
@@ -333,7 +340,7 @@ async fn hardening_01_grant_survives_store_failures_at_every_step_of_rotation() 
         .unwrap()
         .token()
         .clone();
-    assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
+    assert_eq!(store.stored_rt(&key).await.as_deref(), Some(rt0.as_str()));
     assert!(t1.refresh_token.is_none());
     let rt1 = store.offered_rt();
 
@@ -366,7 +373,7 @@ async fn hardening_01_grant_survives_store_failures_at_every_step_of_rotation() 
             if *fingerprint == t3.access_token.fingerprint())
     })
     .await;
-    assert_eq!(store.stored_rt(&key), Some(rt3));
+    assert_eq!(store.stored_rt(&key).await, Some(rt3));
     let (restarted, _ev) = agent_on(&server, store.clone()).await;
     guard(restarted.access_token(None)).await.unwrap();
     guard(restarted.force_refresh(None)).await.unwrap();
@@ -394,7 +401,7 @@ async fn hardening_01_seed_write_failure_keeps_the_adopted_grant() {
     })
     .await;
     assert_eq!(
-        store.stored_rt(&store.only_key()).as_deref(),
+        store.stored_rt(&store.only_key()).await.as_deref(),
         Some(rt0.as_str())
     );
     guard(agent.access_token(None)).await.unwrap();
@@ -420,7 +427,7 @@ async fn hardening_01_logout_revokes_the_refresh_token_the_store_never_took() {
         .clone();
     assert!(t1.refresh_token.is_none());
     let rt1 = RefreshToken::new(store.offered_rt());
-    assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
+    assert_eq!(store.stored_rt(&key).await.as_deref(), Some(rt0.as_str()));
     guard(agent.logout()).await.expect("logout");
     // The in-memory RT1 (the live one) was revoked, not the store's stale RT0.
     let revoked: Vec<String> = drain(&mut events)
@@ -436,7 +443,7 @@ async fn hardening_01_logout_revokes_the_refresh_token_the_store_never_took() {
         1,
         "the grant is gone at the server"
     );
-    assert_eq!(store.stored_rt(&key), None);
+    assert_eq!(store.stored_rt(&key).await, None);
 }
 
 #[tokio::test]
@@ -456,7 +463,7 @@ async fn hardening_01_rejected_token_is_not_presented_again_when_its_removal_fai
     store.fail(Op::Remove, usize::MAX);
     let e = guard(agent.access_token(None)).await.unwrap_err();
     assert!(matches!(e, Error::ReauthorizationRequired(_)), "{e:?}");
-    assert_eq!(store.stored_rt(&key).as_deref(), Some(rt0.as_str()));
+    assert_eq!(store.stored_rt(&key).await.as_deref(), Some(rt0.as_str()));
     let sent = server.stats().token_requests;
 
     // ...but is never sent again.
@@ -473,7 +480,7 @@ async fn hardening_01_rejected_token_is_not_presented_again_when_its_removal_fai
     // Once the store can remove it, it is gone.
     store.heal();
     let _ = guard(agent.force_refresh(None)).await.unwrap_err();
-    assert_eq!(store.stored_rt(&key), None);
+    assert_eq!(store.stored_rt(&key).await, None);
     assert_eq!(server.stats().token_requests, sent);
 }
 
@@ -620,11 +627,12 @@ async fn hardening_02_file_store_expiry_in_milliseconds_does_not_panic() {
         UNIX_EPOCH + Duration::from_secs(millis(now)),
     );
     access.expires_at = Some(UNIX_EPOCH + Duration::from_secs(millis(now) + 3_600_000));
-    let current = store.load(&key).unwrap().map(|v| v.version);
+    let current = store.load(&key).await.unwrap().map(|v| v.version);
     let mut grant = StoredGrant::new(Some(RefreshToken::new(rt0.clone())), Some(access));
     grant.updated_at = now;
     assert!(store
         .store(&key, &grant, current)
+        .await
         .unwrap()
         .written()
         .is_some());
@@ -703,7 +711,10 @@ async fn dead_token_answered_with(reply: Reply, status: u16) {
         "the dead refresh token was sent again"
     );
     let key = store.only_key();
-    assert!(store.stored_rt(&key).is_none(), "the dead grant is removed");
+    assert!(
+        store.stored_rt(&key).await.is_none(),
+        "the dead grant is removed"
+    );
 }
 
 #[tokio::test]

@@ -28,6 +28,8 @@ mod file_store {
 
     use crate::support::prelude::{Error, FileStore, RefreshToken, StoredGrant, TokenStore};
 
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
     /// The file stem `FileStore` uses for `key`: hex SHA-256.
     fn stem(key: &str) -> String {
         use sha2::Digest as _;
@@ -48,8 +50,8 @@ mod file_store {
         dir
     }
 
-    #[test]
-    fn hardening_06_group_or_world_writable_store_dir_is_refused() {
+    #[tokio::test]
+    async fn hardening_06_group_or_world_writable_store_dir_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         for mode in [0o777, 0o770, 0o702, 0o1777] {
             let dir = dir_with_mode(tmp.path(), &format!("d{mode:o}"), mode);
@@ -64,7 +66,7 @@ mod file_store {
         for mode in [0o700, 0o755] {
             let dir = dir_with_mode(tmp.path(), &format!("ok{mode:o}"), mode);
             let s = FileStore::new(&dir).expect("a private directory is accepted");
-            let _ = s.store("k", &grant("rt"), None).unwrap();
+            let _ = s.store("k", &grant("rt"), None).await.unwrap();
         }
         // A directory the store creates itself is 0700 and accepted.
         let created = tmp.path().join("new/tokens");
@@ -73,8 +75,8 @@ mod file_store {
         assert_eq!(mode, 0o700);
     }
 
-    #[test]
-    fn hardening_06_store_dir_owned_by_another_user_is_refused() {
+    #[tokio::test]
+    async fn hardening_06_store_dir_owned_by_another_user_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let probe = tmp.path().join("probe");
         fs::write(&probe, b"").unwrap();
@@ -97,12 +99,15 @@ mod file_store {
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
     }
 
-    #[test]
-    fn hardening_06_planted_token_file_symlink_is_not_followed() {
+    #[tokio::test]
+    async fn hardening_06_planted_token_file_symlink_is_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
         // The attacker writes a perfectly valid record for key `k`, elsewhere...
         let attacker = FileStore::new(tmp.path().join("attacker")).unwrap();
-        let _ = attacker.store("k", &grant("attacker-rt"), None).unwrap();
+        let _ = attacker
+            .store("k", &grant("attacker-rt"), None)
+            .await
+            .unwrap();
         let planted = attacker.dir().join(format!("{}.json", stem("k")));
         let before = fs::read(&planted).unwrap();
         // ...and links it into the victim's store.
@@ -111,6 +116,7 @@ mod file_store {
 
         let err = victim
             .load("k")
+            .await
             .expect_err("a symlinked token file must be refused");
         assert!(matches!(err, Error::Store(_)), "{err:?}");
         let shown = format!("{err} {err:?}");
@@ -118,18 +124,18 @@ mod file_store {
         assert!(!shown.contains("attacker-rt"), "{shown}");
         // A write is refused too rather than going through or around the link...
         assert!(matches!(
-            victim.store("k", &grant("victim-rt"), None),
+            victim.store("k", &grant("victim-rt"), None).await,
             Err(Error::Store(_))
         ));
         // ...and the link target is untouched.
         assert_eq!(fs::read(&planted).unwrap(), before);
         // Other keys are unaffected.
-        let _ = victim.store("other", &grant("rt"), None).unwrap();
-        assert!(victim.load("other").unwrap().is_some());
+        let _ = victim.store("other", &grant("rt"), None).await.unwrap();
+        assert!(victim.load("other").await.unwrap().is_some());
     }
 
-    #[test]
-    fn hardening_06_planted_lock_file_symlinks_are_not_followed() {
+    #[tokio::test]
+    async fn hardening_06_planted_lock_file_symlinks_are_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tmp.path().join("outside");
         fs::create_dir(&outside).unwrap();
@@ -138,7 +144,11 @@ mod file_store {
         // A dangling link as the refresh lock: following it would create the target.
         let target = outside.join("created-through-lock");
         symlink(&target, victim.dir().join(format!("{}.lock", stem("k")))).unwrap();
-        let err = victim.lock("k").map(drop).expect_err("symlinked lock file");
+        let err = victim
+            .lock("k", LEASE)
+            .await
+            .map(drop)
+            .expect_err("symlinked lock file");
         assert!(matches!(err, Error::Store(_)), "{err:?}");
         assert!(!target.exists(), "the lock followed the symlink");
 
@@ -152,6 +162,7 @@ mod file_store {
         .unwrap();
         let err = victim
             .store("j", &grant("rt"), None)
+            .await
             .expect_err("symlinked write lock");
         assert!(matches!(err, Error::Store(_)), "{err:?}");
         assert_eq!(fs::read(&existing).unwrap(), b"keep");
@@ -162,12 +173,15 @@ mod file_store {
             victim.dir().join(format!("{}.cas.lock", stem("d"))),
         )
         .unwrap();
-        assert!(matches!(victim.remove("d", None), Err(Error::Store(_))));
+        assert!(matches!(
+            victim.remove("d", None).await,
+            Err(Error::Store(_))
+        ));
         assert!(!dangling.exists());
 
         // Ordinary keys still lock and write, with private lock files.
-        let g = victim.lock("fine").unwrap();
-        let _ = victim.store("fine", &grant("rt"), None).unwrap();
+        let g = victim.lock("fine", LEASE).await.unwrap();
+        let _ = victim.store("fine", &grant("rt"), None).await.unwrap();
         drop(g);
         for ext in ["lock", "cas.lock"] {
             let p = victim.dir().join(format!("{}.{ext}", stem("fine")));

@@ -30,12 +30,12 @@ async fn registration_record_round_trip_through_file_store() {
     let record = registration.to_record().unwrap();
     {
         let store = FileStore::new(&dir).unwrap();
-        assert!(store.store_record(&key, Some(&record)).unwrap());
+        assert!(store.store_record(&key, Some(&record)).await.unwrap());
     }
     let secret = registration.client_secret.as_ref().unwrap().expose_secret();
 
     let store = FileStore::new(&dir).unwrap();
-    let bytes = store.load_record(&key).unwrap().expect("stored");
+    let bytes = store.load_record(&key).await.unwrap().expect("stored");
     let loaded = Registration::from_record(&bytes).unwrap();
     assert_eq!(loaded.client_id, registration.client_id);
     assert_eq!(loaded.kind, RegistrationKind::Dynamic);
@@ -55,13 +55,13 @@ async fn registration_record_round_trip_through_file_store() {
         .unwrap();
 
     // Grants under the same key are unaffected, and removing the record removes it only.
-    assert!(store.load(&key).unwrap().is_none());
-    assert!(store.store_record(&key, None).unwrap());
-    assert!(store.load_record(&key).unwrap().is_none());
+    assert!(store.load(&key).await.unwrap().is_none());
+    assert!(store.store_record(&key, None).await.unwrap());
+    assert!(store.load_record(&key).await.unwrap().is_none());
 
     // Garbage stored under a key is a typed error when read as a registration.
-    assert!(store.store_record(&key, Some(b"{\"v\":1}")).unwrap());
-    let bytes = store.load_record(&key).unwrap().unwrap();
+    assert!(store.store_record(&key, Some(b"{\"v\":1}")).await.unwrap());
+    let bytes = store.load_record(&key).await.unwrap().unwrap();
     assert!(matches!(
         Registration::from_record(&bytes),
         Err(Error::Store(_))

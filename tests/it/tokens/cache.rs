@@ -115,7 +115,13 @@ async fn cache_refresh_ahead_one_refresh_while_callers_keep_the_old_token() {
     assert_eq!(after.grants.refresh_token - before.grants.refresh_token, 1);
     assert_eq!(after.revoked_grants, 0);
     // The store holds the new refresh token.
-    let stored = store.load("grant").unwrap().unwrap().value.refresh_token;
+    let stored = store
+        .load("grant")
+        .await
+        .unwrap()
+        .unwrap()
+        .value
+        .refresh_token;
     assert!(!stored.unwrap().ct_eq(&RefreshToken::new(rt)), "rotated");
     assert!(handle.peek().unwrap().token().refresh_token.is_none());
 }

@@ -158,8 +158,13 @@ fn assert_children_succeeded(outcomes: &[ChildOutcome]) {
     }
 }
 
-fn stored(dir: &std::path::Path) -> (u64, RefreshToken) {
-    let v = FileStore::new(dir).unwrap().load(KEY).unwrap().unwrap();
+async fn stored(dir: &std::path::Path) -> (u64, RefreshToken) {
+    let v = FileStore::new(dir)
+        .unwrap()
+        .load(KEY)
+        .await
+        .unwrap()
+        .unwrap();
     (v.version, v.value.refresh_token.unwrap())
 }
 
@@ -203,7 +208,7 @@ async fn refresh_multiprocess_file_store_keeps_the_grant_alive(kind: Kind) {
     );
     let outcomes = run_children([spec.clone(), spec]).await;
     assert_children_succeeded(&outcomes);
-    let (version, last) = stored(&dir);
+    let (version, last) = stored(&dir).await;
     // The seed plus the refreshes; a child that finds a token the other just stored uses it
     // instead of refreshing, so the count depends on timing, but refreshes did happen.
     assert!(version > 1, "version {version}");

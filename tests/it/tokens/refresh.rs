@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::prelude::{async_trait, TestServer, TestServerConfig};
 use crate::support::prelude::{
     CacheConfig, Error, FileStore, MemoryStore, RefreshingSource, Result, StoreLock, StoreOutcome,
     StoredGrant, TokenCache, TokenHandle, TokenKey, TokenParams, TokenSource, TokenStore,
     Versioned,
 };
-use crate::support::prelude::{TestServer, TestServerConfig};
 
 use super::common::{agent, dyn_store, grant_with_refresh_token, secret_of};
 
@@ -35,9 +35,10 @@ fn handle_for(server: &TestServer, source: &RefreshingSource) -> TokenHandle {
     })
 }
 
-fn stored_rt(store: &dyn TokenStore) -> Option<String> {
+async fn stored_rt(store: &dyn TokenStore) -> Option<String> {
     store
         .load(KEY)
+        .await
         .unwrap()
         .and_then(|v| v.value.refresh_token)
         .map(|r| r.secret().to_owned())
@@ -51,21 +52,27 @@ struct FailingStore {
     fail_writes: Mutex<bool>,
 }
 
+#[async_trait]
 impl TokenStore for FailingStore {
-    fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
-        self.inner.load(key)
+    async fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+        self.inner.load(key).await
     }
-    fn store(&self, key: &str, value: &StoredGrant, expected: Option<u64>) -> Result<StoreOutcome> {
+    async fn store(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome> {
         if *self.fail_writes.lock().unwrap() {
             return Err(Error::Store("disk full".into()));
         }
-        self.inner.store(key, value, expected)
+        self.inner.store(key, value, expected).await
     }
-    fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
-        self.inner.remove(key, expected)
+    async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
+        self.inner.remove(key, expected).await
     }
-    fn lock(&self, key: &str) -> Result<StoreLock> {
-        self.inner.lock(key)
+    async fn lock(&self, key: &str, lease: std::time::Duration) -> Result<StoreLock> {
+        self.inner.lock(key, lease).await
     }
 }
 
@@ -79,7 +86,7 @@ async fn refresh_store_write_failure_keeps_the_tokens_in_memory() {
     // handed out and the new refresh token kept in memory while the store cannot take it.
     let t = handle.get().await.unwrap();
     assert_eq!(server.stats().grants.refresh_token, 1);
-    assert_eq!(stored_rt(&*store).as_deref(), Some(first.as_str()));
+    assert_eq!(stored_rt(&*store).await.as_deref(), Some(first.as_str()));
     assert!(t.token().refresh_token.is_none());
     // The next refresh presents the in-memory token, not the store's rotated one.
     handle.refresh().await.unwrap();
@@ -102,7 +109,7 @@ async fn refresh_invalid_grant_requires_reauthorization_and_removes_the_grant() 
         before + 1,
         "one request, no loop"
     );
-    assert!(store.load(KEY).unwrap().is_none(), "grant removed");
+    assert!(store.load(KEY).await.unwrap().is_none(), "grant removed");
     // Without a grant, the source sends nothing at all.
     let e = source.refresh_now(None).await.unwrap_err();
     assert!(matches!(e, Error::ReauthorizationRequired(_)), "{e:?}");
@@ -138,6 +145,7 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
     let held = handle.get().await.unwrap().token().clone();
     let held_rt = store
         .load(KEY)
+        .await
         .unwrap()
         .unwrap()
         .value
@@ -145,7 +153,7 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
         .unwrap();
     // The other writer: a raw refresh with the stored token, written back with CAS.
     let other = agent(&server);
-    let current = store.load(KEY).unwrap().unwrap();
+    let current = store.load(KEY).await.unwrap().unwrap();
     let rotated = other
         .refresh(
             current.value.refresh_token.as_ref().unwrap(),
@@ -158,6 +166,7 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
     let grant = StoredGrant::new(Some(newer.clone()), None);
     assert!(store
         .store(KEY, &grant, Some(current.version))
+        .await
         .unwrap()
         .written()
         .is_some());
@@ -168,7 +177,7 @@ async fn newer_grant_in_store_is_used(store: Arc<dyn TokenStore>) {
     assert_eq!(stats.revoked_grants, 0, "the stale refresh token was sent");
     assert_eq!(stats.grants.refresh_token, 3);
     assert_ne!(secret_of(t.token()), secret_of(&held));
-    let stored = store.load(KEY).unwrap().unwrap().value;
+    let stored = store.load(KEY).await.unwrap().unwrap().value;
     assert!(
         !stored.refresh_token.unwrap().ct_eq(&newer),
         "the rotation was stored"
@@ -196,7 +205,7 @@ async fn refresh_token_left_by_another_writer_is_used_without_a_request() {
     let store = Arc::new(MemoryStore::new());
     let (_source, handle, _) = seeded(&server, store.clone()).await;
     let held = handle.get().await.unwrap().token().clone();
-    let current = store.load(KEY).unwrap().unwrap();
+    let current = store.load(KEY).await.unwrap().unwrap();
     let other = agent(&server);
     let rotated = other
         .refresh(
@@ -206,7 +215,10 @@ async fn refresh_token_left_by_another_writer_is_used_without_a_request() {
         .await
         .unwrap();
     let grant = StoredGrant::new(rotated.refresh_token.clone(), Some(rotated.clone()));
-    let _ = store.store(KEY, &grant, Some(current.version)).unwrap();
+    let _ = store
+        .store(KEY, &grant, Some(current.version))
+        .await
+        .unwrap();
     let before = server.stats().token_requests;
     let t = handle.refresh().await.unwrap();
     assert_eq!(server.stats().token_requests, before, "nothing sent");
@@ -277,6 +289,7 @@ async fn fifty_forced_refreshes(store: Arc<dyn TokenStore>) {
     // The grant is alive: the stored refresh token works.
     let rt = store
         .load(KEY)
+        .await
         .unwrap()
         .unwrap()
         .value
@@ -315,6 +328,7 @@ async fn refresh_file_store_survives_a_restart() {
         handle.refresh().await.unwrap();
         store
             .load(KEY)
+            .await
             .unwrap()
             .unwrap()
             .value
@@ -324,7 +338,7 @@ async fn refresh_file_store_survives_a_restart() {
     // "Restart": everything above is dropped. Wait for the stored access token to expire.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let store = dyn_store(FileStore::new(&path).unwrap());
-    let loaded = store.load(KEY).unwrap().unwrap();
+    let loaded = store.load(KEY).await.unwrap().unwrap();
     assert!(loaded.value.refresh_token.as_ref().unwrap().ct_eq(&last_rt));
     let access = loaded.value.access.clone().unwrap();
     assert!(access.is_expired(std::time::SystemTime::now()));
@@ -337,4 +351,42 @@ async fn refresh_file_store_survives_a_restart() {
     let stats = server.stats();
     assert_eq!(stats.revoked_grants, 0);
     assert_eq!(stats.grants.refresh_token, 3);
+}
+
+/// Every caller gives up while the refresh is on the wire: it still completes, the rotated
+/// refresh token is persisted, and the next caller is served without a second request.
+#[tokio::test]
+async fn store_refresh_persists_its_result_when_every_caller_gives_up() {
+    let server = TestServer::start().await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let (_source, handle, first) = seeded(&server, store.clone()).await;
+    server.set_latency(Duration::from_millis(400));
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let h = handle.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_millis(50), h.get())
+                    .await
+                    .is_err()
+            })
+        })
+        .collect();
+    for c in callers {
+        assert!(c.await.unwrap(), "every caller timed out");
+    }
+    // Nobody waits any more; the refresh runs on and lands in the store.
+    let mut rotated = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        rotated = stored_rt(&*store).await.filter(|rt| *rt != first);
+        if rotated.is_some() {
+            break;
+        }
+    }
+    assert!(rotated.is_some(), "the rotated refresh token was persisted");
+    server.set_latency(Duration::ZERO);
+    let t = handle.get().await.unwrap();
+    assert!(!t.token().access_token.secret().is_empty());
+    assert_eq!(server.stats().grants.refresh_token, 1, "one refresh, finished");
+    assert_eq!(server.stats().revoked_grants, 0);
 }

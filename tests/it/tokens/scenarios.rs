@@ -181,7 +181,7 @@ async fn refresh_rotates_through_refreshing_source_and_persists_before_returning
         );
         // By the time the access token is in our hands, the store already holds the new
         // refresh token and access token, at the next version.
-        let stored = store.load("g").unwrap().unwrap();
+        let stored = store.load("g").await.unwrap().unwrap();
         let rt = stored.value.refresh_token.clone().unwrap();
         assert!(
             rts.iter().all(|old| !old.ct_eq(&rt)),
@@ -217,7 +217,10 @@ async fn refresh_rotates_through_refreshing_source_and_persists_before_returning
     assert!(matches!(e, Error::ReauthorizationRequired(_)), "{e:?}");
     let e = handle.refresh().await.unwrap_err();
     assert!(matches!(e, Error::ReauthorizationRequired(_)), "{e:?}");
-    assert!(store.load("g").unwrap().is_none(), "dead grant removed");
+    assert!(
+        store.load("g").await.unwrap().is_none(),
+        "dead grant removed"
+    );
 }
 
 per_server!(
@@ -261,7 +264,7 @@ async fn refresh_50_concurrent_refreshes_keep_the_grant_alive(kind: Kind) {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let stored = store.load("g").unwrap().unwrap();
+    let stored = store.load("g").await.unwrap().unwrap();
     println!("50 concurrent refreshes: store version {}", stored.version);
     assert!(stored.version >= 2);
     if let Some(t) = s.testkit() {
@@ -273,6 +276,7 @@ async fn refresh_50_concurrent_refreshes_keep_the_grant_alive(kind: Kind) {
     assert!(t.token().refresh_token.is_none(), "kept by the grant");
     let rt = store
         .load("g")
+        .await
         .unwrap()
         .unwrap()
         .value

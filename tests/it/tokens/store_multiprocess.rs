@@ -17,18 +17,25 @@ const KEY: &str = "https://issuer.example|client-1|agent";
 /// Conflict exit code, distinct from a test failure (101).
 const EXIT_CONFLICT: i32 = 3;
 
-#[test]
-fn store_multiprocess_child() {
+#[tokio::test]
+async fn store_multiprocess_child() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
     let store = FileStore::new(dir).unwrap();
     let pid = std::process::id();
     for i in 0..ROUNDS {
-        let _lock = store.lock(KEY).unwrap();
-        let current = store.load(KEY).unwrap();
+        let _lock = store
+            .lock(KEY, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
+        let current = store.load(KEY).await.unwrap();
         let next = StoredGrant::new(Some(RefreshToken::new(format!("rt-{pid}-{i}"))), None);
-        match store.store(KEY, &next, current.map(|c| c.version)).unwrap() {
+        match store
+            .store(KEY, &next, current.map(|c| c.version))
+            .await
+            .unwrap()
+        {
             StoreOutcome::Written { .. } => {}
             StoreOutcome::Conflict { current } => {
                 eprintln!(
@@ -41,8 +48,8 @@ fn store_multiprocess_child() {
     }
 }
 
-#[test]
-fn store_multiprocess_rotation_is_serialized() {
+#[tokio::test]
+async fn store_multiprocess_rotation_is_serialized() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
@@ -73,7 +80,7 @@ fn store_multiprocess_rotation_is_serialized() {
         assert!(stdout.contains("1 passed"), "{stdout}");
     }
     let store = FileStore::new(&dir).unwrap();
-    let last = store.load(KEY).unwrap().unwrap();
+    let last = store.load(KEY).await.unwrap().unwrap();
     assert_eq!(last.version, CHILDREN * ROUNDS);
     let rt = last.value.refresh_token.unwrap();
     assert!(
