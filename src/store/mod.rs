@@ -1,5 +1,6 @@
 //! Durable grants: the [`TokenStore`] trait, its value types, and the stores the crate ships
-//! ([`MemoryStore`] in process, [`FileStore`] for one machine).
+//! ([`MemoryStore`] in process, [`FileStore`] for one machine, `RedisStore` for a fleet with
+//! the feature `redis`).
 //!
 //! A store keeps, per grant, the refresh token and the last access token, with a version that
 //! every write compares and swaps, and a lock that serializes the grant's refreshes (across
@@ -27,9 +28,13 @@ use crate::token::{RefreshToken, TokenSet};
 pub mod conformance;
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 

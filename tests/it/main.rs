@@ -33,6 +33,8 @@ mod interop_harness;
 mod middleware;
 #[cfg(feature = "mtls")]
 mod mtls;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod registration;
 mod streaming;
 mod testkit_mcp;

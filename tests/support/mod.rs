@@ -6,5 +6,7 @@
 pub mod mtls_pki;
 pub mod oidc_provider;
 pub mod prelude;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod server;
 pub mod servers;

@@ -20,9 +20,11 @@ pub use agent_oauth::registration::{
     choose_auth_method, client_id_metadata_document_supported, register,
     validate_client_id_metadata_document, ClientMetadata, Registration, RegistrationKind,
 };
+#[cfg(feature = "redis")]
+pub use agent_oauth::store::RedisStore;
 pub use agent_oauth::store::{
-    async_trait, FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant, TokenStore,
-    Versioned,
+    async_trait, conformance, FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant,
+    TokenStore, Versioned,
 };
 pub use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
 #[cfg(feature = "mtls")]

@@ -13,12 +13,12 @@ use crate::error::{Error, Result};
 use crate::token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
 
 /// The on-disk format this code writes; files from a newer format are refused.
-pub(super) const FORMAT: u32 = 1;
+pub(in crate::store) const FORMAT: u32 = 1;
 
 /// Files larger than this are not token files.
-pub(super) const MAX_FILE: u64 = 1024 * 1024;
+pub(in crate::store) const MAX_FILE: u64 = 1024 * 1024;
 
-pub(super) fn from_unix(secs: i64) -> Result<SystemTime> {
+pub(in crate::store) fn from_unix(secs: i64) -> Result<SystemTime> {
     u64::try_from(secs)
         .ok()
         .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
@@ -26,13 +26,14 @@ pub(super) fn from_unix(secs: i64) -> Result<SystemTime> {
 }
 
 /// Longest access token lifetime believed from a file (ten years, as for `expires_in`).
-pub(super) const MAX_STORED_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub(in crate::store) const MAX_STORED_LIFETIME: Duration =
+    Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Whether a stored access token's times make sense: issued no later than a day from now, and
 /// living at most [`MAX_STORED_LIFETIME`]. A file written by another tool with milliseconds
 /// where seconds belong fails this; its access token is then ignored (the grant's refresh token
 /// is kept), rather than believed valid for millennia.
-pub(super) fn believable_times(t: &TokenSet) -> bool {
+pub(in crate::store) fn believable_times(t: &TokenSet) -> bool {
     let now = SystemTime::now();
     let issued_ok = now
         .checked_add(Duration::from_secs(24 * 3600))
@@ -46,24 +47,24 @@ pub(super) fn believable_times(t: &TokenSet) -> bool {
 }
 
 /// One key's file, decoded: `grant` is `None` for a removal marker.
-pub(super) struct Record {
-    pub(super) version: u64,
-    pub(super) key: String,
-    pub(super) grant: Option<StoredGrant>,
+pub(in crate::store) struct Record {
+    pub(in crate::store) version: u64,
+    pub(in crate::store) key: String,
+    pub(in crate::store) grant: Option<StoredGrant>,
 }
 
 impl Record {
-    pub(super) fn live(&self) -> bool {
+    pub(in crate::store) fn live(&self) -> bool {
         self.grant.is_some()
     }
 
-    pub(super) fn into_versioned(self) -> Option<Versioned<StoredGrant>> {
+    pub(in crate::store) fn into_versioned(self) -> Option<Versioned<StoredGrant>> {
         let version = self.version;
         self.grant.map(|value| Versioned { value, version })
     }
 
     /// The file's bytes. Only this module turns tokens into text, here, explicitly.
-    pub(super) fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
+    pub(in crate::store) fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
         let g = self.grant.as_ref();
         let refresh_token = g
             .and_then(|g| g.refresh_token.as_ref())
@@ -94,7 +95,7 @@ impl Record {
         Ok(out)
     }
 
-    pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
+    pub(in crate::store) fn decode(bytes: &[u8]) -> Result<Self> {
         // serde_json messages may quote the offending value, which can be a token: keep only
         // the error category and position.
         let describe = |e: serde_json::Error| corrupt(&crate::error::json_problem(&e));
@@ -142,7 +143,7 @@ impl Record {
 }
 
 /// A token in a file record: zeroized on drop, (de)serialized as a plain string.
-pub(super) struct SecretField(Zeroizing<String>);
+pub(in crate::store) struct SecretField(Zeroizing<String>);
 
 impl SecretField {
     fn new(s: &str) -> Self {
@@ -163,7 +164,7 @@ impl<'de> Deserialize<'de> for SecretField {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct FileAccess {
+pub(in crate::store) struct FileAccess {
     access_token: SecretField,
     token_type: String,
     issued_at: i64,
@@ -177,12 +178,12 @@ pub(super) struct FileAccess {
 }
 
 #[derive(Deserialize)]
-pub(super) struct FormatProbe {
+pub(in crate::store) struct FormatProbe {
     format: u32,
 }
 
 #[derive(Serialize)]
-pub(super) struct FileRecord<'a> {
+pub(in crate::store) struct FileRecord<'a> {
     format: u32,
     version: u64,
     key: &'a str,
@@ -194,7 +195,7 @@ pub(super) struct FileRecord<'a> {
 }
 
 #[derive(Deserialize)]
-pub(super) struct FileRecordOwned {
+pub(in crate::store) struct FileRecordOwned {
     version: u64,
     key: String,
     #[serde(default)]
@@ -206,6 +207,6 @@ pub(super) struct FileRecordOwned {
     updated_at: i64,
 }
 
-pub(super) fn is_false(b: &bool) -> bool {
+pub(in crate::store) fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -12,9 +12,9 @@ use super::{async_trait, next_version, KeyLocks};
 use super::{StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 use crate::error::{Error, Result};
 
-mod format;
+pub(super) mod format;
 mod lock;
-mod record;
+pub(super) mod record;
 #[cfg(test)]
 mod tests;
 

@@ -13,7 +13,7 @@ const FORMAT: u32 = 1;
 
 /// Largest value [`encode`] takes: records are small (a client registration is a few KiB), and
 /// their file, base64 included, stays well under the store's file cap.
-pub(super) const MAX_RECORD: usize = 256 * 1024;
+pub(in crate::store) const MAX_RECORD: usize = 256 * 1024;
 
 #[derive(Serialize)]
 struct RecordFile<'a> {
@@ -50,7 +50,7 @@ fn corrupt(what: &str) -> Error {
 ///
 /// # Errors
 /// [`Error::Store`] when `value` is larger than [`MAX_RECORD`].
-pub(super) fn encode(key: &str, value: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+pub(in crate::store) fn encode(key: &str, value: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     if value.len() > MAX_RECORD {
         return Err(Error::Store(format!(
             "a record is at most {MAX_RECORD} bytes, got {}",
@@ -79,7 +79,7 @@ pub(super) fn encode(key: &str, value: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
 /// # Errors
 /// [`Error::Store`] for a file that is not JSON, of a newer format, of another key, or whose
 /// value is not base64url. Messages quote nothing of the file.
-pub(super) fn decode(bytes: &[u8], key: &str) -> Result<Zeroizing<Vec<u8>>> {
+pub(in crate::store) fn decode(bytes: &[u8], key: &str) -> Result<Zeroizing<Vec<u8>>> {
     let describe = |e: serde_json::Error| corrupt(&crate::error::json_problem(&e));
     let probe: FormatProbe = serde_json::from_slice(bytes).map_err(describe)?;
     if probe.format > FORMAT {

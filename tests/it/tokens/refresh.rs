@@ -387,6 +387,10 @@ async fn store_refresh_persists_its_result_when_every_caller_gives_up() {
     server.set_latency(Duration::ZERO);
     let t = handle.get().await.unwrap();
     assert!(!t.token().access_token.secret().is_empty());
-    assert_eq!(server.stats().grants.refresh_token, 1, "one refresh, finished");
+    assert_eq!(
+        server.stats().grants.refresh_token,
+        1,
+        "one refresh, finished"
+    );
     assert_eq!(server.stats().revoked_grants, 0);
 }
