@@ -120,6 +120,7 @@ pub struct RedisStore {
 struct Inner {
     conn: ConnectionManager,
     prefix: String,
+    lease: Option<Duration>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -137,6 +138,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
+    lease: Option<Duration>,
 }
 
 impl RedisStore {
@@ -148,6 +150,7 @@ impl RedisStore {
             prefix: "agent-oauth".into(),
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            lease: None,
         }
     }
 
@@ -265,6 +268,14 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Give every lock this lease instead of the one the caller asks for
+    /// ([`REFRESH_LEASE`](super::REFRESH_LEASE) for refreshes): how long the fleet waits for a
+    /// replica that died holding a grant's lock. Keep it above the longest token request.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
     /// Connect.
     ///
     /// # Errors
@@ -290,6 +301,7 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 conn,
                 prefix: self.prefix,
+                lease: self.lease,
             }),
         })
     }
@@ -373,6 +385,7 @@ impl TokenStore for RedisStore {
     }
 
     async fn lock(&self, key: &str, lease: Duration) -> Result<StoreLock> {
+        let lease = self.inner.lease.unwrap_or(lease);
         let lock_key = self.key(key, "lock");
         let token = crate::secret::random_id();
         while !self.try_lock(&lock_key, &token, lease).await? {

@@ -48,6 +48,10 @@
 //                        says so in its RFC 9728 metadata.
 //   verbose              true: log every grant/interaction error to stderr.
 //
+// Test endpoints: GET /test/refresh-stats answers {presentations, distinct, reused,
+// revoked_grants}: refresh tokens presented at the token endpoint (in total, distinct, and
+// how many were presented more than once) and grants revoked.
+//
 // Headless login (authorization code flow without a browser):
 //   The authorization endpoint redirects to GET /interaction/<uid>. That
 //   handler logs in account "agent-user" (or the login_hint of the request)
@@ -355,6 +359,12 @@ if (cfg.verbose) {
     });
   }
 }
+
+// Refresh tokens presented at the token endpoint (how often each), and grants revoked:
+// GET /test/refresh-stats reports them, so a test can show no refresh token was sent twice.
+const presentedRefreshTokens = new Map();
+let revokedGrants = 0;
+provider.on('grant.revoked', () => { revokedGrants += 1; });
 
 // ---------------------------------------------------------------- helpers
 
@@ -767,11 +777,24 @@ provider.use(async (ctx, next) => {
   if (method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) return headlessInteraction(ctx);
   if (method === 'POST' && path === '/test/approve-device') return approveDevice(ctx, true);
   if (method === 'POST' && path === '/test/deny-device') return approveDevice(ctx, false);
+  if (method === 'GET' && path === '/test/refresh-stats') {
+    let reused = 0;
+    let presentations = 0;
+    for (const n of presentedRefreshTokens.values()) {
+      presentations += n;
+      if (n > 1) reused += 1;
+    }
+    return json(ctx, 200, { presentations, distinct: presentedRefreshTokens.size, reused, revoked_grants: revokedGrants });
+  }
   if (cfg.resource_server) {
     if (method === 'GET' && path === '/.well-known/oauth-protected-resource/api') return resourceMetadata(ctx);
     if (path === '/api' || path.startsWith('/api/')) return resourceServer(ctx);
   }
   await next();
+  if (ctx.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'refresh_token') {
+    const rt = String(ctx.oidc.params.refresh_token || '');
+    presentedRefreshTokens.set(rt, (presentedRefreshTokens.get(rt) || 0) + 1);
+  }
   if (cfg.issuer_override && ctx.oidc?.route === 'discovery' && ctx.status === 200 && ctx.body) {
     ctx.body.issuer = cfg.issuer_override;
   }

@@ -34,6 +34,8 @@ mod middleware;
 #[cfg(feature = "mtls")]
 mod mtls;
 #[cfg(feature = "redis")]
+mod redis_fleet;
+#[cfg(feature = "redis")]
 mod redis_store;
 mod registration;
 mod streaming;

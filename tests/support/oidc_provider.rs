@@ -303,6 +303,20 @@ impl OidcProvider {
         builder
     }
 
+    /// What the server saw of refresh tokens (`GET /test/refresh-stats`): `presentations`,
+    /// `distinct`, `reused` (tokens presented more than once) and `revoked_grants`.
+    pub async fn refresh_stats(&self) -> serde_json::Value {
+        self.http_client()
+            .get(self.url("/test/refresh-stats"))
+            .send()
+            .await
+            .expect("refresh stats")
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).expect("refresh stats JSON"))
+            .expect("refresh stats body")
+    }
+
     /// Runs an authorization request with the given query parameters
     /// (`client_id`, `response_type`, `redirect_uri`, ...) through the
     /// headless login and consent, replaying cookies by hand, and returns

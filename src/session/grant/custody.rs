@@ -10,7 +10,7 @@ use backon::BackoffBuilder as _;
 use super::Grant;
 use crate::error::{sanitize, Error};
 use crate::event::{AgentEvent, EventHook};
-use crate::store::{StoreOutcome, StoredGrant, REFRESH_LEASE};
+use crate::store::{StoreLock, StoreOutcome, StoredGrant, REFRESH_LEASE};
 use crate::token::{RefreshToken, TokenSet};
 
 /// How many refresh tokens known to be dead (rotated away or rejected) are remembered.
@@ -29,6 +29,10 @@ pub(crate) struct Custody {
     state: Mutex<CustodyState>,
     /// Serializes this process's refreshes of the grant, also when the store's lock fails.
     pub(super) refresh: tokio::sync::Mutex<()>,
+    /// The store's lock, kept from a refresh whose result the store failed to take until the
+    /// pending write lands: no other process may refresh from the refresh token it still
+    /// holds (rotated away by us).
+    held: Mutex<Option<StoreLock>>,
 }
 
 #[derive(Default)]
@@ -66,6 +70,20 @@ impl Custody {
     fn lock(&self) -> std::sync::MutexGuard<'_, CustodyState> {
         // Every update is a few assignments: a panic cannot leave the state half-written.
         crate::sync::lock(&self.state)
+    }
+
+    /// Keep `lock` while tokens are pending (dropped at once when nothing is).
+    pub(super) fn keep_lock(&self, lock: StoreLock) {
+        if self.lock().pending.is_some() {
+            *crate::sync::lock(&self.held) = Some(lock);
+        }
+    }
+
+    /// The kept lock, if it is still held.
+    pub(super) fn take_lock(&self) -> Option<StoreLock> {
+        crate::sync::lock(&self.held)
+            .take()
+            .filter(StoreLock::is_held)
     }
 
     pub(super) fn pending(&self) -> Option<Pending> {
@@ -162,6 +180,20 @@ impl Custody {
     }
 }
 
+/// Hands the lock back to the custody when dropped while tokens are still pending.
+struct KeepOnFailure<'a> {
+    custody: &'a Custody,
+    lock: Option<StoreLock>,
+}
+
+impl Drop for KeepOnFailure<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.lock.take() {
+            self.custody.keep_lock(l);
+        }
+    }
+}
+
 impl Grant {
     /// The store failed to take `grant`: keep it in memory, report, and retry in the background.
     pub(super) fn keep_unstored(&self, grant: StoredGrant, tokens: &TokenSet, error: &Error) {
@@ -207,9 +239,17 @@ impl Grant {
             // Under the grant's lock, so that a refresh (which holds it) and this write never
             // interleave: the pending value is read and written in one step.
             let result = async move {
-                let _lock = store.lock(&key, REFRESH_LEASE).await?;
+                let lock = match custody.take_lock() {
+                    Some(l) => l,
+                    None => store.lock(&key, REFRESH_LEASE).await?,
+                };
                 let Some(p) = custody.pending() else {
                     return Ok(None);
+                };
+                // Kept again when this write fails; released once it is written.
+                let _lock = KeepOnFailure {
+                    custody: &custody,
+                    lock: Some(lock),
                 };
                 let current = store.load(&key).await?.map(|v| v.version);
                 // Ours is the newest token the server issued: it wins over what the store holds.

@@ -26,7 +26,13 @@ impl Grant {
     ) -> Result<(TokenSet, bool)> {
         let custody = self.custody.clone();
         let _in_process = custody.refresh.lock().await;
-        let lock = match self.store.lock(self.key.store_key(), REFRESH_LEASE).await {
+        // A lock kept while our rotated tokens wait for the store is ours already.
+        let kept = custody.take_lock();
+        let lock = match kept {
+            Some(l) => Ok(l),
+            None => self.store.lock(self.key.store_key(), REFRESH_LEASE).await,
+        };
+        let lock = match lock {
             Ok(lock) => Some(lock),
             // Tokens the store could not take are known to this process only: no other process
             // can rotate them, so refreshing under the in-process lock alone is safe.
@@ -39,7 +45,10 @@ impl Grant {
             Err(e) => return Err(e),
         };
         let result = self.refresh_locked(params, current, lock.as_ref()).await;
-        drop(lock);
+        if let Some(lock) = lock {
+            // Kept only while the store has not taken what the server issued.
+            custody.keep_lock(lock);
+        }
         result
     }
 
