@@ -30,6 +30,7 @@ mod file;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod seal;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +38,7 @@ mod tests;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use seal::SealKey;
 
 /// What a store keeps for one grant: the refresh token and optionally the last access token.
 ///

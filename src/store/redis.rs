@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::file::format::Record;
 use super::file::record;
-use super::{async_trait, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
+use super::{async_trait, SealKey, StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 use crate::error::{Error, Result};
 
 /// Compare-and-swap of a grant: `KEYS[1]` is the grant's hash (`v`: its last version, never
@@ -78,8 +78,11 @@ const LOCK_POLL: Duration = Duration::from_millis(25);
 /// # async fn run() -> agent_oauth::Result<()> {
 /// use std::sync::Arc;
 /// use agent_oauth::store::RedisStore;
+/// use agent_oauth::store::SealKey;
+/// let key = SealKey::from_base64(&std::env::var("TOKEN_SEAL_KEY").unwrap_or_default())?;
 /// let store = RedisStore::builder("redis://127.0.0.1:6379/")
 ///     .prefix("billing-agent")
+///     .seal_key(key)
 ///     .connect()
 ///     .await?;
 /// let agent = agent_oauth::Agent::builder()
@@ -110,8 +113,10 @@ const LOCK_POLL: Duration = Duration::from_millis(25);
 ///
 /// # Security
 ///
-/// Tokens are stored as they are: protect the Redis instance (authentication, TLS, network),
-/// and keep its persistence files as safe as the tokens.
+/// Tokens and records are sealed with the [`SealKey`] given to
+/// [`seal_key`](RedisStoreBuilder::seal_key) (or stored in clear after an explicit
+/// [`store_unsealed`](RedisStoreBuilder::store_unsealed)). Protect the Redis instance all the
+/// same (authentication, TLS, network): whoever can write to it can delete grants.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -121,6 +126,7 @@ struct Inner {
     conn: ConnectionManager,
     prefix: String,
     lease: Option<Duration>,
+    seal: Option<SealKey>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -139,6 +145,15 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     lease: Option<Duration>,
+    seal: Seal,
+}
+
+/// What the builder was told about sealing.
+#[derive(Debug, Clone)]
+enum Seal {
+    Unset,
+    Key(SealKey),
+    Off,
 }
 
 impl RedisStore {
@@ -151,6 +166,7 @@ impl RedisStore {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             lease: None,
+            seal: Seal::Unset,
         }
     }
 
@@ -171,18 +187,18 @@ impl RedisStore {
     }
 
     /// The grant encoded for the `d` field.
-    fn encode(key: &str, value: &StoredGrant) -> Result<Zeroizing<Vec<u8>>> {
+    fn encode(&self, key: &str, value: &StoredGrant) -> Result<Zeroizing<Vec<u8>>> {
         Record {
             version: 1,
             key: key.to_owned(),
             grant: Some(value.clone()),
         }
-        .encode()
+        .encode(self.inner.seal.as_ref())
     }
 
     /// A stored `d` field at `version`, which must belong to `key`.
-    fn decode(key: &str, version: u64, bytes: &[u8]) -> Result<Versioned<StoredGrant>> {
-        let record = Record::decode(bytes)?;
+    fn decode(&self, key: &str, version: u64, bytes: &[u8]) -> Result<Versioned<StoredGrant>> {
+        let record = Record::decode(bytes, self.inner.seal.as_ref())?;
         if record.key != key {
             return Err(Error::Store(
                 "stored grant belongs to another key (hash collision or tampering)".into(),
@@ -195,7 +211,7 @@ impl RedisStore {
     }
 
     /// The answer of [`CAS`] or [`REMOVE`].
-    fn outcome(key: &str, answer: &Value) -> Result<StoreOutcome> {
+    fn outcome(&self, key: &str, answer: &Value) -> Result<StoreOutcome> {
         let bad = || Error::Store("unexpected answer from the compare-and-swap script".into());
         let Value::Array(items) = answer else {
             return Err(bad());
@@ -209,7 +225,7 @@ impl RedisStore {
             return Ok(StoreOutcome::Written { version });
         }
         let current = match items.get(2) {
-            Some(Value::BulkString(d)) => Some(Self::decode(key, version, d)?),
+            Some(Value::BulkString(d)) => Some(self.decode(key, version, d)?),
             None => None,
             Some(_) => return Err(bad()),
         };
@@ -276,11 +292,36 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Seal the tokens and records written with `key` (ChaCha20-Poly1305, bound to each
+    /// value's key and field), and open sealed ones when reading. Every replica needs the same
+    /// key. One of this or [`store_unsealed`](Self::store_unsealed) must be chosen.
+    pub fn seal_key(mut self, key: SealKey) -> Self {
+        self.seal = Seal::Key(key);
+        self
+    }
+
+    /// Store tokens in clear: an explicit choice, for a Redis whose data is protected
+    /// otherwise (sealed values written earlier can then not be read).
+    pub fn store_unsealed(mut self) -> Self {
+        self.seal = Seal::Off;
+        self
+    }
+
     /// Connect.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad URL or prefix; [`Error::Store`] when Redis cannot be reached.
+    /// [`Error::Config`] for a bad URL or prefix, or when neither
+    /// [`seal_key`](Self::seal_key) nor [`store_unsealed`](Self::store_unsealed) was chosen;
+    /// [`Error::Store`] when Redis cannot be reached.
     pub async fn connect(self) -> Result<RedisStore> {
+        let seal =
+            match self.seal {
+                Seal::Unset => return Err(Error::config(
+                    "RedisStore: seal tokens with seal_key(..), or opt out with store_unsealed()",
+                )),
+                Seal::Key(k) => Some(k),
+                Seal::Off => None,
+            };
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err(Error::config(
                 "the Redis key prefix must be non-empty and contain no `{` or `}`",
@@ -302,6 +343,7 @@ impl RedisStoreBuilder {
                 conn,
                 prefix: self.prefix,
                 lease: self.lease,
+                seal,
             }),
         })
     }
@@ -351,7 +393,7 @@ impl TokenStore for RedisStore {
             .map_err(|e| redis_err("load", &e))?;
         let d = d.map(Zeroizing::new);
         match (v, d) {
-            (Some(v), Some(d)) => Self::decode(key, v, &d).map(Some),
+            (Some(v), Some(d)) => self.decode(key, v, &d).map(Some),
             (_, None) => Ok(None),
             (None, Some(_)) => Err(Error::Store("stored grant has no version".into())),
         }
@@ -363,7 +405,7 @@ impl TokenStore for RedisStore {
         value: &StoredGrant,
         expected: Option<u64>,
     ) -> Result<StoreOutcome> {
-        let payload = Self::encode(key, value)?;
+        let payload = self.encode(key, value)?;
         let answer: Value = Script::new(CAS)
             .key(self.key(key, "grant"))
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
@@ -371,7 +413,7 @@ impl TokenStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| redis_err("store", &e))?;
-        Self::outcome(key, &answer)
+        self.outcome(key, &answer)
     }
 
     async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
@@ -381,7 +423,7 @@ impl TokenStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| redis_err("remove", &e))?;
-        Self::outcome(key, &answer)
+        self.outcome(key, &answer)
     }
 
     async fn lock(&self, key: &str, lease: Duration) -> Result<StoreLock> {
@@ -424,7 +466,9 @@ impl TokenStore for RedisStore {
         let Some(bytes) = bytes.map(Zeroizing::new) else {
             return Ok(None);
         };
-        Ok(Some(record::decode(&bytes, key)?.to_vec()))
+        Ok(Some(
+            record::decode(&bytes, key, self.inner.seal.as_ref())?.to_vec(),
+        ))
     }
 
     async fn store_record(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
@@ -432,7 +476,7 @@ impl TokenStore for RedisStore {
         let mut conn = self.conn();
         match value {
             Some(v) => {
-                let encoded = record::encode(key, v)?;
+                let encoded = record::encode(key, v, self.inner.seal.as_ref())?;
                 ::redis::cmd("SET")
                     .arg(&rkey)
                     .arg(&encoded[..])

@@ -16,8 +16,8 @@ use url::Url;
 
 use crate::support::prelude::{
     AccessToken, CacheConfig, ClientAuth, Error, OAuthClient, RedisStore, RefreshToken,
-    RefreshingSource, TokenCache, TokenKey, TokenParams, TokenSet, TokenSource, TokenStore,
-    TokenType,
+    RefreshingSource, SealKey, TokenCache, TokenKey, TokenParams, TokenSet, TokenSource,
+    TokenStore, TokenType,
 };
 use crate::support::redis::RedisServer;
 use crate::support::servers::{Kind, Knobs, Server, APP, REDIRECT};
@@ -41,6 +41,7 @@ struct Fleet {
     redis: RedisServer,
     client: OAuthClient,
     prefix: String,
+    seal: SealKey,
 }
 
 impl Fleet {
@@ -64,6 +65,7 @@ impl Fleet {
             redis,
             client,
             prefix: format!("fleet{:08x}", rand::random::<u32>()),
+            seal: SealKey::generate(),
         };
         let rt = tokens.refresh_token.expect("a refresh token");
         let now = SystemTime::now();
@@ -87,6 +89,7 @@ impl Fleet {
         Arc::new(
             RedisStore::builder(self.redis.url())
                 .prefix(&self.prefix)
+                .seal_key(self.seal.clone())
                 .lease(lease)
                 .response_timeout(Duration::from_millis(500))
                 .connect()
@@ -112,6 +115,7 @@ impl Fleet {
             "resource": self.server.resource(),
             "redis": self.redis.url(),
             "prefix": self.prefix,
+            "seal": self.seal.to_base64().as_str(),
             "tasks": tasks,
             "secs": secs,
             "lease_ms": lease.as_millis() as u64,
@@ -211,6 +215,7 @@ async fn redis_fleet_child() {
     let store = Arc::new(
         RedisStore::builder(s("redis"))
             .prefix(s("prefix"))
+            .seal_key(SealKey::from_base64(&s("seal")).unwrap())
             .lease(lease)
             .response_timeout(Duration::from_millis(500))
             .connect()

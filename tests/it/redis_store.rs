@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::prelude::{
     conformance, AccessToken, Agent, ClientAuth, DpopMode, Error, RedisStore, RefreshToken,
-    StoredGrant, TestServer, TokenSet, TokenStore, TokenType,
+    SealKey, StoredGrant, TestServer, TokenSet, TokenStore, TokenType,
 };
 use crate::support::redis::RedisServer;
 
@@ -15,9 +15,16 @@ fn unique_prefix() -> String {
     format!("t{:016x}", rand::random::<u64>())
 }
 
+/// One key for every store of these tests, as replicas share one.
+fn seal_key() -> SealKey {
+    static KEY: std::sync::OnceLock<SealKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(SealKey::generate).clone()
+}
+
 async fn store_at(server: &RedisServer, prefix: &str) -> RedisStore {
     RedisStore::builder(server.url())
         .prefix(prefix)
+        .seal_key(seal_key())
         .response_timeout(Duration::from_millis(500))
         .connect()
         .await
@@ -85,6 +92,7 @@ async fn redis_store_keys_live_under_the_prefix_in_one_hash_slot() {
     // Braces would break the hash tag: refused.
     let e = RedisStore::builder(server.url())
         .prefix("a{b}")
+        .store_unsealed()
         .connect()
         .await
         .expect_err("braces in the prefix");
@@ -290,4 +298,77 @@ async fn redis_agent_serves_cached_tokens_while_redis_is_down() {
         0,
         "no refresh token was reused"
     );
+}
+
+#[tokio::test]
+async fn redis_store_seals_tokens_at_rest_unless_told_not_to() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // No choice made: refused, nothing connects.
+    let e = RedisStore::builder(server.url())
+        .connect()
+        .await
+        .expect_err("sealing must be chosen");
+    assert!(e.to_string().contains("store_unsealed"), "{e}");
+
+    let s = store_at(&server, "sealed").await;
+    let _ = s
+        .store("k", &conformance::sample(conformance::RT), None)
+        .await
+        .unwrap();
+    assert!(s
+        .store_record("r", Some(b"client-secret-xyz"))
+        .await
+        .unwrap());
+    let mut conn = raw(&server).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("sealed:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut raw_bytes = Vec::new();
+    for k in &keys {
+        let v: redis::Value = redis::cmd("DUMP")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        raw_bytes.push(format!("{v:?}"));
+    }
+    let all = raw_bytes.join(" ");
+    for secret in [conformance::RT, conformance::AT, "client-secret-xyz"] {
+        assert!(!all.contains(secret), "{secret} stored in clear");
+    }
+    let got = s.load("k").await.unwrap().unwrap();
+    assert_eq!(got.value.refresh_token.unwrap().secret(), conformance::RT);
+    assert_eq!(
+        s.load_record("r").await.unwrap().as_deref(),
+        Some(&b"client-secret-xyz"[..])
+    );
+    // A replica with another key gets a typed error naming the key ids, not the token.
+    let other = RedisStore::builder(server.url())
+        .prefix("sealed")
+        .seal_key(SealKey::generate())
+        .connect()
+        .await
+        .unwrap();
+    let e = other.load("k").await.expect_err("another key");
+    assert!(e.to_string().contains("another key"), "{e}");
+    assert!(!format!("{e:?}").contains(conformance::RT));
+    // Opting out stores in clear, and cannot read sealed values.
+    let clear = RedisStore::builder(server.url())
+        .prefix("sealed")
+        .store_unsealed()
+        .connect()
+        .await
+        .unwrap();
+    assert!(matches!(clear.load("k").await, Err(Error::Store(_))));
+    let _ = clear
+        .store("plain", &conformance::sample(conformance::RT), None)
+        .await
+        .unwrap();
+    // A sealed store reads values written before sealing was turned on.
+    let got = s.load("plain").await.unwrap().unwrap();
+    assert_eq!(got.value.refresh_token.unwrap().secret(), conformance::RT);
 }

@@ -23,8 +23,8 @@ pub use agent_oauth::registration::{
 #[cfg(feature = "redis")]
 pub use agent_oauth::store::RedisStore;
 pub use agent_oauth::store::{
-    async_trait, conformance, FileStore, MemoryStore, StoreLock, StoreOutcome, StoredGrant,
-    TokenStore, Versioned,
+    async_trait, conformance, FileStore, MemoryStore, SealKey, StoreLock, StoreOutcome,
+    StoredGrant, TokenStore, Versioned,
 };
 pub use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
 #[cfg(feature = "mtls")]

@@ -196,6 +196,18 @@ impl Grant {
         .await
     }
 
+    /// The store's lock for the grant: the one kept for tokens waiting for the store (ours
+    /// already), else a new one.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store cannot lock.
+    pub(crate) async fn store_lock(&self) -> Result<crate::store::StoreLock> {
+        match self.custody.take_lock() {
+            Some(l) => Ok(l),
+            None => self.store.lock(self.key.store_key(), REFRESH_LEASE).await,
+        }
+    }
+
     /// Whether there is a grant to refresh (seeded or found in the store, not ended).
     pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::SeqCst)
@@ -214,7 +226,7 @@ impl Grant {
         let grant = stored_grant(tokens, params);
         let pending = grant.clone();
         let result = async {
-            let _lock = store.lock(key, REFRESH_LEASE).await?;
+            let _lock = self.store_lock().await?;
             let current = store.load(key).await?.map(|v| v.version);
             store.store(key, &grant, current).await
         }
@@ -238,10 +250,15 @@ impl Grant {
     /// Store and revocation errors. The grant is ended locally even when revocation fails.
     pub(crate) async fn logout(&self) -> Result<()> {
         let unstored = self.custody.pending_refresh_token();
+        // Taken before the tokens in custody are forgotten: a lock kept for them is ours.
+        let kept = self.custody.take_lock();
         self.custody.clear();
         let (store, key) = (&self.store, self.key.store_key());
         let stored = async {
-            let _lock = store.lock(key, REFRESH_LEASE).await?;
+            let _lock = match kept {
+                Some(l) => l,
+                None => store.lock(key, REFRESH_LEASE).await?,
+            };
             let current = store.load(key).await?;
             let _ = store.remove(key, None).await?;
             Ok::<_, Error>(current)

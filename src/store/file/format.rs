@@ -10,6 +10,7 @@ use super::super::{StoredGrant, Versioned};
 use super::corrupt;
 use crate::clock::unix_secs;
 use crate::error::{Error, Result};
+use crate::store::seal::{self, SealKey};
 use crate::token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
 
 /// The on-disk format this code writes; files from a newer format are refused.
@@ -63,21 +64,41 @@ impl Record {
         self.grant.map(|value| Versioned { value, version })
     }
 
-    /// The file's bytes. Only this module turns tokens into text, here, explicitly.
-    pub(in crate::store) fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
+    /// The file's bytes, its tokens sealed with `seal` when given. Only this module turns
+    /// tokens into text, here, explicitly.
+    pub(in crate::store) fn encode(&self, seal: Option<&SealKey>) -> Result<Zeroizing<Vec<u8>>> {
         let g = self.grant.as_ref();
+        let field = |name: &str, secret: &str| -> Result<SecretField> {
+            match seal {
+                Some(k) => Ok(SecretField(Zeroizing::new(seal::seal(
+                    k,
+                    &self.key,
+                    name,
+                    secret.as_bytes(),
+                )?))),
+                None => Ok(SecretField::new(secret)),
+            }
+        };
         let refresh_token = g
             .and_then(|g| g.refresh_token.as_ref())
-            .map(|t| SecretField::new(t.secret()));
-        let access = g.and_then(|g| g.access.as_ref()).map(|a| FileAccess {
-            access_token: SecretField::new(a.access_token.secret()),
-            token_type: a.token_type.as_str().to_owned(),
-            issued_at: unix_secs(a.issued_at),
-            expires_at: a.expires_at.map(unix_secs),
-            scope: a.scope.to_string(),
-            issued_token_type: a.issued_token_type.clone(),
-            extra: a.extra.clone(),
-        });
+            .map(|t| field("refresh_token", t.secret()))
+            .transpose()?;
+        let access_token = g
+            .and_then(|g| g.access.as_ref())
+            .map(|a| field("access_token", a.access_token.secret()))
+            .transpose()?;
+        let access =
+            g.and_then(|g| g.access.as_ref())
+                .zip(access_token)
+                .map(|(a, access_token)| FileAccess {
+                    access_token,
+                    token_type: a.token_type.as_str().to_owned(),
+                    issued_at: unix_secs(a.issued_at),
+                    expires_at: a.expires_at.map(unix_secs),
+                    scope: a.scope.to_string(),
+                    issued_token_type: a.issued_token_type.clone(),
+                    extra: a.extra.clone(),
+                });
         let file = FileRecord {
             format: FORMAT,
             version: self.version,
@@ -95,7 +116,8 @@ impl Record {
         Ok(out)
     }
 
-    pub(in crate::store) fn decode(bytes: &[u8]) -> Result<Self> {
+    /// A file's record; sealed tokens are opened with `seal` (plain ones pass as they are).
+    pub(in crate::store) fn decode(bytes: &[u8], seal: Option<&SealKey>) -> Result<Self> {
         // serde_json messages may quote the offending value, which can be a token: keep only
         // the error category and position.
         let describe = |e: serde_json::Error| corrupt(&crate::error::json_problem(&e));
@@ -110,6 +132,12 @@ impl Record {
         if f.version == 0 {
             return Err(corrupt("version 0"));
         }
+        let open = |name: &str, v: &SecretField| -> Result<Zeroizing<String>> {
+            let plain = seal::open(seal, &f.key, name, &v.0)?;
+            String::from_utf8(plain.to_vec())
+                .map(Zeroizing::new)
+                .map_err(|_| corrupt("a sealed token is not text"))
+        };
         let grant = if f.removed {
             None
         } else {
@@ -117,7 +145,7 @@ impl Record {
                 None => None,
                 Some(a) => {
                     let mut set = TokenSet::new(
-                        AccessToken::new(a.access_token.0.as_str()),
+                        AccessToken::new(open("access_token", &a.access_token)?.as_str()),
                         TokenType::parse(&a.token_type),
                         from_unix(a.issued_at)?,
                     );
@@ -129,7 +157,11 @@ impl Record {
                 }
             };
             Some(StoredGrant {
-                refresh_token: f.refresh_token.map(|t| RefreshToken::new(t.0.as_str())),
+                refresh_token: f
+                    .refresh_token
+                    .as_ref()
+                    .map(|t| open("refresh_token", t).map(|p| RefreshToken::new(p.as_str())))
+                    .transpose()?,
                 access,
                 updated_at: from_unix(f.updated_at)?,
             })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::{async_trait, next_version, KeyLocks};
+use super::{async_trait, next_version, KeyLocks, SealKey};
 use super::{StoreLock, StoreOutcome, StoredGrant, TokenStore, Versioned};
 use crate::error::{Error, Result};
 
@@ -65,8 +65,9 @@ use lock::{check_private_dir, file_name, open_lock_file, open_no_follow, sync_di
 ///
 /// # Secrets
 ///
-/// Tokens are written in clear to files only the owner can read; nothing else protects them.
-/// Errors never include file contents.
+/// Tokens are written to files only the owner can read, sealed with a key of yours when the
+/// store has one ([`with_seal_key`](Self::with_seal_key)), else in clear. Errors never include
+/// file contents.
 ///
 /// # Security
 ///
@@ -85,6 +86,7 @@ struct Inner {
     dir: PathBuf,
     refresh_locks: Arc<KeyLocks>,
     write_locks: Arc<KeyLocks>,
+    seal: Option<SealKey>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -120,8 +122,27 @@ impl FileStore {
                 dir,
                 refresh_locks: Arc::default(),
                 write_locks: Arc::default(),
+                seal: None,
             }),
         })
+    }
+
+    /// Seal the tokens and records this store writes with `key` (ChaCha20-Poly1305, bound to
+    /// each value's key and field), and open sealed ones when reading. Values written before
+    /// sealing was turned on are still read, and sealed on their next write. Without a key,
+    /// tokens are written in clear to files only the owner can read.
+    ///
+    /// Every process sharing the directory needs the same key: a value sealed with another
+    /// key is an [`Error::Store`] naming the key ids, never a silent miss.
+    pub fn with_seal_key(self, key: SealKey) -> Self {
+        FileStore {
+            inner: Arc::new(Inner {
+                dir: self.inner.dir.clone(),
+                refresh_locks: self.inner.refresh_locks.clone(),
+                write_locks: self.inner.write_locks.clone(),
+                seal: Some(key),
+            }),
+        }
     }
 
     /// The directory the store lives in.
@@ -168,7 +189,7 @@ impl FileStore {
         let Some(bytes) = self.read_file(name, "json", "token file")? else {
             return Ok(None);
         };
-        let record = Record::decode(&bytes)?;
+        let record = Record::decode(&bytes, self.inner.seal.as_ref())?;
         if record.key != key {
             return Err(Error::Store(
                 "token file belongs to another key (hash collision or tampering)".into(),
@@ -210,7 +231,7 @@ impl FileStore {
 
     fn write_record(&self, record: &Record) -> Result<()> {
         let name = file_name(&record.key);
-        self.write(&name, "json", &record.encode()?)
+        self.write(&name, "json", &record.encode(self.inner.seal.as_ref())?)
     }
 }
 
@@ -290,13 +311,19 @@ impl FileStore {
         let Some(bytes) = self.read_file(&file_name(key), "record", "record file")? else {
             return Ok(None);
         };
-        Ok(Some(record::decode(&bytes, key)?.to_vec()))
+        Ok(Some(
+            record::decode(&bytes, key, self.inner.seal.as_ref())?.to_vec(),
+        ))
     }
 
     fn store_record_blocking(&self, key: &str, value: Option<&[u8]>) -> Result<bool> {
         let name = file_name(key);
         match value {
-            Some(value) => self.write(&name, "record", &record::encode(key, value)?)?,
+            Some(value) => self.write(
+                &name,
+                "record",
+                &record::encode(key, value, self.inner.seal.as_ref())?,
+            )?,
             None => {
                 // `remove_file` deletes a symbolic link itself, never what it points to.
                 match fs::remove_file(self.path(&name, "record")) {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::store::seal::SealKey;
 
 /// The record format this code writes; files from a newer format are refused.
 const FORMAT: u32 = 1;
@@ -50,14 +51,21 @@ fn corrupt(what: &str) -> Error {
 ///
 /// # Errors
 /// [`Error::Store`] when `value` is larger than [`MAX_RECORD`].
-pub(in crate::store) fn encode(key: &str, value: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+pub(in crate::store) fn encode(
+    key: &str,
+    value: &[u8],
+    seal: Option<&SealKey>,
+) -> Result<Zeroizing<Vec<u8>>> {
     if value.len() > MAX_RECORD {
         return Err(Error::Store(format!(
             "a record is at most {MAX_RECORD} bytes, got {}",
             value.len()
         )));
     }
-    let encoded = Zeroizing::new(URL_SAFE_NO_PAD.encode(value));
+    let encoded = Zeroizing::new(match seal {
+        Some(k) => crate::store::seal::seal(k, key, "record", value)?,
+        None => URL_SAFE_NO_PAD.encode(value),
+    });
     let file = RecordFile {
         format: FORMAT,
         key,
@@ -79,7 +87,11 @@ pub(in crate::store) fn encode(key: &str, value: &[u8]) -> Result<Zeroizing<Vec<
 /// # Errors
 /// [`Error::Store`] for a file that is not JSON, of a newer format, of another key, or whose
 /// value is not base64url. Messages quote nothing of the file.
-pub(in crate::store) fn decode(bytes: &[u8], key: &str) -> Result<Zeroizing<Vec<u8>>> {
+pub(in crate::store) fn decode(
+    bytes: &[u8],
+    key: &str,
+    seal: Option<&SealKey>,
+) -> Result<Zeroizing<Vec<u8>>> {
     let describe = |e: serde_json::Error| corrupt(&crate::error::json_problem(&e));
     let probe: FormatProbe = serde_json::from_slice(bytes).map_err(describe)?;
     if probe.format > FORMAT {
@@ -96,6 +108,9 @@ pub(in crate::store) fn decode(bytes: &[u8], key: &str) -> Result<Zeroizing<Vec<
         return Err(Error::Store(
             "record file belongs to another key (hash collision or tampering)".into(),
         ));
+    }
+    if crate::store::seal::is_sealed(&file.value.0) {
+        return crate::store::seal::open(seal, key, "record", &file.value.0);
     }
     URL_SAFE_NO_PAD
         .decode(file.value.0.as_bytes())

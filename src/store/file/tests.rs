@@ -5,6 +5,7 @@ use super::super::conformance as c;
 use super::*;
 #[allow(unused_imports)]
 use super::{format::*, lock::*};
+use crate::store::SealKey;
 #[allow(unused_imports)]
 use crate::token::{AccessToken, RefreshToken, Scope, TokenSet, TokenType};
 #[allow(unused_imports)]
@@ -346,7 +347,8 @@ fn store_file_records_garbage_is_a_typed_error() {
     let (_t, s) = store();
     let key = "registration:k";
     let path = s.path(&file_name(key), "record");
-    let other = String::from_utf8(record::encode("another-key", b"v").unwrap().to_vec()).unwrap();
+    let other =
+        String::from_utf8(record::encode("another-key", b"v", None).unwrap().to_vec()).unwrap();
     for bad in [
         "".to_owned(),
         "garbage".to_owned(),
@@ -399,4 +401,82 @@ async fn store_file_conformance_run_all() {
         c::LeaseKind::Process,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_file_sealed_passes_the_conformance_suite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SealKey::generate();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    c::run_all(
+        || {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let s = FileStore::new(tmp.path().join(format!("s{i}"))).unwrap();
+            Arc::new(s.with_seal_key(key.clone()))
+        },
+        c::LeaseKind::Process,
+    )
+    .await;
+}
+
+#[test]
+fn store_file_seals_tokens_and_records_at_rest() {
+    let (_t, plain) = store();
+    let key = SealKey::generate();
+    let sealed = FileStore::new(plain.dir())
+        .unwrap()
+        .with_seal_key(key.clone());
+    let _ = sealed.store_blocking("k", &c::sample(c::RT), None).unwrap();
+    assert!(sealed
+        .store_record_blocking("r", Some(b"client-secret-xyz"))
+        .unwrap());
+    for entry in fs::read_dir(sealed.dir()).unwrap() {
+        let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+        for secret in [c::RT, c::AT, "client-secret-xyz"] {
+            assert!(!text.contains(secret), "{secret} in clear: {text}");
+        }
+    }
+    let text = fs::read_to_string(json_path(&sealed, "k")).unwrap();
+    assert!(text.contains(&format!("sealed:v1:{}:", key.id())), "{text}");
+    let got = sealed.load_blocking("k").unwrap().unwrap();
+    assert_eq!(got.value.refresh_token.unwrap().secret(), c::RT);
+    assert_eq!(got.value.access.unwrap().access_token.secret(), c::AT);
+    assert_eq!(
+        sealed.load_record_blocking("r").unwrap().as_deref(),
+        Some(&b"client-secret-xyz"[..])
+    );
+    // Without the key, or with another, a typed error that quotes nothing.
+    for reader in [
+        FileStore::new(plain.dir()).unwrap(),
+        FileStore::new(plain.dir())
+            .unwrap()
+            .with_seal_key(SealKey::generate()),
+    ] {
+        let e = reader.load_blocking("k").unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(matches!(e, Error::Store(_)), "{shown}");
+        assert!(!shown.contains(c::RT), "{shown}");
+        assert!(reader.load_record_blocking("r").is_err());
+    }
+    // A sealed value moved to another key's file does not open.
+    let _ = sealed
+        .store_blocking("k2", &c::sample("rt-2"), None)
+        .unwrap();
+    let moved = fs::read_to_string(json_path(&sealed, "k"))
+        .unwrap()
+        .replace("\"key\":\"k\"", "\"key\":\"k2\"");
+    fs::write(json_path(&sealed, "k2"), moved).unwrap();
+    let e = sealed.load_blocking("k2").unwrap_err();
+    assert!(e.to_string().contains("does not open"), "{e}");
+    // Values written before sealing was turned on are read, and sealed when next written.
+    let _ = plain
+        .store_blocking("old", &c::sample(c::RT), None)
+        .unwrap();
+    let v = sealed.load_blocking("old").unwrap().unwrap();
+    assert_eq!(v.value.refresh_token.as_ref().unwrap().secret(), c::RT);
+    let _ = sealed
+        .store_blocking("old", &v.value, Some(v.version))
+        .unwrap();
+    let text = fs::read_to_string(json_path(&sealed, "old")).unwrap();
+    assert!(!text.contains(c::RT), "{text}");
 }
