@@ -100,6 +100,18 @@ pub enum Error {
     #[error("consent required: principal `{}` has no usable grant at `{}` ({})", .0.principal, .0.issuer, .0.reason)]
     ConsentRequired(Box<crate::event::ConsentRequest>),
 
+    /// The stored grant's refresh token is bound to another DPoP key than this client's (a
+    /// replica started with its own key): nothing was sent, since the server would refuse the
+    /// refresh. Give every replica the same key (`DpopKey::from_pkcs8_pem` from a shared
+    /// secret, or a `Signer` backed by a KMS or HSM).
+    #[error("the stored grant is bound to DPoP key `{stored}`, but this client's key is {}", .ours.as_deref().map_or_else(|| "none".to_owned(), |o| format!("`{o}`")))]
+    DpopKeyMismatch {
+        /// The thumbprint recorded with the grant.
+        stored: String,
+        /// This client's key thumbprint (`None`: no DPoP key).
+        ours: Option<String>,
+    },
+
     /// A key or signature operation failed.
     #[error("crypto error: {0}")]
     Crypto(String),

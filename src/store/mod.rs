@@ -11,6 +11,35 @@
 //!
 //! [`conformance`] (feature `testkit`) is the behaviour every implementation must have, as
 //! functions a test suite can call with its own store.
+//!
+//! # A fleet sharing grants
+//!
+//! Replicas sharing a store share its grants, and a DPoP-bound refresh token works only with
+//! its key: every replica must sign with the same DPoP key. The stored grant records the key's
+//! thumbprint ([`StoredGrant::dpop_jkt`]); a replica with another key gets
+//! [`Error::DpopKeyMismatch`] instead of a refresh the server would refuse. Load the key from a
+//! secret as PKCS#8 PEM (or give every replica a `Signer` backed by the same KMS or HSM key,
+//! [`DpopKey::from_signer`](crate::DpopKey::from_signer)), and seal what the store keeps with a
+//! shared [`SealKey`]:
+//!
+//! ```no_run
+//! # async fn run() -> agent_oauth::Result<()> {
+//! use agent_oauth::DpopKey;
+//! use agent_oauth::store::SealKey;
+//! // Made once: `DpopKey::generate().to_pkcs8_pem()`, kept in the secret manager.
+//! let dpop = DpopKey::from_pkcs8_pem(&std::env::var("AGENT_DPOP_KEY_PEM").unwrap_or_default())?;
+//! let seal = SealKey::from_base64(&std::env::var("AGENT_SEAL_KEY").unwrap_or_default())?;
+//! let agent = agent_oauth::Agent::builder()
+//!     .issuer("https://as.example.com")
+//!     .client_id("billing-agent")
+//!     .dpop(dpop)
+//!     .token_store(std::sync::Arc::new(
+//!         agent_oauth::store::FileStore::new("/var/lib/agent/tokens")?.with_seal_key(seal),
+//!     ))
+//!     .build()
+//!     .await?;
+//! # let _ = agent; Ok(()) }
+//! ```
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -57,6 +86,10 @@ pub struct StoredGrant {
     pub access: Option<TokenSet>,
     /// When this value was written (persistent stores keep whole seconds).
     pub updated_at: SystemTime,
+    /// The JWK thumbprint (RFC 7638) of the DPoP key the refresh token is bound to, if any. A
+    /// replica whose key differs gets [`Error::DpopKeyMismatch`] instead of sending a refresh
+    /// the server would refuse: replicas sharing a grant share its key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl StoredGrant {
@@ -66,7 +99,14 @@ impl StoredGrant {
             refresh_token,
             access,
             updated_at: SystemTime::now(),
+            dpop_jkt: None,
         }
+    }
+
+    /// The same grant, its refresh token bound to the DPoP key with thumbprint `jkt`.
+    pub fn with_dpop_jkt(mut self, jkt: impl Into<String>) -> Self {
+        self.dpop_jkt = Some(jkt.into());
+        self
     }
 }
 

@@ -218,6 +218,28 @@ impl TestServer {
         sub: &str,
         resources: &[&str],
     ) -> String {
+        self.mint_refresh_token(client_id, scope, sub, resources, None)
+    }
+
+    /// As [`issue_refresh_token`](Self::issue_refresh_token), bound to the DPoP key with
+    /// thumbprint `jkt` (RFC 9449 §5: refreshing it needs a proof of that key).
+    pub fn issue_dpop_bound_refresh_token(
+        &self,
+        client_id: &str,
+        scope: &str,
+        jkt: &str,
+    ) -> String {
+        self.mint_refresh_token(client_id, scope, USER, &[], Some(jkt.to_owned()))
+    }
+
+    fn mint_refresh_token(
+        &self,
+        client_id: &str,
+        scope: &str,
+        sub: &str,
+        resources: &[&str],
+        jkt: Option<String>,
+    ) -> String {
         let mut inner = self.shared.inner();
         let grant_id = Shared::new_grant(&mut inner);
         let t = now();
@@ -232,7 +254,7 @@ impl TestServer {
                 iat: t,
                 exp: t.saturating_add(secs(self.shared.config.refresh_token_ttl)),
                 consumed: false,
-                jkt: None,
+                jkt,
             },
         )
     }

@@ -223,7 +223,7 @@ impl Grant {
     /// [`Error::Store`] when another writer wrote the grant at the same time.
     pub(crate) async fn seed(&self, tokens: &TokenSet, params: &TokenParams) -> Result<()> {
         let (store, key) = (&self.store, self.key.store_key());
-        let grant = stored_grant(tokens, params);
+        let grant = stored_grant(tokens, params, self.jkt());
         let pending = grant.clone();
         let result = async {
             let _lock = self.store_lock().await?;

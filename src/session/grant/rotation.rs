@@ -52,6 +52,11 @@ impl Grant {
         result
     }
 
+    /// The thumbprint of the DPoP key this grant's client binds its tokens to.
+    pub(super) fn jkt(&self) -> Option<&str> {
+        self.client.dpop_key().map(|k| k.thumbprint())
+    }
+
     pub(super) async fn load(&self) -> Result<Option<Versioned<StoredGrant>>> {
         self.store.load(self.key.store_key()).await
     }
@@ -142,6 +147,15 @@ impl Grant {
             ));
         };
         let version = stored.as_ref().map(|v| v.version);
+        // A refresh token bound to another key would be refused (and could end the grant).
+        if let Some(stored_jkt) = newest.and_then(|g| g.dpop_jkt.as_deref()) {
+            if Some(stored_jkt) != self.jkt() {
+                return Err(Error::DpopKeyMismatch {
+                    stored: stored_jkt.to_owned(),
+                    ours: self.jkt().map(str::to_owned),
+                });
+            }
+        }
         match self.client.refresh(&rt, params).await {
             Ok(tokens) => {
                 let tokens = self.keep(&rt, tokens, params, version, lock).await;
@@ -236,7 +250,7 @@ impl Grant {
         {
             self.custody.mark_dead(sent);
         }
-        let grant = stored_grant(&tokens, params);
+        let grant = stored_grant(&tokens, params, self.jkt());
         let fenced = lock.is_some_and(|l| !l.is_held());
         match self.persist(grant.clone(), version, fenced).await {
             Ok(()) => self.custody.written(),
@@ -282,10 +296,18 @@ fn params_tag(p: &TokenParams) -> String {
 
 /// What is stored for `tokens`: the refresh token, and the access token tagged with the
 /// parameters it was obtained with.
-pub(super) fn stored_grant(tokens: &TokenSet, params: &TokenParams) -> StoredGrant {
+pub(super) fn stored_grant(
+    tokens: &TokenSet,
+    params: &TokenParams,
+    jkt: Option<&str>,
+) -> StoredGrant {
     let mut access = tokens.clone();
     access
         .extra
         .insert(PARAMS_TAG.to_owned(), params_tag(params).into());
-    StoredGrant::new(tokens.refresh_token.clone(), Some(access))
+    let grant = StoredGrant::new(tokens.refresh_token.clone(), Some(access));
+    match jkt {
+        Some(j) => grant.with_dpop_jkt(j),
+        None => grant,
+    }
 }

@@ -107,6 +107,7 @@ impl Record {
             refresh_token: refresh_token.as_ref(),
             access: access.as_ref(),
             updated_at: unix_secs(g.map_or_else(SystemTime::now, |g| g.updated_at)),
+            dpop_jkt: g.and_then(|g| g.dpop_jkt.as_deref()),
         };
         let mut out = Zeroizing::new(Vec::with_capacity(4096));
         serde_json::to_writer(&mut *out, &file).map_err(|e| {
@@ -164,6 +165,18 @@ impl Record {
                     .transpose()?,
                 access,
                 updated_at: from_unix(f.updated_at)?,
+                dpop_jkt: match f.dpop_jkt {
+                    Some(j)
+                        if j.is_empty()
+                            || j.len() > 128
+                            || !j
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                    {
+                        return Err(corrupt("dpop_jkt is not a JWK thumbprint"))
+                    }
+                    j => j,
+                },
             })
         };
         Ok(Record {
@@ -224,6 +237,8 @@ pub(in crate::store) struct FileRecord<'a> {
     refresh_token: Option<&'a SecretField>,
     access: Option<&'a FileAccess>,
     updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_jkt: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +252,8 @@ pub(in crate::store) struct FileRecordOwned {
     #[serde(default)]
     access: Option<FileAccess>,
     updated_at: i64,
+    #[serde(default)]
+    dpop_jkt: Option<String>,
 }
 
 pub(in crate::store) fn is_false(b: &bool) -> bool {

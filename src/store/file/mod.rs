@@ -31,7 +31,9 @@ use lock::{check_private_dir, file_name, open_lock_file, open_no_follow, sync_di
 /// - `<hash>.json`: the value, its version and the key, written with mode `0600`:
 ///   `{"format":1,"version":3,"key":"…","refresh_token":"…","access":{"access_token":"…",
 ///   "token_type":"DPoP","issued_at":1700000000,"expires_at":1700003600,"scope":"a b",
-///   "issued_token_type":null,"extra":{}},"updated_at":1700000000}`. Times are unix seconds.
+///   "issued_token_type":null,"extra":{}},"updated_at":1700000000}`, with `"dpop_jkt":"…"` when
+///   the refresh token is DPoP-bound. Times are unix seconds. With a seal key the token members
+///   are sealed values (`"sealed:v1:<key id>:…"`).
 ///   After a removal the file stays as a marker without any token (`"removed":true`), so that
 ///   versions are never reused.
 /// - `<hash>.record`: the record of [`store_record`](TokenStore::store_record), mode `0600`:

@@ -19,6 +19,7 @@
 
 mod cache;
 pub(crate) mod common;
+mod fleet_keys;
 mod grants;
 mod multiprocess;
 mod refresh;
