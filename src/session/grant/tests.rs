@@ -308,3 +308,76 @@ async fn grant_cached_token_never_exposes_the_refresh_token() {
     assert!(t.token().refresh_token.is_none());
     assert_eq!(*s.presented.lock().unwrap(), ["rt-0", "rt-1"]);
 }
+
+/// A store whose leases are lost as soon as they are taken (the holder was paused past its
+/// lease), and where another holder writes a newer grant while the refresh is on the wire.
+#[derive(Debug, Default)]
+struct OvertakenStore {
+    inner: MemoryStore,
+    /// Armed: the next conditional write is preceded by another holder's.
+    overtake: AtomicBool,
+    /// The leases handed out report themselves lost.
+    lose_leases: AtomicBool,
+}
+
+#[crate::store::async_trait]
+impl TokenStore for OvertakenStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned<StoredGrant>>> {
+        self.inner.load(key).await
+    }
+    async fn store(
+        &self,
+        key: &str,
+        value: &StoredGrant,
+        expected: Option<u64>,
+    ) -> Result<StoreOutcome> {
+        if self.overtake.swap(false, Ordering::SeqCst) {
+            let newer = StoredGrant::new(Some(RefreshToken::new("rt-newer-holder")), None);
+            let _ = self.inner.store(key, &newer, expected).await?;
+        }
+        self.inner.store(key, value, expected).await
+    }
+    async fn remove(&self, key: &str, expected: Option<u64>) -> Result<StoreOutcome> {
+        self.inner.remove(key, expected).await
+    }
+    async fn lock(&self, _: &str, _: Duration) -> Result<StoreLock> {
+        let (lock, lease) = StoreLock::leased(());
+        if self.lose_leases.load(Ordering::SeqCst) {
+            lease.lost();
+        }
+        Ok(lock)
+    }
+}
+
+#[tokio::test]
+async fn store_fencing_a_refresh_whose_lease_was_lost_keeps_the_newer_grant() {
+    let store = Arc::new(OvertakenStore::default());
+    let (_s, g) = seeded(store.clone()).await;
+    // Lease lost, and a newer holder wrote meanwhile: its grant stays, ours is not forced in.
+    store.lose_leases.store(true, Ordering::SeqCst);
+    store.overtake.store(true, Ordering::SeqCst);
+    let (t, refreshed) = g.refresh(&TokenParams::new(), None).await.unwrap();
+    assert!(refreshed);
+    assert_eq!(
+        t.access_token.secret(),
+        "at-1",
+        "the access token is handed out"
+    );
+    assert_eq!(
+        stored_rt(&*store, &g).await.as_deref(),
+        Some("rt-newer-holder"),
+        "the fenced writer overwrote a newer grant"
+    );
+    assert!(
+        g.custody.pending().is_none(),
+        "nothing retried behind the newer grant"
+    );
+
+    // Under a lease still held, a writer that took no lock loses to the rotation, as before.
+    let store = Arc::new(OvertakenStore::default());
+    let (_s, g) = seeded(store.clone()).await;
+    store.overtake.store(true, Ordering::SeqCst);
+    let (t, _) = g.refresh(&TokenParams::new(), None).await.unwrap();
+    assert_eq!(t.access_token.secret(), "at-1");
+    assert_eq!(stored_rt(&*store, &g).await.as_deref(), Some("rt-1"));
+}
