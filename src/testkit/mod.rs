@@ -86,6 +86,7 @@ mod endpoints;
 mod exchange;
 mod grants;
 mod http_util;
+mod identity;
 mod jose;
 mod mcp;
 mod registration;
@@ -94,6 +95,7 @@ mod server;
 mod state;
 
 pub use config::{TestClient, TestClientAuth, TestServerConfig};
+pub use identity::TestIdentityIssuer;
 pub use mcp::McpStats;
 pub use server::TestServer;
 pub use state::{GrantStats, Stats};

@@ -1,0 +1,1 @@
+//! Workload identity and ID-JAGs against node oidc-provider.
