@@ -85,7 +85,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .auth(ClientAuth::client_secret_basic("agent-secret"))
     .build();
-    let jags = Arc::new(IdJagIssuer::new(idp_client, AssertionSource::fixed(id_token)));
+    let jags = Arc::new(IdJagIssuer::new(
+        idp_client,
+        AssertionSource::fixed(id_token),
+    ));
     let for_alice = Agent::builder()
         .issuer(mcp_as.issuer())
         .client_id("agent")

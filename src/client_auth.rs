@@ -225,12 +225,12 @@ impl ClientAuth {
         now: SystemTime,
     ) -> Result<()> {
         let external = match &self.0 {
-            Method::External { source, .. } => Some(source.cached().ok_or_else(|| {
-                Error::Assertion {
+            Method::External { source, .. } => {
+                Some(source.cached().ok_or_else(|| Error::Assertion {
                     origin: source.origin(),
                     reason: "no current assertion (read the source first)".into(),
-                }
-            })?),
+                })?)
+            }
             _ => None,
         };
         self.apply_prepared(client_id, audience, form, now, external.as_ref())

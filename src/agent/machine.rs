@@ -36,7 +36,11 @@ impl MachineGrant {
     }
 
     /// A token from `client`'s server with `params`.
-    pub(crate) async fn fetch(&self, client: &OAuthClient, params: &TokenParams) -> Result<TokenSet> {
+    pub(crate) async fn fetch(
+        &self,
+        client: &OAuthClient,
+        params: &TokenParams,
+    ) -> Result<TokenSet> {
         match self {
             MachineGrant::ClientCredentials => client.client_credentials(params).await,
             MachineGrant::JwtBearer(source) => client.jwt_bearer_from(source, params).await,

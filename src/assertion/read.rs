@@ -63,7 +63,9 @@ pub(super) async fn file(path: &Path) -> Result<(SecretString, FileStamp), Strin
 
 fn utf8(bytes: &[u8]) -> Result<String, String> {
     if bytes.len() > MAX_ASSERTION_LEN {
-        return Err(format!("the assertion is larger than {MAX_ASSERTION_LEN} bytes"));
+        return Err(format!(
+            "the assertion is larger than {MAX_ASSERTION_LEN} bytes"
+        ));
     }
     std::str::from_utf8(bytes)
         .map(str::to_owned)
@@ -78,7 +80,9 @@ pub(super) fn token_text(raw: String) -> Result<SecretString, String> {
         return Err("the assertion is empty".into());
     }
     if t.len() > MAX_ASSERTION_LEN {
-        return Err(format!("the assertion is larger than {MAX_ASSERTION_LEN} bytes"));
+        return Err(format!(
+            "the assertion is larger than {MAX_ASSERTION_LEN} bytes"
+        ));
     }
     if !t.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("the assertion is not one printable token".into());
@@ -113,7 +117,9 @@ pub(super) async fn command(
             .map_err(|e| format!("cannot read the program's output ({})", e.kind()))?;
         if bytes.len() > MAX_ASSERTION_LEN {
             // Killed when `child` drops.
-            return Err(format!("the program printed more than {MAX_ASSERTION_LEN} bytes"));
+            return Err(format!(
+                "the program printed more than {MAX_ASSERTION_LEN} bytes"
+            ));
         }
         let status = child
             .wait()

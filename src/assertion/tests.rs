@@ -65,7 +65,10 @@ async fn assertion_file_failures_are_typed_and_name_the_file() {
     let e = AssertionSource::file(&path).assertion().await.unwrap_err();
     assert!(e.to_string().contains("printable"), "{e}");
 
-    let e = AssertionSource::file(dir.path()).assertion().await.unwrap_err();
+    let e = AssertionSource::file(dir.path())
+        .assertion()
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Assertion { .. }), "{e:?}");
 }
 
@@ -164,7 +167,10 @@ async fn assertion_command_output_status_and_timeout() {
     let failing = AssertionSource::command("sh", ["-c", "echo leaked-secret; exit 3"]);
     let e = failing.assertion().await.unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("status 3") && text.contains("command sh"), "{text}");
+    assert!(
+        text.contains("status 3") && text.contains("command sh"),
+        "{text}"
+    );
     assert!(!text.contains("leaked-secret"));
 
     let slow = AssertionSource::command("sleep", ["5"]).timeout(Duration::from_millis(100));
@@ -186,7 +192,10 @@ async fn assertion_command_output_status_and_timeout() {
 fn assertion_debug_shows_origin_not_value() {
     let s = AssertionSource::fixed("eyJ.secret-value.sig");
     let dbg = format!("{s:?}");
-    assert!(dbg.contains("fixed") && !dbg.contains("secret-value"), "{dbg}");
+    assert!(
+        dbg.contains("fixed") && !dbg.contains("secret-value"),
+        "{dbg}"
+    );
     let f = AssertionSource::file("/var/run/secrets/tokens/agent");
     assert!(format!("{f:?}").contains("/var/run/secrets/tokens/agent"));
 }

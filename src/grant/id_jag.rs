@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::client::OAuthClient;
@@ -23,7 +24,7 @@ use super::token_exchange::{TokenExchangeRequest, ID_TOKEN_TYPE};
 use crate::assertion::AssertionSource;
 use crate::error::{Error, OAuthErrorCode, Result};
 use crate::secret::SecretString;
-use crate::token::{Scope, TokenSet};
+use crate::token::{RefreshToken, Scope, TokenSet};
 
 /// Token type identifier of an ID-JAG (`requested_token_type`, `issued_token_type`).
 pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
@@ -115,6 +116,30 @@ impl IdJagIssuer {
         }
     }
 
+    /// Subject ID tokens from refreshing `refresh_token` at the identity provider (OpenID
+    /// Connect Core §12.2: a refresh of an `openid` grant returns a new ID token), done only when
+    /// the ID token obtained last is about to expire. A rotated refresh token replaces the old
+    /// one in memory; nothing is persisted, so a process that must survive restarts keeps its
+    /// identity provider grant with an [`Agent`](crate::Agent) login and its store instead.
+    pub fn from_refresh_token(idp: OAuthClient, refresh_token: RefreshToken) -> Self {
+        let state = Arc::new(tokio::sync::Mutex::new(refresh_token));
+        let client = idp.clone();
+        let source = AssertionSource::from_fn(move || {
+            let (client, state) = (client.clone(), state.clone());
+            async move {
+                let mut current = state.lock().await;
+                let t = client.refresh(&current, &TokenParams::new()).await?;
+                if let Some(rotated) = t.refresh_token {
+                    *current = rotated;
+                }
+                t.id_token.ok_or_else(|| {
+                    Error::invalid("the identity provider's refresh returned no ID token")
+                })
+            }
+        });
+        Self::new(idp, source)
+    }
+
     /// The subject token's type (default `urn:ietf:params:oauth:token-type:id_token`; a SAML
     /// assertion is `urn:ietf:params:oauth:token-type:saml2`).
     #[must_use]
@@ -148,7 +173,9 @@ impl IdJagIssuer {
         resource: &str,
         scope: Option<&Scope>,
     ) -> Result<IdJag> {
-        self.obtain(audience, resource, scope).await.map(|(jag, _)| jag)
+        self.obtain(audience, resource, scope)
+            .await
+            .map(|(jag, _)| jag)
     }
 
     /// An ID-JAG and whether it came from the cache.
@@ -228,7 +255,11 @@ impl IdJagIssuer {
     /// # Errors
     /// [`Error::Config`] when `params` names no resource; as [`id_jag`](Self::id_jag) and
     /// [`OAuthClient::jwt_bearer`].
-    pub async fn access_token(&self, client: &OAuthClient, params: &TokenParams) -> Result<TokenSet> {
+    pub async fn access_token(
+        &self,
+        client: &OAuthClient,
+        params: &TokenParams,
+    ) -> Result<TokenSet> {
         let resource = params
             .resources
             .first()

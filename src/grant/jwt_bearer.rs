@@ -36,10 +36,7 @@ impl OAuthClient {
     ) -> Result<TokenSet> {
         let form = vec![
             ("grant_type".to_owned(), JWT_BEARER.to_owned()),
-            (
-                "assertion".to_owned(),
-                assertion.expose_secret().to_owned(),
-            ),
+            ("assertion".to_owned(), assertion.expose_secret().to_owned()),
         ];
         self.send_token_request(form, params, RetryPolicy::ConnectOnly, None, false)
             .await

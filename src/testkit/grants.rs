@@ -116,9 +116,14 @@ impl Shared {
         // The JWT bearer grant may come without client authentication (RFC 7523 §3.1).
         let anonymous = grant_type == JWT_BEARER
             && !headers.contains_key(http::header::AUTHORIZATION)
-            && !["client_id", "client_secret", "client_assertion", "client_assertion_type"]
-                .iter()
-                .any(|p| params.has(p));
+            && ![
+                "client_id",
+                "client_secret",
+                "client_assertion",
+                "client_assertion_type",
+            ]
+            .iter()
+            .any(|p| params.has(p));
         let client = if anonymous {
             None
         } else {

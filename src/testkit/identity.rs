@@ -158,10 +158,7 @@ impl Shared {
         }
         let sub = jws.str_claim("sub").unwrap_or_default().to_owned();
         let id_jag = jws.header.get("typ").and_then(Value::as_str) == Some(ID_JAG_TYP);
-        let granted = jws
-            .str_claim("scope")
-            .map(Scope::parse)
-            .unwrap_or_default();
+        let granted = jws.str_claim("scope").map(Scope::parse).unwrap_or_default();
         let workload;
         let client = match client {
             Some(c) => c,
@@ -283,9 +280,7 @@ impl Shared {
             .map_err(|e| OAuthErr::invalid_client(e.description))?;
         let sub = jws.str_claim("sub").unwrap_or_default();
         if !sub.starts_with("spiffe://") {
-            return Err(OAuthErr::invalid_client(
-                "a JWT-SVID's sub is a SPIFFE ID",
-            ));
+            return Err(OAuthErr::invalid_client("a JWT-SVID's sub is a SPIFFE ID"));
         }
         if body_id.is_some_and(|b| b != sub) {
             return Err(OAuthErr::invalid_client(

@@ -14,8 +14,7 @@ use sha2::Digest as _;
 use super::claims;
 use crate::support::oidc_provider::OidcProvider;
 use crate::support::prelude::{
-    Agent, AuthorizationServer, ClientAuth, HttpTransport, OAuthClient, OAuthErrorCode,
-    TokenParams,
+    Agent, AuthorizationServer, ClientAuth, HttpTransport, OAuthClient, OAuthErrorCode, TokenParams,
 };
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -122,13 +121,20 @@ async fn workload_identity_interop_rotating_token_file_at_oidc_provider() {
     );
 }
 
-/// The ID token of a headless login at `idp` for client `app`.
-async fn id_token(idp: &OidcProvider) -> String {
+/// The ID token and refresh token of a headless login at `idp` for client `app`.
+async fn login(idp: &OidcProvider) -> (String, Option<String>) {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let verifier = b64.encode(rand::random::<[u8; 32]>());
     let challenge = b64.encode(sha2::Sha256::digest(verifier.as_bytes()));
     let code = idp
-        .authorize_headless("app", REDIRECT, "openid", &challenge, "s", &[])
+        .authorize_headless(
+            "app",
+            REDIRECT,
+            "openid offline_access",
+            &challenge,
+            "s",
+            &[("prompt", "consent")],
+        )
         .await;
     let body: Value = idp
         .http_client()
@@ -147,10 +153,11 @@ async fn id_token(idp: &OidcProvider) -> String {
         .await
         .map(|b| serde_json::from_slice(&b).unwrap())
         .unwrap();
-    body["id_token"]
+    let id_token = body["id_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no id_token: {body}"))
-        .to_owned()
+        .to_owned();
+    (id_token, body["refresh_token"].as_str().map(str::to_owned))
 }
 
 #[tokio::test]
@@ -164,7 +171,7 @@ async fn id_jag_interop_both_legs_across_two_oidc_providers() {
     let Some(idp) = OidcProvider::start(json!({
         "token_exchange": true, "id_jag": true,
         "resource_indicators": ["https://any.example/"],
-        "clients": app(json!(["authorization_code", TE])),
+        "clients": app(json!(["authorization_code", "refresh_token", TE])),
     }))
     .await
     else {
@@ -189,9 +196,17 @@ async fn id_jag_interop_both_legs_across_two_oidc_providers() {
     else {
         return;
     };
+    let (id_token, refresh_token) = login(&idp).await;
+    let idp_client = || {
+        client(
+            &idp.issuer,
+            "app",
+            ClientAuth::client_secret_basic("app-secret"),
+        )
+    };
     let issuer = Arc::new(IdJagIssuer::new(
-        client(&idp.issuer, "app", ClientAuth::client_secret_basic("app-secret")),
-        AssertionSource::fixed(id_token(&idp).await),
+        idp_client(),
+        AssertionSource::fixed(id_token),
     ));
     let resource = mcp_as.url("/api");
     let agent = Agent::builder()
@@ -237,4 +252,17 @@ async fn id_jag_interop_both_legs_across_two_oidc_providers() {
     assert_eq!(c["aud"], json!(mcp_as.issuer));
     assert_eq!(c["resource"], json!(resource));
     assert_eq!(c["client_id"], "app");
+
+    // A refresh-derived ID token: the IdP grant's refresh token yields the subject.
+    let refresh_token = refresh_token.expect("a refresh token for offline_access");
+    let from_refresh = IdJagIssuer::from_refresh_token(
+        idp_client(),
+        agent_oauth::RefreshToken::new(refresh_token),
+    );
+    let jag = from_refresh
+        .id_jag(&mcp_as.issuer, &resource, None)
+        .await
+        .unwrap();
+    assert_eq!(claims(jag.assertion().expose_secret())["sub"], "agent-user");
+    assert_eq!(counters(&idp).await["id_jag"], 2);
 }

@@ -37,8 +37,7 @@ fn client(issuer: &str, client_id: &str, auth: ClientAuth) -> OAuthClient {
 /// A server trusting the workload platform `platform`.
 async fn trusting(platform: &TestIdentityIssuer) -> TestServer {
     TestServer::start_with(
-        TestServerConfig::default()
-            .with_trusted_issuer(platform.issuer(), platform.public_jwk()),
+        TestServerConfig::default().with_trusted_issuer(platform.issuer(), platform.public_jwk()),
     )
     .await
 }
@@ -87,8 +86,8 @@ async fn jwt_bearer_grant_carries_scope_resource_and_dpop() {
     let platform = TestIdentityIssuer::new("https://spire.example");
     let server = trusting(&platform).await;
     let key = agent_oauth::DpopKey::generate();
-    let server_md = AuthorizationServer::new(server.issuer(), HttpTransport::new().unwrap())
-        .unwrap();
+    let server_md =
+        AuthorizationServer::new(server.issuer(), HttpTransport::new().unwrap()).unwrap();
     let c = OAuthClient::builder(server_md, "")
         .auth(ClientAuth::omitted())
         .dpop(key.clone())
@@ -147,7 +146,10 @@ async fn jwt_bearer_refused_assertions_are_typed_errors_without_the_assertion() 
             Some(OAuthErrorCode::InvalidGrant),
             "{why}: {e}"
         );
-        assert!(!format!("{e} {e:?}").contains(&jwt), "{why}: assertion leaked");
+        assert!(
+            !format!("{e} {e:?}").contains(&jwt),
+            "{why}: assertion leaked"
+        );
     }
     // An expired assertion in a source never leaves the process.
     let before = server.stats().token_requests;
@@ -186,11 +188,15 @@ async fn workload_identity_assertion_from_env_and_command() {
     // A helper program that prints the token (here: cat); it runs once while the token is fresh.
     let source = AssertionSource::command("cat", [file.to_string_lossy().into_owned()]);
     for _ in 0..2 {
-        c.jwt_bearer_from(&source, &TokenParams::new()).await.unwrap();
+        c.jwt_bearer_from(&source, &TokenParams::new())
+            .await
+            .unwrap();
     }
     std::fs::remove_file(&file).unwrap();
     // The cached token is still fresh: no second run needed, so the missing file is not noticed.
-    c.jwt_bearer_from(&source, &TokenParams::new()).await.unwrap();
+    c.jwt_bearer_from(&source, &TokenParams::new())
+        .await
+        .unwrap();
     assert_eq!(server.stats().grants.jwt_bearer, 4);
 }
 
@@ -232,10 +238,14 @@ async fn spiffe_jwt_svid_authenticates_the_client() {
         server.issuer(),
         Duration::from_secs(300),
     ));
-    let e = client(server.issuer(), spiffe_id, ClientAuth::spiffe_jwt_svid(other))
-        .client_credentials(&TokenParams::new())
-        .await
-        .unwrap_err();
+    let e = client(
+        server.issuer(),
+        spiffe_id,
+        ClientAuth::spiffe_jwt_svid(other),
+    )
+    .client_credentials(&TokenParams::new())
+    .await
+    .unwrap_err();
     assert_eq!(
         e.oauth_error().map(|o| o.error.clone()),
         Some(OAuthErrorCode::InvalidClient),
@@ -253,12 +263,10 @@ async fn enterprise() -> (TestServer, TestServer, String) {
             .with_trusted_issuer(sso.issuer(), sso.public_jwk()),
     )
     .await;
-    let mcp_as =
-        TestServer::start_with(TestServerConfig::default().with_trusted_issuer(
-            idp.issuer(),
-            idp.public_jwk(),
-        ))
-        .await;
+    let mcp_as = TestServer::start_with(
+        TestServerConfig::default().with_trusted_issuer(idp.issuer(), idp.public_jwk()),
+    )
+    .await;
     let id_token = sso.mint("alice@acme.example", "agent", Duration::from_secs(3600));
     (idp, mcp_as, id_token)
 }
@@ -305,7 +313,11 @@ async fn id_jag_both_legs_and_the_cache_by_request_counts() {
 
     // The ID-JAG names the authorization server, the resource and the client.
     let jag = issuer
-        .id_jag(mcp_as.issuer(), &mcp_as.resource_url(), Some(&"read".into()))
+        .id_jag(
+            mcp_as.issuer(),
+            &mcp_as.resource_url(),
+            Some(&"read".into()),
+        )
         .await
         .unwrap();
     let c = claims(jag.assertion().expose_secret());
@@ -334,7 +346,9 @@ async fn id_jag_renewed_near_expiry_and_per_resource() {
 
     let lazy = IdJagIssuer::new(idp_client(&idp), AssertionSource::fixed(id_token));
     lazy.access_token(&c, &params).await.unwrap();
-    lazy.access_token(&c, &params.clone().scope("read")).await.unwrap();
+    lazy.access_token(&c, &params.clone().scope("read"))
+        .await
+        .unwrap();
     lazy.access_token(&c, &TokenParams::new().resource(mcp_as.mcp_url()))
         .await
         .unwrap();
@@ -346,7 +360,11 @@ async fn id_jag_refusals_are_typed() {
     let (idp, mcp_as, id_token) = enterprise().await;
     // The ID token was issued to another client at the IdP.
     let wrong_aud = IdJagIssuer::new(
-        client(idp.issuer(), "agent-post", ClientAuth::client_secret_post("agent-post-secret")),
+        client(
+            idp.issuer(),
+            "agent-post",
+            ClientAuth::client_secret_post("agent-post-secret"),
+        ),
         AssertionSource::fixed(id_token.clone()),
     );
     let c = client(
