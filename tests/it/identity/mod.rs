@@ -418,3 +418,75 @@ async fn id_jag_discovery_from_grant_profiles() {
     none.grant_types_supported = None;
     assert_eq!(none.supports_id_jag(), None);
 }
+
+#[tokio::test]
+async fn id_jag_hostile_identity_provider_answers_are_typed_errors() {
+    use crate::support::prelude::ServerMetadata;
+    use crate::support::server::{Reply, Scripted};
+    let idp = Scripted::start().await;
+    let mut md = ServerMetadata::default();
+    md.issuer = idp.origin();
+    md.token_endpoint = Some(idp.url("/token"));
+    let server = AuthorizationServer::from_metadata(md, HttpTransport::new().unwrap()).unwrap();
+    let id_token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2VjcmV0LXN1YmplY3Q";
+    let issuer = IdJagIssuer::new(
+        OAuthClient::builder(server, "agent").build(),
+        AssertionSource::fixed(id_token),
+    );
+    let ask = || issuer.id_jag("https://as.example", "https://mcp.example/", None);
+
+    // An access token instead of an ID-JAG.
+    idp.push(Reply::json(
+        200,
+        &serde_json::json!({"access_token": "at", "token_type": "Bearer",
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}),
+    ));
+    let e = ask().await.unwrap_err();
+    assert!(matches!(e, Error::InvalidResponse(_)), "{e:?}");
+    // No issued_token_type at all: not a token exchange answer.
+    idp.push(Reply::json(
+        200,
+        &serde_json::json!({"access_token": "at", "token_type": "N_A"}),
+    ));
+    assert!(ask().await.is_err());
+    // The IdP echoes the subject token in its error: never in our error.
+    idp.push(Reply::json(
+        400,
+        &serde_json::json!({"error": "invalid_grant",
+            "error_description": format!("bad subject {id_token}")}),
+    ));
+    let e = ask().await.unwrap_err();
+    assert_eq!(
+        e.oauth_error().map(|o| o.error.clone()),
+        Some(OAuthErrorCode::InvalidGrant)
+    );
+    assert!(!format!("{e} {e:?}").contains(id_token), "{e:?}");
+    // Malformed JSON.
+    idp.push(
+        Reply::status(200)
+            .header("content-type", "application/json")
+            .body("{nope"),
+    );
+    assert!(matches!(
+        ask().await.unwrap_err(),
+        Error::InvalidResponse(_)
+    ));
+    // The request carried what the profile asks for.
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&idp.requests()[0].body)
+            .into_owned()
+            .collect();
+    assert_eq!(
+        form["requested_token_type"],
+        "urn:ietf:params:oauth:token-type:id-jag"
+    );
+    assert_eq!(
+        form["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:id_token"
+    );
+    assert_eq!(form["audience"], "https://as.example");
+    assert_eq!(form["resource"], "https://mcp.example/");
+    assert!(!form.contains_key("actor_token"));
+    // Nothing was cached from the failures.
+    assert_eq!(issuer.issued(), 0);
+}
