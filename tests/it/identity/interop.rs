@@ -21,16 +21,23 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const REDIRECT: &str = "http://127.0.0.1:1/cb";
 
-async fn counters(p: &OidcProvider) -> Value {
-    p.http_client()
-        .get(p.url("/test/counters"))
+/// GET `path` at `p` as JSON.
+async fn get_json(p: &OidcProvider, path: &str) -> Value {
+    let body = p
+        .http_client()
+        .get(p.url(path))
         .send()
         .await
         .unwrap()
         .bytes()
         .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// The harness's grant counters.
+async fn counters(p: &OidcProvider) -> Value {
+    get_json(p, "/test/counters").await
 }
 
 fn client(issuer: &str, client_id: &str, auth: ClientAuth) -> OAuthClient {
@@ -177,16 +184,7 @@ async fn id_jag_interop_both_legs_across_two_oidc_providers() {
     else {
         return;
     };
-    let idp_jwks: Value = idp
-        .http_client()
-        .get(idp.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let idp_jwks = get_json(&idp, "/jwks").await;
     let Some(mcp_as) = OidcProvider::start(json!({
         "resource_server": true,
         "jwt_bearer": {"trusted": [{"issuer": idp.issuer, "jwks": idp_jwks}]},
