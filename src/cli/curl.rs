@@ -25,7 +25,12 @@ pub(crate) struct CurlArgs {
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     headers: Vec<String>,
     /// Request body as given (`@FILE` reads a file, `@-` stdin).
-    #[arg(short = 'd', long = "data", value_name = "DATA", conflicts_with = "data_binary")]
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "DATA",
+        conflicts_with = "data_binary"
+    )]
     data: Option<String>,
     /// Request body from a file: `@FILE` (`@-` for stdin).
     #[arg(long = "data-binary", value_name = "@FILE")]
@@ -118,7 +123,9 @@ pub(crate) async fn run(args: CurlArgs) -> CliResult {
     let mut request = agent.request(method.clone(), &args.url);
     for h in &args.headers {
         let Some((name, value)) = h.split_once(':') else {
-            return Err(CliError::usage(format!("header `{h}` is not `Name: value`")));
+            return Err(CliError::usage(format!(
+                "header `{h}` is not `Name: value`"
+            )));
         };
         let name = http::HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| CliError::usage(format!("invalid header name in `{h}`")))?;
@@ -163,8 +170,11 @@ pub(crate) async fn run(args: CurlArgs) -> CliResult {
         );
     }
     if status.is_client_error() || status.is_server_error() {
-        return Err(CliError::new(code::HTTP, format!("{method} {} answered {status}", args.url))
-            .hint("the body (if any) is on stdout; -v shows the trace"));
+        return Err(CliError::new(
+            code::HTTP,
+            format!("{method} {} answered {status}", args.url),
+        )
+        .hint("the body (if any) is on stdout; -v shows the trace"));
     }
     Ok(())
 }

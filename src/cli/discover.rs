@@ -36,7 +36,8 @@ impl Steps {
         if !self.json {
             println!("{name}: {text}");
         }
-        self.steps.push(json!({"step": name, "summary": text, "detail": detail}));
+        self.steps
+            .push(json!({"step": name, "summary": text, "detail": detail}));
     }
 }
 
@@ -119,7 +120,12 @@ async fn resource_steps(
     let challenge_url = resource_metadata_from_challenges(&challenges)
         .map(Url::parse)
         .transpose()
-        .map_err(|e| CliError::new(crate::exit::code::OAUTH, format!("the challenge's resource_metadata is not a URL: {e}")))?;
+        .map_err(|e| {
+            CliError::new(
+                crate::exit::code::OAUTH,
+                format!("the challenge's resource_metadata is not a URL: {e}"),
+            )
+        })?;
     match discover_resource_metadata(transport, url, challenge_url.as_ref()).await? {
         Some(md) => {
             steps.add(
@@ -176,7 +182,9 @@ fn server_steps(md: &ServerMetadata, steps: &mut Steps) {
         options.push("client ID metadata document (`agent-oauth client-metadata`)".to_owned());
     }
     if let Some(r) = &md.registration_endpoint {
-        options.push(format!("dynamic registration at {r} (`agent-oauth register`)"));
+        options.push(format!(
+            "dynamic registration at {r} (`agent-oauth register`)"
+        ));
     }
     steps.add("registration", options.join("; "), json!(options));
 }

@@ -33,7 +33,9 @@ fn decode_part(part: &str, what: &str) -> CliResult<Map<String, Value>> {
         .map_err(|_| CliError::usage(format!("the JWT {what} is not base64url")))?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(CliError::usage(format!("the JWT {what} is not a JSON object"))),
+        _ => Err(CliError::usage(format!(
+            "the JWT {what} is not a JSON object"
+        ))),
     }
 }
 
@@ -50,8 +52,10 @@ fn decode(token: &str) -> CliResult<(Map<String, Value>, Map<String, Value>)> {
         [_, _, _, _, _] => Err(CliError::usage(
             "the token is an encrypted JWT (JWE): only its issuer can read it",
         )),
-        _ => Err(CliError::usage("not a JWT (expected three dot-separated parts)")
-            .hint("opaque tokens can only be read by their issuer (token introspection)")),
+        _ => Err(
+            CliError::usage("not a JWT (expected three dot-separated parts)")
+                .hint("opaque tokens can only be read by their issuer (token introspection)"),
+        ),
     }
 }
 
@@ -67,7 +71,8 @@ fn text(v: Option<&Value>) -> String {
 fn time_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
     let secs = claims.get(name)?.as_i64()?;
     let local = local_time_of_epoch(secs)?;
-    let t = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(u64::try_from(secs).ok()?))?;
+    let t = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(u64::try_from(secs).ok()?))?;
     Some(if name == "exp" {
         format!("{local} ({})", relative(t))
     } else {
@@ -146,7 +151,11 @@ pub(crate) fn run(args: InspectArgs) -> CliResult {
 }
 
 /// A DPoP proof (RFC 9449 §4.2): method, URL, time, key thumbprint, `ath`, nonce.
-fn show_proof(header: &Map<String, Value>, claims: &Map<String, Value>, as_json: bool) -> CliResult {
+fn show_proof(
+    header: &Map<String, Value>,
+    claims: &Map<String, Value>,
+    as_json: bool,
+) -> CliResult {
     let jkt = header
         .get("jwk")
         .and_then(|j| PublicJwk::from_json(j).ok())
@@ -167,7 +176,8 @@ fn show_proof(header: &Map<String, Value>, claims: &Map<String, Value>, as_json:
     println!("alg:   {}", text(header.get("alg")));
     println!(
         "jkt:   {}",
-        jkt.as_deref().unwrap_or("(no usable public key in the header)")
+        jkt.as_deref()
+            .unwrap_or("(no usable public key in the header)")
     );
     println!("htm:   {}", text(claims.get("htm")));
     println!("htu:   {}", text(claims.get("htu")));

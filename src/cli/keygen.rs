@@ -62,9 +62,8 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> CliResult {
         dirs.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut dirs, 0o700);
-        dirs.create(parent).map_err(|e| {
-            CliError::failure(format!("cannot create {}: {e}", parent.display()))
-        })?;
+        dirs.create(parent)
+            .map_err(|e| CliError::failure(format!("cannot create {}: {e}", parent.display())))?;
     }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

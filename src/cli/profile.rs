@@ -40,6 +40,9 @@ pub(crate) struct ClientArgs {
     /// Refused: secrets are never taken from arguments (see AGENT_OAUTH_CLIENT_SECRET).
     #[arg(long, hide = true, value_name = "SECRET")]
     pub(crate) client_secret: Option<SecretArg>,
+    /// How to send the client secret (default: what the server's metadata lists, basic first).
+    #[arg(long, value_enum, env = "AGENT_OAUTH_SECRET_METHOD")]
+    pub(crate) secret_method: Option<SecretMethod>,
     /// Scope to ask for (space-separated).
     #[arg(long, env = "AGENT_OAUTH_SCOPE")]
     pub(crate) scope: Option<String>,
@@ -73,6 +76,16 @@ pub(crate) struct ClientArgs {
     pub(crate) no_store: bool,
 }
 
+/// How a client secret is sent (RFC 6749 §2.3.1).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SecretMethod {
+    /// `client_secret_basic`: HTTP Basic authentication.
+    Basic,
+    /// `client_secret_post`: in the form body.
+    Post,
+}
+
 /// A secret given as an argument: kept only to refuse it, never shown.
 #[derive(Clone)]
 pub(crate) struct SecretArg;
@@ -98,6 +111,7 @@ pub(crate) struct Profile {
     pub(crate) issuer: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret_file: Option<PathBuf>,
+    pub(crate) secret_method: Option<SecretMethod>,
     pub(crate) scope: Option<String>,
     pub(crate) resource: Option<String>,
     pub(crate) dpop_key: Option<PathBuf>,
@@ -178,6 +192,7 @@ pub(crate) struct Settings {
     pub(crate) issuer: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) secret: Option<SecretString>,
+    pub(crate) secret_method: Option<SecretMethod>,
     pub(crate) scope: Option<String>,
     pub(crate) resource: Option<String>,
     pub(crate) key: KeyChoice,
@@ -190,12 +205,13 @@ impl ClientArgs {
     /// Resolve flags > environment > config file; read the secret.
     pub(crate) fn resolve(&self) -> CliResult<Settings> {
         if self.client_secret.is_some() {
-            return Err(CliError::usage(
-                "secrets are not accepted as arguments (--client-secret)",
-            )
-            .hint(format!(
+            return Err(
+                CliError::usage("secrets are not accepted as arguments (--client-secret)").hint(
+                    format!(
                 "set {CLIENT_SECRET_ENV}, or use --client-secret-file FILE or --client-secret-stdin"
-            )));
+            ),
+                ),
+            );
         }
         let dir = config_dir()?;
         let profile_name = self.profile.clone().unwrap_or_else(|| "default".to_owned());
@@ -205,9 +221,9 @@ impl ClientArgs {
         } else if let Some(path) = &self.client_secret_file {
             Some(read_secret_file(path)?)
         } else if let Some(s) = std::env::var_os(CLIENT_SECRET_ENV) {
-            let s = s.into_string().map_err(|_| {
-                CliError::usage(format!("{CLIENT_SECRET_ENV} is not valid UTF-8"))
-            })?;
+            let s = s
+                .into_string()
+                .map_err(|_| CliError::usage(format!("{CLIENT_SECRET_ENV} is not valid UTF-8")))?;
             (!s.is_empty()).then(|| SecretString::new(s))
         } else if let Some(path) = &file.client_secret_file {
             Some(read_secret_file(path)?)
@@ -221,7 +237,10 @@ impl ClientArgs {
         } else if let Some(p) = self.dpop_key.clone().or(file.dpop_key.clone()) {
             KeyChoice::File(p)
         } else {
-            KeyChoice::Profile(dir.join("keys").join(format!("{}.pem", safe_name(&profile_name))))
+            KeyChoice::Profile(
+                dir.join("keys")
+                    .join(format!("{}.pem", safe_name(&profile_name))),
+            )
         };
         #[cfg(feature = "mtls")]
         let (flag_cert, tls_client_auth) = (
@@ -236,6 +255,7 @@ impl ClientArgs {
             issuer: self.issuer.clone().or(file.issuer),
             client_id: self.client_id.clone().or(file.client_id),
             secret,
+            secret_method: self.secret_method.or(file.secret_method),
             scope: self.scope.clone().or(file.scope),
             resource: self.resource.clone().or(file.resource),
             key,
@@ -260,9 +280,8 @@ fn safe_name(name: &str) -> String {
 }
 
 fn read_secret_file(path: &Path) -> CliResult<SecretString> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        CliError::usage(format!("cannot read secret file {}: {e}", path.display()))
-    })?;
+    let text = fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read secret file {}: {e}", path.display())))?;
     let secret = text.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
         return Err(CliError::usage(format!(
@@ -294,13 +313,12 @@ pub(crate) fn read_token_source(source: &str) -> CliResult<String> {
             .map_err(|e| CliError::usage(format!("cannot read stdin: {e}")))?;
         s
     } else if let Some(path) = source.strip_prefix('@') {
-        fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("cannot read {path}: {e}")))?
+        fs::read_to_string(path).map_err(|e| CliError::usage(format!("cannot read {path}: {e}")))?
     } else {
-        return Err(
-            CliError::usage("tokens are not accepted as arguments (they show in process lists)")
-                .hint("pass `-` to read the token from stdin, or `@FILE`"),
-        );
+        return Err(CliError::usage(
+            "tokens are not accepted as arguments (they show in process lists)",
+        )
+        .hint("pass `-` to read the token from stdin, or `@FILE`"));
     };
     let t = text.trim();
     if t.is_empty() {
@@ -331,9 +349,11 @@ impl Settings {
         if self.tls_client_auth {
             return ClientAuth::tls_client_auth();
         }
-        match &self.secret {
-            Some(s) => ClientAuth::client_secret(s.clone()),
-            None => ClientAuth::none(),
+        match (&self.secret, self.secret_method) {
+            (Some(s), None) => ClientAuth::client_secret(s.clone()),
+            (Some(s), Some(SecretMethod::Basic)) => ClientAuth::client_secret_basic(s.clone()),
+            (Some(s), Some(SecretMethod::Post)) => ClientAuth::client_secret_post(s.clone()),
+            (None, _) => ClientAuth::none(),
         }
     }
 
@@ -396,8 +416,7 @@ impl Settings {
             fs::read_to_string(p)
                 .map_err(|e| CliError::usage(format!("cannot read {}: {e}", p.display())))
         };
-        let identity =
-            agent_oauth::ClientIdentity::from_pem(&read(cert)?, &read(key)?)?;
+        let identity = agent_oauth::ClientIdentity::from_pem(&read(cert)?, &read(key)?)?;
         Ok(b.client_identity(identity))
     }
 

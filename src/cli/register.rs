@@ -84,7 +84,10 @@ pub(crate) async fn run_register(args: RegisterArgs) -> CliResult {
     let Some(endpoint) = metadata.registration_endpoint.as_deref() else {
         return Err(CliError::new(
             crate::exit::code::OAUTH,
-            format!("{} offers no dynamic registration (no registration_endpoint)", args.issuer),
+            format!(
+                "{} offers no dynamic registration (no registration_endpoint)",
+                args.issuer
+            ),
         )
         .hint("register the client with the server's administrator, then pass --client-id"));
     };
@@ -96,7 +99,13 @@ pub(crate) async fn run_register(args: RegisterArgs) -> CliResult {
         )),
         None => None,
     };
-    let registration = register(&transport, endpoint, &args.metadata.metadata(), initial.as_ref()).await?;
+    let registration = register(
+        &transport,
+        endpoint,
+        &args.metadata.metadata(),
+        initial.as_ref(),
+    )
+    .await?;
     if registration.client_secret.is_some() && args.secret_out.is_none() {
         return Err(CliError::usage(format!(
             "the server issued a client secret for {} but there is no --secret-out FILE to keep it in",

@@ -46,7 +46,11 @@ pub(crate) struct ServeArgs {
 /// Test clients: `(client_id, auth, secret)`.
 const CLIENTS: [(&str, &str, Option<&str>); 3] = [
     ("agent", "client_secret_basic", Some("agent-secret")),
-    ("agent-post", "client_secret_post", Some("agent-post-secret")),
+    (
+        "agent-post",
+        "client_secret_post",
+        Some("agent-post-secret"),
+    ),
     ("public-agent", "none", None),
 ];
 

@@ -79,7 +79,10 @@ pub(crate) fn summary(tokens: &TokenSet, print_token: bool) -> String {
         format!("access token:  fp={}", tokens.access_token.fingerprint()),
     ];
     if let Some(rt) = &tokens.refresh_token {
-        lines.push(format!("refresh token: fp={} (kept in the token store)", rt.fingerprint()));
+        lines.push(format!(
+            "refresh token: fp={} (kept in the token store)",
+            rt.fingerprint()
+        ));
     }
     if let Some(t) = &tokens.issued_token_type {
         lines.push(format!("issued type:   {t}"));

@@ -80,6 +80,8 @@ pub(crate) async fn run(args: TokenArgs) -> CliResult {
     let settings = args.client.resolve()?;
     let tokens = match args.mode() {
         Mode::ClientCredentials => {
+            settings.issuer()?;
+            settings.client_id()?;
             if settings.secret.is_none() && !settings.tls_client_auth {
                 return Err(CliError::usage("client credentials need a client secret")
                     .hint("set AGENT_OAUTH_CLIENT_SECRET (or --client-secret-file / --client-secret-stdin), or log a user in with --device or --code"));
