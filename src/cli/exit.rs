@@ -134,14 +134,33 @@ fn hint_of(error: &Error) -> Option<&'static str> {
         Error::Discovery(_) | Error::ResourceDiscovery { .. } => {
             Some("`agent-oauth discover URL` shows each discovery step")
         }
-        Error::Store(_) => Some("check the token directory (AGENT_OAUTH_CONFIG_DIR) and its permissions"),
+        Error::Store(_) => Some(
+            "check the token directory (`tokens/` in the config dir, AGENT_OAUTH_CONFIG_DIR) and its permissions; removing a broken file there forgets that grant",
+        ),
         _ => None,
     }
 }
 
+/// The innermost cause of a transport error (an I/O or TLS error such as "connection refused"
+/// or "invalid peer certificate"), which never holds a URL; outer layers may quote the query.
+fn root_cause(error: &Error) -> Option<String> {
+    if !matches!(error, Error::Transport { .. }) {
+        return None;
+    }
+    let mut cause: &dyn std::error::Error = std::error::Error::source(error)?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    Some(cause.to_string())
+}
+
 impl From<Error> for CliError {
     fn from(error: Error) -> Self {
-        let mut e = CliError::new(code_of(&error), error.to_string());
+        let mut message = error.to_string();
+        if let Some(cause) = root_cause(&error) {
+            message = format!("{message}: {cause}");
+        }
+        let mut e = CliError::new(code_of(&error), message);
         if let Some(h) = hint_of(&error) {
             e = e.hint(h);
         }

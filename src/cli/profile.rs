@@ -50,7 +50,7 @@ pub(crate) struct ClientArgs {
     #[arg(long, env = "AGENT_OAUTH_RESOURCE")]
     pub(crate) resource: Option<String>,
     /// DPoP key (PKCS#8 PEM, P-256) to bind tokens to (default: the profile's own key, created
-    /// on first use under the config directory).
+    /// on first use under the config directory; with --cert, the certificate binds instead).
     #[arg(long, value_name = "FILE", env = "AGENT_OAUTH_DPOP_KEY")]
     pub(crate) dpop_key: Option<PathBuf>,
     /// Bind tokens to a new key that lives only as long as this command (nothing is cached).
@@ -67,6 +67,10 @@ pub(crate) struct ClientArgs {
     #[cfg(feature = "mtls")]
     #[arg(long, value_name = "FILE", requires = "cert", env = "AGENT_OAUTH_KEY")]
     pub(crate) key: Option<PathBuf>,
+    /// Extra trusted root certificates (PEM) for the servers' TLS certificates.
+    #[cfg(feature = "mtls")]
+    #[arg(long, value_name = "FILE", env = "AGENT_OAUTH_CA")]
+    pub(crate) ca: Option<PathBuf>,
     /// Authenticate with the client certificate (`tls_client_auth`) instead of a secret.
     #[cfg(feature = "mtls")]
     #[arg(long, requires = "cert")]
@@ -117,6 +121,7 @@ pub(crate) struct Profile {
     pub(crate) dpop_key: Option<PathBuf>,
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +203,7 @@ pub(crate) struct Settings {
     pub(crate) key: KeyChoice,
     pub(crate) store: bool,
     pub(crate) cert: Option<(PathBuf, PathBuf)>,
+    pub(crate) ca: Option<PathBuf>,
     pub(crate) tls_client_auth: bool,
 }
 
@@ -243,12 +249,13 @@ impl ClientArgs {
             )
         };
         #[cfg(feature = "mtls")]
-        let (flag_cert, tls_client_auth) = (
+        let (flag_cert, flag_ca, tls_client_auth) = (
             self.cert.clone().zip(self.key.clone()),
+            self.ca.clone(),
             self.tls_client_auth,
         );
         #[cfg(not(feature = "mtls"))]
-        let (flag_cert, tls_client_auth) = (None, false);
+        let (flag_cert, flag_ca, tls_client_auth) = (None, None, false);
         let cert = flag_cert.or(file.cert.clone().zip(file.key.clone()));
         Ok(Settings {
             dir,
@@ -261,6 +268,7 @@ impl ClientArgs {
             key,
             store: !self.no_store && !self.ephemeral_key,
             cert,
+            ca: flag_ca.or(file.ca),
             tls_client_auth,
         })
     }
@@ -396,10 +404,15 @@ impl Settings {
         if let Some(r) = &self.resource {
             b = b.resource(r.as_str());
         }
-        b = match self.dpop_key()? {
-            Some(k) => b.dpop(k),
-            None => b.dpop_mode(DpopMode::Off),
-        };
+        // With a client certificate the default binds by certificate alone (servers refuse two
+        // proof-of-possession mechanisms); a named key asks for both.
+        let certificate_only = self.cert.is_some() && matches!(self.key, KeyChoice::Profile(_));
+        if !certificate_only {
+            b = match self.dpop_key()? {
+                Some(k) => b.dpop(k),
+                None => b.dpop_mode(DpopMode::Off),
+            };
+        }
         if let Some(store) = self.token_store()? {
             b = b.token_store(store);
         }
@@ -408,23 +421,41 @@ impl Settings {
     }
 
     #[cfg(feature = "mtls")]
-    fn with_identity(&self, b: AgentBuilder) -> CliResult<AgentBuilder> {
-        let Some((cert, key)) = &self.cert else {
-            return Ok(b);
-        };
+    fn with_identity(&self, mut b: AgentBuilder) -> CliResult<AgentBuilder> {
         let read = |p: &Path| {
             fs::read_to_string(p)
                 .map_err(|e| CliError::usage(format!("cannot read {}: {e}", p.display())))
         };
-        let identity = agent_oauth::ClientIdentity::from_pem(&read(cert)?, &read(key)?)?;
-        Ok(b.client_identity(identity))
+        if let Some(ca) = &self.ca {
+            let roots = agent_oauth::TrustRoots::from_pem(&read(ca)?).map_err(|e| {
+                CliError::usage(format!("{} holds no usable certificate: {e}", ca.display()))
+            })?;
+            b = b.trust_roots(roots);
+        }
+        if let Some((cert, key)) = &self.cert {
+            let identity = agent_oauth::ClientIdentity::from_pem(&read(cert)?, &read(key)?)
+                .map_err(|e| {
+                    CliError::usage(format!(
+                        "client certificate {} / key {} not usable: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?;
+            b = b.client_identity(identity);
+        }
+        Ok(b)
     }
 
     #[cfg(not(feature = "mtls"))]
     fn with_identity(&self, b: AgentBuilder) -> CliResult<AgentBuilder> {
-        match &self.cert {
-            Some(_) => Err(CliError::usage(
-                "the profile names a client certificate, but this build has no mTLS support",
+        match self
+            .cert
+            .as_ref()
+            .map(|_| ())
+            .or(self.ca.as_ref().map(|_| ()))
+        {
+            Some(()) => Err(CliError::usage(
+                "the profile names a client certificate or CA, but this build has no mTLS support",
             )
             .hint("install with `--features cli,mtls`")),
             None => Ok(b),

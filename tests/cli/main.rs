@@ -12,15 +12,25 @@
 mod browser;
 mod delegation;
 mod harness;
+#[cfg(feature = "mtls")]
+mod mtls;
 mod oidc;
 mod profiles;
 mod usage;
 mod with_serve;
 
+#[cfg(feature = "mtls")]
+#[path = "../support/mtls_pki.rs"]
+mod mtls_pki;
 #[path = "../support/oidc_provider.rs"]
 mod oidc_provider;
+#[allow(unused_imports)]
+#[path = "../support/prelude.rs"]
+mod prelude;
 
-/// The shared harness of `tests/support`, under the path the other test binaries use.
+/// The shared harness of `tests/support`, under the paths the other test binaries use.
 mod support {
-    pub(crate) use super::oidc_provider;
+    #[cfg(feature = "mtls")]
+    pub(crate) use super::mtls_pki;
+    pub(crate) use super::{oidc_provider, prelude};
 }

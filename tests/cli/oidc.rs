@@ -88,6 +88,23 @@ fn cli_oidc_provider_token_client_credentials_and_curl_with_dpop_nonces() {
 }
 
 #[test]
+fn cli_oidc_provider_discover_walks_from_the_resource_to_the_server() {
+    let Some(p) = start() else { return };
+    let resource = p.resource.clone().expect("resource server");
+    let run = Home::new().run(&["discover", "--json", &format!("{resource}/x")], &[]);
+    run.ok();
+    let steps = run.json()["steps"].as_array().cloned().unwrap_or_default();
+    assert_eq!(steps[0]["detail"]["status"], 401);
+    assert_eq!(steps[1]["detail"]["resource"], resource.as_str());
+    assert_eq!(steps[2]["detail"]["issuer"], p.issuer.as_str());
+    assert!(
+        steps[3]["summary"].as_str().unwrap_or("").contains("ES256"),
+        "{:?}",
+        steps[3]
+    );
+}
+
+#[test]
 fn cli_oidc_provider_device_login() {
     let Some(p) = start() else { return };
     let resource = p.resource.clone().expect("resource server");

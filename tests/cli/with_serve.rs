@@ -232,3 +232,127 @@ fn cli_code_login_through_the_loopback_listener() {
     assert!(run.stdout.contains("refresh token: fp="), "{}", run.stdout);
     assert_eq!(serve.stats()["grants"]["authorization_code"], 1);
 }
+
+/// `curl --device`: a call that needs a user grant starts the device flow itself.
+#[test]
+fn cli_curl_logs_the_user_in_with_the_device_flow_when_needed() {
+    let home = Home::new();
+    let mut serve = Serve::start(&["--device-interval", "1"]);
+    let issuer = serve.issuer.clone();
+    let resource = serve.resource.clone();
+    let url = format!("{resource}/mine");
+    let mut bg = Background::spawn(
+        &home,
+        &[
+            "curl",
+            "--device",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "public-agent",
+            "--scope",
+            "read",
+            "--resource",
+            &resource,
+            &url,
+        ],
+        &[],
+    );
+    let code = bg.wait_for(user_code);
+    assert_eq!(
+        serve.ask(&format!("approve-device {code}"))["approved"],
+        true
+    );
+    let run = bg.finish(30);
+    run.ok();
+    let body: Value = serde_json::from_str(&run.stdout).expect("JSON body");
+    assert_eq!(body["sub"], "agent-user");
+    assert_eq!(body["path"], "/api/mine");
+    assert_eq!(serve.stats()["grants"]["device_code"], 1);
+}
+
+/// An event-stream answer (the MCP resource's SSE reply) is written through as it arrives.
+#[test]
+fn cli_curl_passes_an_event_stream_through() {
+    let home = Home::new();
+    let serve = Serve::start(&[]);
+    let mcp = format!("{}/mcp", serve.issuer);
+    let flags = agent_flags(&serve.issuer);
+    let mut args = vec![
+        "curl",
+        "-H",
+        "accept: application/json, text/event-stream",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    ];
+    args.extend(strs(&flags));
+    args.push(&mcp);
+    let run = home.run(&args, &[SECRET]);
+    run.ok();
+    let data = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap_or_else(|| panic!("no SSE data line:\n{}", run.stdout));
+    let message: Value = serde_json::from_str(data.trim()).expect("JSON-RPC message");
+    let tools: Vec<&str> = message["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["echo", "add"]);
+}
+
+/// A token store file that is not what the store wrote: one error line naming the store, a
+/// hint, exit 1, never a panic.
+#[test]
+fn cli_a_corrupt_token_store_is_a_clear_error() {
+    let home = Home::new();
+    let mut serve = Serve::start(&["--device-interval", "1"]);
+    let issuer = serve.issuer.clone();
+    let user = [
+        "--issuer",
+        &issuer,
+        "--client-id",
+        "public-agent",
+        "--scope",
+        "read offline_access",
+    ];
+    let mut login = vec!["token", "--device"];
+    login.extend(user);
+    let mut bg = Background::spawn(&home, &login, &[]);
+    let code = bg.wait_for(user_code);
+    serve.ask(&format!("approve-device {code}"));
+    bg.finish(30).ok();
+    let tokens = home.path().join("tokens");
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(&tokens).expect("token dir") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::write(&path, b"{ not json").unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted > 0, "no grant file in {}", tokens.display());
+    let mut call = vec!["curl"];
+    call.extend(user);
+    let url = format!("{issuer}/api");
+    call.push(&url);
+    let run = home.run(&call, &[]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .starts_with("error: token store error: corrupt token file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: check the token directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
