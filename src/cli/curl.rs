@@ -47,6 +47,10 @@ pub(crate) struct CurlArgs {
     /// When a user grant is needed, log in with the browser (authorization code + PKCE).
     #[arg(long)]
     code: bool,
+    /// Without --issuer: accept this authorization server when the resource names it, and use
+    /// --client-id there (else the agent registers itself where the server allows it).
+    #[arg(long, value_name = "ISSUER")]
+    trust_issuer: Option<String>,
     /// The URL to call.
     url: String,
 }
@@ -89,7 +93,14 @@ pub(crate) async fn run(args: CurlArgs) -> CliResult {
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
-    let mut builder = settings.agent_builder()?;
+    let mut builder = match &settings.issuer {
+        Some(_) => settings.agent_builder()?,
+        None => {
+            let url = url::Url::parse(&args.url)
+                .map_err(|e| CliError::usage(format!("`{}` is not a URL: {e}", args.url)))?;
+            settings.discovering_builder(&url, args.trust_issuer.as_deref())?
+        }
+    };
     if args.device {
         builder = builder.on_device_authorization(|auth| {
             eprintln!(

@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use agent_oauth::discovery::TrustPolicy;
 use agent_oauth::store::{FileStore, TokenStore};
 use agent_oauth::{Agent, AgentBuilder, ClientAuth, DpopKey, DpopMode, SecretString};
 use serde::Deserialize;
@@ -394,10 +395,42 @@ impl Settings {
     /// An agent builder with everything these settings give: issuer, client, scope,
     /// resource, DPoP key, store and client certificate.
     pub(crate) fn agent_builder(&self) -> CliResult<AgentBuilder> {
-        let mut b = Agent::builder()
+        let b = Agent::builder()
             .issuer(self.issuer()?)
             .client_id(self.client_id()?)
             .client_auth(self.client_auth());
+        self.with_common(b)
+    }
+
+    /// An agent for a URL alone, as an MCP client has (no issuer given): the resource's
+    /// metadata names the authorization server, which must be HTTPS off private networks (or
+    /// on loopback when the URL itself is on loopback); the client is the given client id at
+    /// `--trust-issuer`, else a Client ID Metadata Document or dynamic registration, kept in the
+    /// token store.
+    pub(crate) fn discovering_builder(
+        &self,
+        url: &url::Url,
+        trusted: Option<&str>,
+    ) -> CliResult<AgentBuilder> {
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        let mut policy = TrustPolicy::any_https().allow_loopback(loopback);
+        if let Some(t) = trusted {
+            policy = policy.with_issuer(t);
+        }
+        let mut b = Agent::builder().trust(policy).client_name("agent-oauth");
+        if let (Some(issuer), Some(id)) = (trusted, self.client_id.as_deref()) {
+            b = b.client_for_issuer(issuer, id, self.client_auth());
+        }
+        self.with_common(b)
+    }
+
+    /// Scope, resource, DPoP, store and certificate.
+    fn with_common(&self, mut b: AgentBuilder) -> CliResult<AgentBuilder> {
         if let Some(s) = &self.scope {
             b = b.scope(s.as_str());
         }

@@ -157,3 +157,45 @@ fn cli_client_metadata_renders_a_valid_document() {
     )
     .expect_code(2);
 }
+
+/// `curl URL` with no issuer, as an MCP client: the resource names its server, the agent
+/// registers itself there (RFC 7591) and keeps the registration for the next command.
+#[test]
+fn cli_curl_with_a_url_alone_discovers_and_registers_once() {
+    let home = Home::new();
+    let serve = Serve::start(&["--registration"]);
+    let url = format!("{}/from-url", serve.resource);
+    let first = home.run(&["curl", "--scope", "read", &url], &[]);
+    first.ok();
+    let body: serde_json::Value = serde_json::from_str(&first.stdout).expect("JSON body");
+    let client_id = body["client_id"].as_str().expect("client id").to_owned();
+    assert!(!["agent", "agent-post", "public-agent"].contains(&client_id.as_str()));
+    let second = home.run(&["curl", "--scope", "read", &url], &[]);
+    second.ok();
+    let body: serde_json::Value = serde_json::from_str(&second.stdout).expect("JSON body");
+    assert_eq!(
+        body["client_id"],
+        client_id.as_str(),
+        "the stored registration is reused"
+    );
+
+    // Without registration at the server, a pre-registered client at a trusted issuer.
+    let plain = Serve::start(&[]);
+    let url = format!("{}/x", plain.resource);
+    let run = home.run(
+        &[
+            "curl",
+            "--trust-issuer",
+            &plain.issuer,
+            "--client-id",
+            "agent",
+            "--scope",
+            "read",
+            &url,
+        ],
+        &[("AGENT_OAUTH_CLIENT_SECRET", "agent-secret")],
+    );
+    run.ok();
+    let body: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON body");
+    assert_eq!(body["client_id"], "agent");
+}

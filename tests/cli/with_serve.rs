@@ -356,3 +356,40 @@ fn cli_a_corrupt_token_store_is_a_clear_error() {
     );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
+
+/// `curl --code`: a call that needs a user grant prints the authorization URL and finishes
+/// when the browser comes back to the loopback listener.
+#[test]
+fn cli_curl_logs_the_user_in_through_the_browser_when_needed() {
+    let home = Home::new();
+    let mut serve = Serve::start(&[]);
+    let issuer = serve.issuer.clone();
+    let resource = serve.resource.clone();
+    let url = format!("{resource}/mine");
+    let mut bg = Background::spawn(
+        &home,
+        &[
+            "curl",
+            "--code",
+            "--issuer",
+            &issuer,
+            "--client-id",
+            "public-agent",
+            "--scope",
+            "read",
+            "--resource",
+            &resource,
+            &url,
+        ],
+        &[],
+    );
+    let login = bg.wait_for(crate::harness::authorization_url);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let status = rt.block_on(async { reqwest::get(&login).await.expect("browser").status() });
+    assert_eq!(status, 200);
+    let run = bg.finish(30);
+    run.ok();
+    let body: Value = serde_json::from_str(&run.stdout).expect("JSON body");
+    assert_eq!(body["sub"], "agent-user");
+    assert_eq!(serve.stats()["grants"]["authorization_code"], 1);
+}
