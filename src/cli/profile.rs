@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use agent_oauth::discovery::TrustPolicy;
 use agent_oauth::store::{FileStore, TokenStore};
-use agent_oauth::{Agent, AgentBuilder, ClientAuth, DpopKey, DpopMode, SecretString};
+use agent_oauth::{Agent, AgentBuilder, AssertionKey, ClientAuth, DpopKey, DpopMode, SecretString};
 use serde::Deserialize;
 
 use crate::exit::{CliError, CliResult};
@@ -41,6 +41,18 @@ pub(crate) struct ClientArgs {
     /// Refused: secrets are never taken from arguments (see AGENT_OAUTH_CLIENT_SECRET).
     #[arg(long, hide = true, value_name = "SECRET")]
     pub(crate) client_secret: Option<SecretArg>,
+    /// Authenticate with `private_key_jwt` (RFC 7523), signing assertions with this key (PEM;
+    /// `agent-oauth keygen` makes an ES256 one).
+    #[arg(long, value_name = "FILE", env = "AGENT_OAUTH_CLIENT_KEY", conflicts_with_all = ["client_secret_file", "client_secret_stdin"])]
+    pub(crate) client_key: Option<PathBuf>,
+    /// Algorithm of --client-key: ES256, RS256, PS256 or EdDSA.
+    #[arg(
+        long,
+        value_name = "ALG",
+        default_value = "ES256",
+        requires = "client_key"
+    )]
+    pub(crate) client_key_alg: String,
     /// How to send the client secret (default: what the server's metadata lists, basic first).
     #[arg(long, value_enum, env = "AGENT_OAUTH_SECRET_METHOD")]
     pub(crate) secret_method: Option<SecretMethod>,
@@ -198,6 +210,7 @@ pub(crate) struct Settings {
     pub(crate) issuer: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) secret: Option<SecretString>,
+    pub(crate) client_key: Option<(PathBuf, String)>,
     pub(crate) secret_method: Option<SecretMethod>,
     pub(crate) scope: Option<String>,
     pub(crate) resource: Option<String>,
@@ -263,6 +276,10 @@ impl ClientArgs {
             issuer: self.issuer.clone().or(file.issuer),
             client_id: self.client_id.clone().or(file.client_id),
             secret,
+            client_key: self
+                .client_key
+                .clone()
+                .map(|k| (k, self.client_key_alg.clone())),
             secret_method: self.secret_method.or(file.secret_method),
             scope: self.scope.clone().or(file.scope),
             resource: self.resource.clone().or(file.resource),
@@ -353,17 +370,34 @@ impl Settings {
         })
     }
 
+    /// Whether the client authenticates (a secret, a key or a certificate).
+    pub(crate) fn is_confidential(&self) -> bool {
+        self.secret.is_some() || self.client_key.is_some() || self.tls_client_auth
+    }
+
     /// The client authentication these settings describe.
-    pub(crate) fn client_auth(&self) -> ClientAuth {
+    pub(crate) fn client_auth(&self) -> CliResult<ClientAuth> {
         if self.tls_client_auth {
-            return ClientAuth::tls_client_auth();
+            return Ok(ClientAuth::tls_client_auth());
         }
-        match (&self.secret, self.secret_method) {
+        if let Some((path, alg)) = &self.client_key {
+            let pem = fs::read_to_string(path).map_err(|e| {
+                CliError::usage(format!("cannot read client key {}: {e}", path.display()))
+            })?;
+            let key = AssertionKey::from_pem(alg, &pem).map_err(|e| {
+                CliError::usage(format!(
+                    "client key {} is not a usable {alg} key: {e}",
+                    path.display()
+                ))
+            })?;
+            return Ok(ClientAuth::private_key_jwt(key));
+        }
+        Ok(match (&self.secret, self.secret_method) {
             (Some(s), None) => ClientAuth::client_secret(s.clone()),
             (Some(s), Some(SecretMethod::Basic)) => ClientAuth::client_secret_basic(s.clone()),
             (Some(s), Some(SecretMethod::Post)) => ClientAuth::client_secret_post(s.clone()),
             (None, _) => ClientAuth::none(),
-        }
+        })
     }
 
     /// The DPoP key to bind tokens to, loaded or created.
@@ -398,7 +432,7 @@ impl Settings {
         let b = Agent::builder()
             .issuer(self.issuer()?)
             .client_id(self.client_id()?)
-            .client_auth(self.client_auth());
+            .client_auth(self.client_auth()?);
         self.with_common(b)
     }
 
@@ -424,7 +458,7 @@ impl Settings {
         }
         let mut b = Agent::builder().trust(policy).client_name("agent-oauth");
         if let (Some(issuer), Some(id)) = (trusted, self.client_id.as_deref()) {
-            b = b.client_for_issuer(issuer, id, self.client_auth());
+            b = b.client_for_issuer(issuer, id, self.client_auth()?);
         }
         self.with_common(b)
     }

@@ -31,10 +31,14 @@ pub(crate) struct MetadataArgs {
     /// `client_uri`.
     #[arg(long, value_name = "URL")]
     client_uri: Option<String>,
+    /// `jwks`: a JSON file with the client's public keys, or one public JWK (as `keygen --json`
+    /// prints it in `public_jwk`), for `private_key_jwt`.
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<PathBuf>,
 }
 
 impl MetadataArgs {
-    fn metadata(&self) -> ClientMetadata {
+    fn metadata(&self) -> CliResult<ClientMetadata> {
         let redirects = if self.redirect_uris.is_empty() {
             vec!["http://127.0.0.1/callback".to_owned()]
         } else {
@@ -53,7 +57,19 @@ impl MetadataArgs {
         if let Some(u) = &self.client_uri {
             m = m.client_uri(u.as_str());
         }
-        m
+        if let Some(path) = &self.jwks {
+            let text = std::fs::read(path)
+                .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+            let value: serde_json::Value = serde_json::from_slice(&text)
+                .map_err(|e| CliError::usage(format!("{} is not JSON: {e}", path.display())))?;
+            let jwks = if value.get("keys").is_some() {
+                value
+            } else {
+                json!({ "keys": [value] })
+            };
+            m = m.jwks(jwks);
+        }
+        Ok(m)
     }
 }
 
@@ -102,7 +118,7 @@ pub(crate) async fn run_register(args: RegisterArgs) -> CliResult {
     let registration = register(
         &transport,
         endpoint,
-        &args.metadata.metadata(),
+        &args.metadata.metadata()?,
         initial.as_ref(),
     )
     .await?;
@@ -151,7 +167,7 @@ pub(crate) struct ClientMetadataArgs {
 pub(crate) fn run_client_metadata(args: ClientMetadataArgs) -> CliResult {
     let document = args
         .metadata
-        .metadata()
+        .metadata()?
         .client_id_metadata_document(&args.client_id)?;
     let text = serde_json::to_string_pretty(&document)
         .map_err(|e| CliError::failure(format!("cannot encode the document: {e}")))?;

@@ -82,9 +82,9 @@ pub(crate) async fn run(args: TokenArgs) -> CliResult {
         Mode::ClientCredentials => {
             settings.issuer()?;
             settings.client_id()?;
-            if settings.secret.is_none() && !settings.tls_client_auth {
-                return Err(CliError::usage("client credentials need a client secret")
-                    .hint("set AGENT_OAUTH_CLIENT_SECRET (or --client-secret-file / --client-secret-stdin), or log a user in with --device or --code"));
+            if !settings.is_confidential() {
+                return Err(CliError::usage("client credentials need a client secret or key")
+                    .hint("set AGENT_OAUTH_CLIENT_SECRET (or --client-secret-file / --client-secret-stdin, --client-key), or log a user in with --device or --code"));
             }
             let agent = settings.agent_builder()?.build().await?;
             let token = agent.access_token(settings.resource.as_deref()).await?;

@@ -199,3 +199,74 @@ fn cli_curl_with_a_url_alone_discovers_and_registers_once() {
     let body: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON body");
     assert_eq!(body["client_id"], "agent");
 }
+
+/// A key from `keygen` as a client-assertion key: registered with its public JWK, then used
+/// for `private_key_jwt` (RFC 7523) at the token endpoint.
+#[test]
+fn cli_keygen_key_registers_and_authenticates_a_private_key_jwt_client() {
+    let home = Home::new();
+    let mut serve = Serve::start(&["--registration"]);
+    let key = home.path().join("client.pem");
+    let key_s = key.display().to_string();
+    let run = home.run(&["keygen", "--out", &key_s, "--json"], &[]);
+    run.ok();
+    let jwk = home.path().join("client.jwk.json");
+    std::fs::write(&jwk, run.json()["public_jwk"].to_string()).unwrap();
+    let jwk_s = jwk.display().to_string();
+    let run = home.run(
+        &[
+            "register",
+            "--json",
+            "--issuer",
+            &serve.issuer,
+            "--grant-type",
+            "client_credentials",
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks",
+            &jwk_s,
+        ],
+        &[],
+    );
+    run.ok();
+    let client_id = run.json()["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    let run = home.run(
+        &[
+            "token",
+            "--json",
+            "--issuer",
+            &serve.issuer,
+            "--client-id",
+            &client_id,
+            "--client-key",
+            &key_s,
+            "--scope",
+            "read",
+        ],
+        &[],
+    );
+    run.ok();
+    assert_eq!(run.json()["scope"], "read");
+    assert_eq!(serve.stats()["grants"]["client_credentials"], 1);
+    // Another key is refused by the server: an OAuth error.
+    let other = home.path().join("other.pem");
+    let other_s = other.display().to_string();
+    home.run(&["keygen", "--out", &other_s], &[]).ok();
+    let run = home.run(
+        &[
+            "token",
+            "--issuer",
+            &serve.issuer,
+            "--client-id",
+            &client_id,
+            "--client-key",
+            &other_s,
+        ],
+        &[],
+    );
+    run.expect_code(4);
+    assert!(run.stderr.contains("invalid_client"), "{}", run.stderr);
+}
