@@ -170,3 +170,6 @@ impl From<Error> for CliError {
 
 /// `Result` of a command.
 pub(crate) type CliResult<T = ()> = std::result::Result<T, CliError>;
+
+#[cfg(test)]
+mod tests;
