@@ -177,15 +177,17 @@ fn cli_device_login_then_curl_reuses_the_cached_grant() {
     assert_eq!(after_curl["grants"]["device_code"], 1, "no second login");
     let spent = after_curl["token_requests"].as_u64().unwrap()
         - after_login["token_requests"].as_u64().unwrap();
-    assert!(
-        spent <= 1,
-        "at most one refresh from the stored grant: {after_curl}"
+    assert_eq!(
+        spent, 0,
+        "the stored access token is used as it is: {after_curl}"
     );
+    assert_eq!(after_curl["resource_requests"], 1);
 
     // A third process: still the same grant.
     let run = home.run(&call, &[]);
     run.ok();
     let third = serve.stats();
+    assert_eq!(third["token_requests"], after_login["token_requests"]);
     assert_eq!(third["grants"]["device_code"], 1);
     assert_eq!(third["grants"]["client_credentials"], 0);
 
@@ -392,4 +394,45 @@ fn cli_curl_logs_the_user_in_through_the_browser_when_needed() {
     let body: Value = serde_json::from_str(&run.stdout).expect("JSON body");
     assert_eq!(body["sub"], "agent-user");
     assert_eq!(serve.stats()["grants"]["authorization_code"], 1);
+}
+
+/// Once the stored access token has expired, the next process refreshes it from the stored
+/// refresh token (rotated and stored again), without a new login.
+#[test]
+fn cli_a_later_command_refreshes_the_stored_grant() {
+    let home = Home::new();
+    let mut serve = Serve::start(&["--device-interval", "1", "--access-token-ttl", "2"]);
+    let issuer = serve.issuer.clone();
+    let resource = serve.resource.clone();
+    let user = [
+        "--issuer",
+        &issuer,
+        "--client-id",
+        "public-agent",
+        "--scope",
+        "read",
+        "--resource",
+        &resource,
+    ];
+    let mut login = vec!["token", "--device"];
+    login.extend(user);
+    let mut bg = Background::spawn(&home, &login, &[]);
+    let code = bg.wait_for(user_code);
+    serve.ask(&format!("approve-device {code}"));
+    bg.finish(30).ok();
+    let mut call = vec!["curl"];
+    call.extend(user);
+    call.push(&resource);
+    for round in 1..=2u64 {
+        // Past the 2 s lifetime of the access token stored last.
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        home.run(&call, &[]).ok();
+        let stats = serve.stats();
+        assert_eq!(stats["grants"]["device_code"], 1, "{stats}");
+        assert_eq!(stats["grants"]["refresh_token"], round, "{stats}");
+        assert_eq!(
+            stats["revoked_grants"], 0,
+            "a rotated token was never sent again: {stats}"
+        );
+    }
 }
