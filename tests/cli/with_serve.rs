@@ -32,6 +32,23 @@ fn cli_serve_prints_issuer_resource_and_credentials_and_exits_when_stdin_closes(
     );
     assert_eq!(steps[0]["detail"]["status"], 401);
     assert_eq!(steps[2]["detail"]["issuer"], serve.issuer.as_str());
+    // An issuer directly: its metadata and registration options only.
+    let run = home.run(&["discover", "--issuer", &serve.issuer], &[]);
+    run.ok();
+    assert!(
+        run.stdout.starts_with(&format!(
+            "authorization server: {}: token {}/token",
+            serve.issuer, serve.issuer
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("registration: pre-registered client id"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(serve.stats()["token_requests"], 0);
     assert!(serve.close_and_wait().success());
 }
