@@ -47,6 +47,10 @@
 //                        true: the resource server refuses Bearer tokens and
 //                        says so in its RFC 9728 metadata.
 //   verbose              true: log every grant/interaction error to stderr.
+//   dev_interactions     true: serve oidc-provider's own login and consent pages
+//                        (devInteractions: any login name with any password, then
+//                        a "Continue" consent button) instead of the headless
+//                        login below, for tests that drive a real browser.
 //
 // Headless login (authorization code flow without a browser):
 //   The authorization endpoint redirects to GET /interaction/<uid>. That
@@ -294,7 +298,7 @@ const configuration = {
     Grant: Math.max(refreshTokenTtl, 86400),
   },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: !!cfg.dev_interactions },
     clientCredentials: { enabled: true },
     deviceFlow: { enabled: true },
     introspection: { enabled: true },
@@ -902,7 +906,9 @@ function resourceMetadata(ctx) {
 
 provider.use(async (ctx, next) => {
   const { path, method } = ctx;
-  if (method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) return headlessInteraction(ctx);
+  if (!cfg.dev_interactions && method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) {
+    return headlessInteraction(ctx);
+  }
   if (method === 'POST' && path === '/test/approve-device') return approveDevice(ctx, true);
   if (method === 'POST' && path === '/test/deny-device') return approveDevice(ctx, false);
   if (method === 'GET' && path === '/test/counters') return json(ctx, 200, counters);
