@@ -12,6 +12,7 @@ mod register;
 mod serve;
 mod show;
 mod token;
+mod workload;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -8,12 +8,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use agent_oauth::assertion::AssertionSource;
 use agent_oauth::discovery::TrustPolicy;
 use agent_oauth::store::{FileStore, TokenStore};
 use agent_oauth::{Agent, AgentBuilder, AssertionKey, ClientAuth, DpopKey, DpopMode, SecretString};
 use serde::Deserialize;
 
 use crate::exit::{CliError, CliResult};
+use crate::workload::{Workload, WorkloadArgs};
 
 /// The environment variable holding the client secret (never a flag: argv is visible to
 /// every local user).
@@ -91,6 +93,9 @@ pub(crate) struct ClientArgs {
     /// Keep no tokens on disk (nothing read from or written to the token store).
     #[arg(long)]
     pub(crate) no_store: bool,
+    /// Workload identity: a platform token as the grant or the client assertion.
+    #[command(flatten)]
+    pub(crate) workload: WorkloadArgs,
 }
 
 /// How a client secret is sent (RFC 6749 §2.3.1).
@@ -219,6 +224,7 @@ pub(crate) struct Settings {
     pub(crate) cert: Option<(PathBuf, PathBuf)>,
     pub(crate) ca: Option<PathBuf>,
     pub(crate) tls_client_auth: bool,
+    pub(crate) workload: Workload,
 }
 
 impl ClientArgs {
@@ -288,6 +294,7 @@ impl ClientArgs {
             cert,
             ca: flag_ca.or(file.ca),
             tls_client_auth,
+            workload: self.workload.resolve()?,
         })
     }
 }
@@ -372,13 +379,24 @@ impl Settings {
 
     /// Whether the client authenticates (a secret, a key or a certificate).
     pub(crate) fn is_confidential(&self) -> bool {
-        self.secret.is_some() || self.client_key.is_some() || self.tls_client_auth
+        self.secret.is_some()
+            || self.client_key.is_some()
+            || self.tls_client_auth
+            || self.workload.svid.is_some()
+    }
+
+    /// Whether tokens come from a workload's assertion (the JWT bearer grant).
+    pub(crate) fn is_workload(&self) -> bool {
+        self.workload.grant.is_some()
     }
 
     /// The client authentication these settings describe.
     pub(crate) fn client_auth(&self) -> CliResult<ClientAuth> {
         if self.tls_client_auth {
             return Ok(ClientAuth::tls_client_auth());
+        }
+        if let Some(svid) = &self.workload.svid {
+            return Ok(ClientAuth::spiffe_jwt_svid(AssertionSource::file(svid)));
         }
         if let Some((path, alg)) = &self.client_key {
             let pem = fs::read_to_string(path).map_err(|e| {
@@ -429,10 +447,17 @@ impl Settings {
     /// An agent builder with everything these settings give: issuer, client, scope,
     /// resource, DPoP key, store and client certificate.
     pub(crate) fn agent_builder(&self) -> CliResult<AgentBuilder> {
-        let b = Agent::builder()
-            .issuer(self.issuer()?)
-            .client_id(self.client_id()?)
-            .client_auth(self.client_auth()?);
+        let mut b = Agent::builder().issuer(self.issuer()?);
+        b = match (&self.client_id, &self.workload.grant) {
+            // Workload identity federation: the assertion is the whole credential.
+            (None, Some(_)) if !self.is_confidential() => b.client_auth(ClientAuth::omitted()),
+            _ => b
+                .client_id(self.client_id()?)
+                .client_auth(self.client_auth()?),
+        };
+        if let Some(source) = &self.workload.grant {
+            b = b.jwt_bearer(source.clone());
+        }
         self.with_common(b)
     }
 

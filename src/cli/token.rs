@@ -1,5 +1,6 @@
-//! `agent-oauth token`: get a token with client credentials (default), the device flow, the
-//! authorization code flow with PKCE and a loopback listener, or token exchange.
+//! `agent-oauth token`: get a token with client credentials (default), the JWT bearer grant of a
+//! workload identity (`--assertion-file`, `--assertion-env`, `--assertion-command`), the device
+//! flow, the authorization code flow with PKCE and a loopback listener, or token exchange.
 //!
 //! The modes are one flag each in the `mode` group, so further modes (a JWT bearer /
 //! workload-identity assertion) are one more flag and one more arm of [`Mode`].
@@ -81,10 +82,12 @@ pub(crate) async fn run(args: TokenArgs) -> CliResult {
     let tokens = match args.mode() {
         Mode::ClientCredentials => {
             settings.issuer()?;
-            settings.client_id()?;
-            if !settings.is_confidential() {
+            if !settings.is_workload() {
+                settings.client_id()?;
+            }
+            if !settings.is_confidential() && !settings.is_workload() {
                 return Err(CliError::usage("client credentials need a client secret or key")
-                    .hint("set AGENT_OAUTH_CLIENT_SECRET (or --client-secret-file / --client-secret-stdin, --client-key), or log a user in with --device or --code"));
+                    .hint("set AGENT_OAUTH_CLIENT_SECRET (or --client-secret-file / --client-secret-stdin, --client-key, --spiffe-svid), use a workload token (--assertion-file), or log a user in with --device or --code"));
             }
             let agent = settings.agent_builder()?.build().await?;
             let token = agent.access_token(settings.resource.as_deref()).await?;

@@ -18,6 +18,7 @@ mod oidc;
 mod profiles;
 mod usage;
 mod with_serve;
+mod workload;
 
 #[cfg(feature = "mtls")]
 #[path = "../support/mtls_pki.rs"]

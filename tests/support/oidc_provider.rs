@@ -85,8 +85,7 @@ pub fn ensure_npm_dependencies() -> Result<(), String> {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         };
-        let installed =
-            || std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == lock_hash);
+        let installed = || std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == lock_hash);
         if installed() {
             return Ok(());
         }
