@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_oauth::delegation::delegation_chain;
+use agent_oauth::delegation::unverified_delegation_chain;
 use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
 use agent_oauth::{Agent, ClientAuth, TokenSet};
 
@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
 }
 
 fn print_level(name: &str, token: &TokenSet) -> Result<(), BoxError> {
-    let chain = delegation_chain(&token.access_token).ok_or("the token is not a JWT")?;
+    let chain = unverified_delegation_chain(&token.access_token).ok_or("the token is not a JWT")?;
     let act = if chain.actors.is_empty() {
         "-".to_owned()
     } else {

@@ -86,7 +86,7 @@ pub mod __fuzz {
         let text = String::from_utf8_lossy(data);
         let _ = crate::jwt::unverified_claims(&text);
         let token = crate::token::AccessToken::new(text.into_owned());
-        let _ = crate::delegation::delegation_chain(&token);
+        let _ = crate::delegation::unverified_delegation_chain(&token);
         let set = crate::token::TokenSet::new(
             token,
             crate::token::TokenType::Bearer,

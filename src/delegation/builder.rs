@@ -19,6 +19,7 @@ use crate::token::{AccessToken, Scope, TokenSet};
 
 use super::child::ChildInner;
 use super::exchanger::{ChildSource, Exchanger};
+use super::policy::Policy;
 use super::*;
 
 impl Agent {
@@ -91,6 +92,7 @@ pub struct DelegationBuilder {
     pub(super) extra: Vec<(String, String)>,
     pub(super) revoke_on_drop: bool,
     pub(super) dpop_key: Option<DpopKey>,
+    pub(super) policy: Policy,
 }
 
 impl fmt::Debug for DelegationBuilder {
@@ -109,6 +111,7 @@ impl fmt::Debug for DelegationBuilder {
             .field("lifetime", &self.lifetime)
             .field("label", &self.label)
             .field("revoke_on_drop", &self.revoke_on_drop)
+            .field("verified", &self.policy.jwks.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +130,7 @@ impl DelegationBuilder {
             extra: Vec::new(),
             revoke_on_drop: false,
             dpop_key: None,
+            policy: Policy::default(),
         }
     }
 
@@ -274,7 +278,7 @@ impl DelegationBuilder {
                 .client()
                 .map_or_else(random_label, |c| c.client_id().to_owned()),
             (None, Some(Actor::Token { token, .. })) => {
-                delegation_chain(&AccessToken::new(token.expose_secret()))
+                unverified_delegation_chain(&AccessToken::new(token.expose_secret()))
                     .and_then(|c| c.sub)
                     .unwrap_or_else(random_label)
             }
@@ -305,8 +309,11 @@ impl DelegationBuilder {
                 return Err(Error::config("delegation parent mismatch"))
             }
         };
+        let policy = self.policy.resolve(&parent, &client);
         let exchanger = Arc::new(Exchanger {
             parent_label: parent.label(&client),
+            policy,
+            verified: Mutex::new(None),
             client,
             parent,
             root,

@@ -13,7 +13,7 @@
 //! `Authorization` + `DPoP`, resource nonce retry, one renewal on `invalid_token`), and can
 //! delegate again ([`ChildAgent::delegate`]): a grandchild is narrowed relative to the child,
 //! and with actor tokens the issued tokens carry a nested `act` chain, readable with
-//! [`delegation_chain`].
+//! [`unverified_delegation_chain`].
 //!
 //! A child never has a refresh token. Each of its credentials lives at most
 //! min(requested lifetime, parent token's expiry); near its end the child exchanges again
@@ -47,9 +47,13 @@ mod builder;
 mod chain;
 mod child;
 mod exchanger;
+mod policy;
 
 pub use builder::DelegationBuilder;
-pub use chain::{delegation_chain, DelegationChain, UnverifiedClaims};
+pub use chain::{
+    unverified_delegation_chain, verify_delegation_chain, verify_delegation_chain_with, ChainActor,
+    UnverifiedChain, UnverifiedClaims, VerifiedChain,
+};
 pub use child::{ChildAgent, ChildRequest};
 
 #[allow(dead_code)]
@@ -85,5 +89,5 @@ const RESERVED_PARAMS: &[&str] = &[
     "client_assertion_type",
 ];
 
-/// Deepest `act` nesting [`delegation_chain`] follows.
+/// Deepest `act` nesting [`unverified_delegation_chain`] follows and [`VerifiedChain`] accepts.
 const MAX_ACT_DEPTH: usize = 32;

@@ -101,7 +101,12 @@ struct Inner {
     last_fetch: Mutex<Option<Instant>>,
 }
 
-/// The JWK Set of one authorization server, cached: see the [module docs](self).
+/// The JWK Set (RFC 7517 §5) of one authorization server, fetched from its metadata's
+/// `jwks_uri` through its transport, cached for [`JwksConfig::ttl`], and fetched again when a
+/// token names an unknown `kid` (at most once per [`JwksConfig::min_refetch_interval`], so
+/// invented `kid`s cannot make it hammer the server). A `jwks_uri` on another origin than the
+/// issuer must not point at a loopback, private or link-local address; the document is
+/// capped at [`JwksConfig::max_bytes`] and [`JwksConfig::max_keys`].
 ///
 /// Cheap to clone; clones share the cache. One `Jwks` per server is meant to be shared by
 /// every verification against it.

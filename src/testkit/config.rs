@@ -125,6 +125,9 @@ pub struct TestServerConfig {
     /// [`TestServer::add_client_id_metadata_document`](super::TestServer::add_client_id_metadata_document),
     /// and advertise `client_id_metadata_document_supported` (default false).
     pub client_id_metadata_documents: bool,
+    /// `may_act` claims (RFC 8693 §4.4) put in every access token issued to a client, by
+    /// client id (default none); see [`with_may_act`](Self::with_may_act).
+    pub may_act: Vec<(String, serde_json::Value)>,
 }
 
 impl Default for TestServerConfig {
@@ -157,6 +160,7 @@ impl Default for TestServerConfig {
             mcp_tool_scope: None,
             dynamic_registration: false,
             client_id_metadata_documents: false,
+            may_act: Vec::new(),
         }
     }
 }
@@ -285,6 +289,14 @@ impl TestServerConfig {
     /// authorization can be tested. The other methods need only a valid token.
     pub fn with_mcp_tool_scope(mut self, scope: impl Into<String>) -> Self {
         self.mcp_tool_scope = Some(scope.into());
+        self
+    }
+
+    /// Put `may_act: value` (e.g. `{"sub": "worker"}`) in every access token issued to
+    /// `client_id`, exchanged ones included: who may act for the token's subject, for tests of
+    /// delegation policies.
+    pub fn with_may_act(mut self, client_id: impl Into<String>, value: serde_json::Value) -> Self {
+        self.may_act.push((client_id.into(), value));
         self
     }
 }

@@ -360,7 +360,7 @@ fn jwks_key_selection_by_kid_and_algorithm() {
     assert!(verify_jwt(&jwt, &[other.clone(), key.clone(), rsa_key()], &v).is_ok());
     // Unknown kid.
     assert_eq!(
-        claim_error(&jwt, &[other.clone()], &v),
+        claim_error(&jwt, std::slice::from_ref(&other), &v),
         VerificationError::UnknownKey(Some("k1".into()))
     );
     // Same kid, other key: the signature fails.
