@@ -13,13 +13,13 @@ use crate::agent::{parse_resource, Agent, Authority};
 use crate::cache::{CacheConfig, TokenCache, TokenKey, TokenSource};
 use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
-use crate::grant::{OAuthClient, TokenParams, ACCESS_TOKEN_TYPE};
+use crate::grant::{OAuthClient, TokenParams};
 use crate::secret::SecretString;
 use crate::token::{AccessToken, Scope, TokenSet};
 
 use super::child::ChildInner;
 use super::exchanger::{ChildSource, Exchanger};
-use super::policy::Policy;
+use super::policy::{Actor, Policy};
 use super::*;
 
 impl Agent {
@@ -48,31 +48,6 @@ impl Parent {
         match self {
             Parent::Agent(_) => client.client_id().to_owned(),
             Parent::Child(c) => c.label().to_owned(),
-        }
-    }
-}
-
-/// Where the exchange's actor token comes from.
-#[derive(Clone)]
-pub(super) enum Actor {
-    Token {
-        token: SecretString,
-        token_type: String,
-    },
-    Agent(Agent),
-}
-
-impl Actor {
-    pub(super) async fn token(&self) -> Result<(SecretString, String)> {
-        match self {
-            Actor::Token { token, token_type } => Ok((token.clone(), token_type.clone())),
-            Actor::Agent(a) => {
-                let t = a.access_token(None).await?;
-                Ok((
-                    SecretString::new(t.token().access_token.secret()),
-                    ACCESS_TOKEN_TYPE.to_owned(),
-                ))
-            }
         }
     }
 }

@@ -15,9 +15,9 @@ use crate::event::{AgentEvent, EventHook};
 use crate::grant::{OAuthClient, TokenExchangeRequest, TokenParams};
 use crate::token::{AccessToken, Scope, TokenSet, TokenType};
 
-use super::builder::{capped_expiry, lifetime_cap, Actor, Parent, Subject};
+use super::builder::{capped_expiry, lifetime_cap, Parent, Subject};
 use super::chain::{unverified_delegation_chain, VerifiedChain};
-use super::policy::{event_chain, Policy};
+use super::policy::{event_chain, Actor, Policy};
 
 /// A token issued to the child, kept until it expires so it can be revoked.
 pub(super) struct Issued {

@@ -5,13 +5,41 @@
 //! JWKS given with [`DelegationBuilder::verify_with`], the policy fetches the keys of the
 //! server the exchange goes to.
 
+use crate::agent::Agent;
 use crate::discovery::Jwks;
 use crate::error::{sanitize, Error, Result};
 use crate::grant::OAuthClient;
+use crate::grant::ACCESS_TOKEN_TYPE;
+use crate::secret::SecretString;
 use crate::token::{AccessToken, TokenSet};
 
-use super::builder::{Actor, DelegationBuilder, Parent};
+use super::builder::{DelegationBuilder, Parent};
 use super::chain::{verify_delegation_chain, VerifiedChain};
+
+/// Where the exchange's actor token comes from.
+#[derive(Clone)]
+pub(super) enum Actor {
+    Token {
+        token: SecretString,
+        token_type: String,
+    },
+    Agent(Agent),
+}
+
+impl Actor {
+    pub(super) async fn token(&self) -> Result<(SecretString, String)> {
+        match self {
+            Actor::Token { token, token_type } => Ok((token.clone(), token_type.clone())),
+            Actor::Agent(a) => {
+                let t = a.access_token(None).await?;
+                Ok((
+                    SecretString::new(t.token().access_token.secret()),
+                    ACCESS_TOKEN_TYPE.to_owned(),
+                ))
+            }
+        }
+    }
+}
 
 /// What a delegation verifies and enforces.
 #[derive(Clone, Default)]

@@ -2,7 +2,7 @@
 //! metadata (RFC 9728), `WWW-Authenticate` challenges (RFC 9110 §11.6.1) and the server's
 //! signing keys (RFC 7517 JWK Set at `jwks_uri`, [`Jwks`]).
 
-mod jwks;
+pub(crate) mod jwks;
 pub(crate) mod resource_metadata;
 pub(crate) mod server_metadata;
 mod trust;
