@@ -304,6 +304,15 @@ impl Jwks {
     }
 }
 
+#[allow(dead_code)]
+fn _assert_send_sync(jwks: &Jwks, v: &Validation) {
+    fn check<T: Send + Sync + Clone>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    check(jwks);
+    send(&jwks.verify("", v));
+    send(&jwks.refresh());
+}
+
 /// The `jwks_uri` as a URL the transport may fetch: its HTTPS rules, and no internal address
 /// off the issuer's origin.
 fn checked_url(issuer: &str, uri: &str, transport: &HttpTransport) -> Result<Url> {

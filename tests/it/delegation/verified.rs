@@ -259,6 +259,43 @@ async fn verified_chain_may_act_and_depth_enforced_with_audit_events() {
     assert_eq!(chain.actor_names(), [WORKER.id]);
     assert!(chain.may_act_names(WORKER.id));
 
+    // The actor given as a token: named by its verified `sub`.
+    let worker_token = worker.access_token(None).await.unwrap().token().clone();
+    let by_token = parent
+        .delegate()
+        .scope("read")
+        .actor(
+            worker_token.access_token.secret(),
+            "urn:ietf:params:oauth:token-type:access_token",
+        )
+        .require_may_act(true)
+        .spawn()
+        .await
+        .expect("may_act names the actor token's sub");
+    assert_eq!(
+        by_token.verified_chain().unwrap().actor_names(),
+        [WORKER.id]
+    );
+    // A forged actor token is refused before anything is sent.
+    let before = exchanges();
+    let (header, payload) = parts(&worker_token.access_token);
+    let forged_actor = signed_by_other_key(&header, &payload);
+    let err = parent
+        .delegate()
+        .actor(
+            forged_actor.secret(),
+            "urn:ietf:params:oauth:token-type:access_token",
+        )
+        .require_may_act(true)
+        .spawn()
+        .await
+        .expect_err("forged actor token");
+    assert!(
+        matches!(&err, Error::Delegation(m) if m.contains("the actor token does not verify: signature")),
+        "{err:?}"
+    );
+    assert_eq!(exchanges(), before);
+
     // Refused before anything is sent: another actor, no actor.
     let before = exchanges();
     let err = parent
@@ -335,6 +372,29 @@ async fn verified_chain_may_act_and_depth_enforced_with_audit_events() {
         [SUB_WORKER.id, WORKER.id]
     );
 
+    // Tokens verified with another server's keys: the issued token is refused (and revoked).
+    let other = TestServer::start().await;
+    let other_jwks = Jwks::new(
+        agent_oauth::AuthorizationServer::new(
+            other.issuer(),
+            agent_oauth::HttpTransport::new().unwrap(),
+        )
+        .unwrap(),
+    );
+    let before = exchanges();
+    let err = parent
+        .delegate()
+        .scope("read")
+        .verify_with(other_jwks)
+        .spawn()
+        .await
+        .expect_err("not this server's keys");
+    assert!(
+        matches!(&err, Error::Delegation(m) if m.contains("the issued token does not verify")),
+        "{err:?}"
+    );
+    assert_eq!(exchanges(), before + 1);
+
     // Audit events carry the verified chains, never tokens.
     let log = events.lock().unwrap().clone();
     let chains: Vec<(Option<String>, Option<Vec<String>>)> = log
@@ -348,17 +408,16 @@ async fn verified_chain_may_act_and_depth_enforced_with_audit_events() {
             _ => None,
         })
         .collect();
+    // The child, the child by actor token, the grandchild (refusals emit nothing).
+    let svc = Some(SERVICE.id.to_owned());
+    let worker_only = Some(vec![WORKER.id.to_owned()]);
+    let two = Some(vec![SUB_WORKER.id.to_owned(), WORKER.id.to_owned()]);
     assert_eq!(
         chains,
         [
-            (
-                Some(SERVICE.id.to_owned()),
-                Some(vec![WORKER.id.to_owned()])
-            ),
-            (
-                Some(SERVICE.id.to_owned()),
-                Some(vec![SUB_WORKER.id.to_owned(), WORKER.id.to_owned()])
-            ),
+            (svc.clone(), worker_only.clone()),
+            (svc.clone(), worker_only),
+            (svc, two)
         ]
     );
     let token = grandchild.token().await.unwrap().access_token;
