@@ -219,9 +219,10 @@ impl VerifiedChain {
                 .map(|s| Scope::parse(&s))
                 .unwrap_or_default(),
             aud: crate::jwt::audiences(claims),
+            // Checked to be a number by the verification; fractions are cut.
             exp: claims
                 .get("exp")
-                .and_then(Value::as_i64)
+                .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
                 .unwrap_or_default(),
             jkt,
             client_id: text(claims, "client_id", "")?,
