@@ -110,6 +110,17 @@ pub enum Error {
     #[error("token store error: {0}")]
     Store(String),
 
+    /// An externally issued assertion (a workload identity token, an ID token) could not be
+    /// obtained: its file, variable or command failed, it is malformed, or it has expired.
+    /// Never carries the assertion itself.
+    #[error("assertion from {origin}: {reason}")]
+    Assertion {
+        /// Where the assertion comes from (`file /var/run/...`, `env TOKEN`, `command ...`).
+        origin: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A delegation to a child agent was refused before any request was sent (it would widen
     /// the parent's scope, resources or audiences), or a child's credential cannot be renewed
     /// (the parent no longer holds a valid token, or the delegation was revoked).

@@ -17,6 +17,7 @@ mod session;
 mod sync;
 mod token;
 
+pub mod assertion;
 pub mod cache;
 pub mod dangerous;
 pub mod delegation;

@@ -89,6 +89,7 @@ mod endpoints;
 mod exchange;
 mod grants;
 mod http_util;
+mod identity;
 mod jose;
 mod mcp;
 mod registration;
@@ -97,6 +98,7 @@ mod server;
 mod state;
 
 pub use config::{TestClient, TestClientAuth, TestServerConfig};
+pub use identity::TestIdentityIssuer;
 pub use mcp::McpStats;
 pub use server::TestServer;
 pub use state::{GrantStats, Stats};
