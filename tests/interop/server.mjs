@@ -50,6 +50,10 @@
 //                        client (JWT access tokens and exchanged tokens) carries
 //                        may_act: <object> (RFC 8693 section 4.4).
 //   verbose              true: log every grant/interaction error to stderr.
+//   dev_interactions     true: serve oidc-provider's own login and consent pages
+//                        (devInteractions: any login name with any password, then
+//                        a "Continue" consent button) instead of the headless
+//                        login below, for tests that drive a real browser.
 //
 // Headless login (authorization code flow without a browser):
 //   The authorization endpoint redirects to GET /interaction/<uid>. That
@@ -301,7 +305,7 @@ const configuration = {
     Grant: Math.max(refreshTokenTtl, 86400),
   },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: !!cfg.dev_interactions },
     clientCredentials: { enabled: true },
     deviceFlow: { enabled: true },
     introspection: { enabled: true },
@@ -910,7 +914,9 @@ function resourceMetadata(ctx) {
 
 provider.use(async (ctx, next) => {
   const { path, method } = ctx;
-  if (method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) return headlessInteraction(ctx);
+  if (!cfg.dev_interactions && method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) {
+    return headlessInteraction(ctx);
+  }
   if (method === 'POST' && path === '/test/approve-device') return approveDevice(ctx, true);
   if (method === 'POST' && path === '/test/deny-device') return approveDevice(ctx, false);
   if (method === 'GET' && path === '/test/counters') return json(ctx, 200, counters);
