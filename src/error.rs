@@ -10,6 +10,9 @@ use std::fmt;
 use crate::challenge::Challenge;
 use crate::secret::SentSecrets;
 
+mod verification;
+pub use verification::VerificationError;
+
 /// How many bytes of an unexpected response body an error keeps for diagnosis.
 pub(crate) const MAX_ERROR_BODY: usize = 512;
 
@@ -97,6 +100,11 @@ pub enum Error {
     /// A key or signature operation failed.
     #[error("crypto error: {0}")]
     Crypto(String),
+
+    /// A signed JWT (an access token checked against its issuer's JWKS) was refused: see the
+    /// [`VerificationError`](crate::jose::VerificationError) for what failed.
+    #[error("token verification failed: {0}")]
+    Verification(VerificationError),
 
     /// The token store failed.
     #[error("token store error: {0}")]

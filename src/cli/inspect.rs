@@ -1,7 +1,7 @@
 //! `agent-oauth inspect`: decode a JWT access token (header, claims, `cnf`, the nested `act`
 //! chain, expiry in local time) or a DPoP proof, WITHOUT verifying its signature.
 
-use agent_oauth::delegation::delegation_chain;
+use agent_oauth::delegation::unverified_delegation_chain;
 use agent_oauth::jose::PublicJwk;
 use agent_oauth::AccessToken;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -91,7 +91,7 @@ pub(crate) fn run(args: InspectArgs) -> CliResult {
     if is_proof {
         return show_proof(&header, &claims, args.json);
     }
-    let chain = delegation_chain(&AccessToken::new(token.clone()));
+    let chain = unverified_delegation_chain(&AccessToken::new(token.clone()));
     let actors = chain.as_ref().map(|c| c.actors.clone()).unwrap_or_default();
     let cnf = claims.get("cnf").cloned();
     if args.json {

@@ -130,6 +130,9 @@ pub struct TestServerConfig {
     /// [`TestServer::add_client_id_metadata_document`](super::TestServer::add_client_id_metadata_document),
     /// and advertise `client_id_metadata_document_supported` (default false).
     pub client_id_metadata_documents: bool,
+    /// `may_act` claims (RFC 8693 §4.4) put in every access token issued to a client, by
+    /// client id (default none); see [`with_may_act`](Self::with_may_act).
+    pub may_act: Vec<(String, serde_json::Value)>,
     /// Issuers (issuer identifier, public EC P-256 JWK) whose ES256-signed JWTs the server
     /// trusts: as JWT bearer grants (RFC 7523), as the ID tokens it exchanges for ID-JAGs, and
     /// as SPIFFE client assertions (default none); see
@@ -171,6 +174,7 @@ impl Default for TestServerConfig {
             mcp_tool_scope: None,
             dynamic_registration: false,
             client_id_metadata_documents: false,
+            may_act: Vec::new(),
             trusted_issuers: Vec::new(),
             issue_id_jags: false,
         }
@@ -323,6 +327,14 @@ impl TestServerConfig {
     /// authorization can be tested. The other methods need only a valid token.
     pub fn with_mcp_tool_scope(mut self, scope: impl Into<String>) -> Self {
         self.mcp_tool_scope = Some(scope.into());
+        self
+    }
+
+    /// Put `may_act: value` (e.g. `{"sub": "worker"}`) in every access token issued to
+    /// `client_id`, exchanged ones included: who may act for the token's subject, for tests of
+    /// delegation policies.
+    pub fn with_may_act(mut self, client_id: impl Into<String>, value: serde_json::Value) -> Self {
+        self.may_act.push((client_id.into(), value));
         self
     }
 }

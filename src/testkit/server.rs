@@ -316,6 +316,7 @@ async fn resource_metadata(State(s): S) -> Response {
 }
 
 async fn jwks(State(s): S) -> Response {
+    bump(&s.counters.jwks_requests);
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,

@@ -70,6 +70,8 @@ pub struct Stats {
     pub resource_rejections: u64,
     /// Requests to the MCP resource at `/mcp`, by JSON-RPC method.
     pub mcp: McpStats,
+    /// Requests for the signing keys at `/jwks`.
+    pub jwks_requests: u64,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +89,7 @@ pub(crate) struct Counters {
     pub(crate) resource_requests: AtomicU64,
     pub(crate) resource_rejections: AtomicU64,
     pub(crate) mcp: McpCounters,
+    pub(crate) jwks_requests: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -112,6 +115,7 @@ impl Counters {
             resource_requests: g(&self.resource_requests),
             resource_rejections: g(&self.resource_rejections),
             mcp: self.mcp.snapshot(),
+            jwks_requests: g(&self.jwks_requests),
         }
     }
 }
@@ -389,6 +393,9 @@ impl Shared {
         }
         if let Some(act) = p.act {
             claims.insert("act".into(), act);
+        }
+        if let Some((_, may_act)) = self.config.may_act.iter().find(|(c, _)| c == p.client_id) {
+            claims.insert("may_act".into(), may_act.clone());
         }
         let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid});
         let token = sign_jwt(&self.key, &header, &Value::Object(claims));

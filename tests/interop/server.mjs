@@ -46,6 +46,9 @@
 //   dpop_bound_access_tokens_required
 //                        true: the resource server refuses Bearer tokens and
 //                        says so in its RFC 9728 metadata.
+//   may_act              {"<client_id>": <object>}: every access token issued to that
+//                        client (JWT access tokens and exchanged tokens) carries
+//                        may_act: <object> (RFC 8693 section 4.4).
 //   verbose              true: log every grant/interaction error to stderr.
 //   dev_interactions     true: serve oidc-provider's own login and consent pages
 //                        (devInteractions: any login name with any password, then
@@ -284,6 +287,10 @@ const configuration = {
     return client.grantTypeAllowed('refresh_token');
   },
   async expiresWithSession() { return false; },
+  async extraTokenClaims(_ctx, token) {
+    const mayAct = cfg.may_act?.[token.clientId];
+    return mayAct ? { may_act: mayAct } : undefined;
+  },
   rotateRefreshToken: true,
   pkce: { required: () => true },
   ttl: {
@@ -604,6 +611,7 @@ async function tokenExchangeHandler(ctx) {
     exp,
     ...(act ? { act } : {}),
     ...(Object.keys(cnf).length ? { cnf } : {}),
+    ...(cfg.may_act?.[client.clientId] ? { may_act: cfg.may_act[client.clientId] } : {}),
   };
   const accessToken = await new jose.SignJWT(payload)
     .setProtectedHeader({ alg: 'ES256', kid: es256.jwk.kid, typ: 'at+jwt' })
