@@ -1,9 +1,13 @@
 //! `agent-oauth inspect`: decode a JWT access token (header, claims, `cnf`, the nested `act`
-//! chain, expiry in local time) or a DPoP proof, WITHOUT verifying its signature.
+//! chain, expiry in local time) or a DPoP proof. With `--issuer`, an access token is verified
+//! against the issuer's JWKS (signature, `iss`, expiry) and the `act` chain shown is the
+//! verified one; without it nothing is verified, and the output says so.
 
-use agent_oauth::delegation::unverified_delegation_chain;
+use agent_oauth::delegation::{unverified_delegation_chain, verify_delegation_chain};
+use agent_oauth::discovery::Jwks;
 use agent_oauth::jose::PublicJwk;
 use agent_oauth::AccessToken;
+use agent_oauth::{AuthorizationServer, HttpTransport};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -25,6 +29,11 @@ pub(crate) struct InspectArgs {
     /// Print the decoded parts as JSON.
     #[arg(long)]
     json: bool,
+    /// Verify the access token against this issuer's JWKS (from its metadata's `jwks_uri`): the
+    /// signature (never `none` or HMAC), `iss`, `exp` and `nbf`. A token that does not verify
+    /// is an error.
+    #[arg(long, value_name = "ISSUER")]
+    issuer: Option<String>,
 }
 
 fn decode_part(part: &str, what: &str) -> CliResult<Map<String, Value>> {
@@ -81,7 +90,7 @@ fn time_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
 }
 
 /// Decode and print.
-pub(crate) fn run(args: InspectArgs) -> CliResult {
+pub(crate) async fn run(args: InspectArgs) -> CliResult {
     let token = read_token_source(&args.source)?;
     let (header, claims) = decode(&token)?;
     let is_proof = header
@@ -91,13 +100,22 @@ pub(crate) fn run(args: InspectArgs) -> CliResult {
     if is_proof {
         return show_proof(&header, &claims, args.json);
     }
-    let chain = unverified_delegation_chain(&AccessToken::new(token.clone()));
-    let actors = chain.as_ref().map(|c| c.actors.clone()).unwrap_or_default();
+    let verified = match &args.issuer {
+        Some(issuer) => Some(verify(&token, issuer).await?),
+        None => None,
+    };
+    let actors = match &verified {
+        Some(chain) => chain.actor_names().into_iter().map(str::to_owned).collect(),
+        None => unverified_delegation_chain(&AccessToken::new(token.clone()))
+            .map(|c| c.actors)
+            .unwrap_or_default(),
+    };
     let cnf = claims.get("cnf").cloned();
     if args.json {
         let out = json!({
             "kind": "jwt",
-            "verified": false,
+            "verified": verified.is_some(),
+            "verified_issuer": verified.as_ref().map(|c| c.issuer.clone()),
             "header": header,
             "claims": claims,
             "cnf": cnf,
@@ -107,7 +125,10 @@ pub(crate) fn run(args: InspectArgs) -> CliResult {
         println!("{out}");
         return Ok(());
     }
-    println!("JWT (signature NOT verified)");
+    match &verified {
+        Some(c) => println!("JWT (signature verified with the JWKS of {})", c.issuer),
+        None => println!("JWT (signature NOT verified)"),
+    }
     println!(
         "header:    alg={} typ={} kid={}",
         text(header.get("alg")),
@@ -148,6 +169,17 @@ pub(crate) fn run(args: InspectArgs) -> CliResult {
     }
     println!("claims:    {}", Value::Object(claims));
     Ok(())
+}
+
+/// Verify `token` against the JWKS of `issuer`.
+async fn verify(token: &str, issuer: &str) -> CliResult<agent_oauth::delegation::VerifiedChain> {
+    let server = AuthorizationServer::new(issuer, HttpTransport::new()?)?;
+    let jwks = Jwks::new(server);
+    verify_delegation_chain(&AccessToken::new(token.to_owned()), &jwks, issuer)
+        .await
+        .map_err(|e| {
+            CliError::from(e).hint("the token is not a valid JWT of that issuer: do not trust it")
+        })
 }
 
 /// A DPoP proof (RFC 9449 §4.2): method, URL, time, key thumbprint, `ath`, nonce.

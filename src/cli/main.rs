@@ -90,7 +90,7 @@ fn run(cli: Cli) -> CliResult {
             Command::Discover(a) => discover::run(a).await,
             Command::Token(a) => token::run(a).await,
             Command::Curl(a) => curl::run(a).await,
-            Command::Inspect(a) => inspect::run(a),
+            Command::Inspect(a) => inspect::run(a).await,
             Command::Keygen(a) => keygen::run(a),
             Command::Register(a) => register::run_register(a).await,
             Command::ClientMetadata(a) => register::run_client_metadata(a),

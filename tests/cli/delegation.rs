@@ -185,3 +185,63 @@ fn cli_inspect_decodes_a_dpop_proof_and_refuses_what_is_not_a_jwt() {
         );
     }
 }
+
+#[test]
+fn cli_inspect_with_issuer_verifies_the_chain_and_refuses_forgeries() {
+    let home = Home::new();
+    let serve = Serve::start(&[]);
+    let iss = serve.issuer.clone();
+    let base = ["--issuer", &iss, "--client-id", "agent", "--scope", "read"];
+    let env = [("AGENT_OAUTH_CLIENT_SECRET", "agent-secret")];
+    let post = [
+        "--issuer",
+        &iss,
+        "--client-id",
+        "agent-post",
+        "--secret-method",
+        "post",
+        "--scope",
+        "read",
+    ];
+    let post_env = [("AGENT_OAUTH_CLIENT_SECRET", "agent-post-secret")];
+    let subject = token_file(&home, "subject", &base, &env);
+    let actor = token_file(&home, "actor", &post, &post_env);
+    let once = exchange(&home, "once", &base, &env, &subject, &actor);
+
+    let run = home.run(&["inspect", "--issuer", &iss, &once], &[]);
+    run.ok();
+    assert!(
+        run.stdout
+            .contains(&format!("JWT (signature verified with the JWKS of {iss})")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("  1. agent-post\n"), "{}", run.stdout);
+    let run = home.run(&["inspect", "--json", "--issuer", &iss, &once], &[]);
+    run.ok();
+    assert_eq!(run.json()["verified"], true);
+    assert_eq!(run.json()["act_chain"], serde_json::json!(["agent-post"]));
+
+    // A forged chain: the payload rewritten to name another actor, the signature kept.
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine as _;
+    let token = std::fs::read_to_string(once.trim_start_matches('@')).unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    claims["act"] = serde_json::json!({"sub": "mallory"});
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        B64.encode(claims.to_string()),
+        parts[2]
+    );
+    let run = home.run_with_stdin(&["inspect", "--issuer", &iss], &[], &forged);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(!run.stdout.contains("mallory"), "{}", run.stdout);
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    // Verified against another issuer: refused.
+    let other = Serve::start(&[]);
+    let run = home.run(&["inspect", "--issuer", &other.issuer, &once], &[]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+}
