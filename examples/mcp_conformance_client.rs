@@ -13,12 +13,13 @@
 #[path = "support/mcp.rs"]
 mod mcp;
 
+use std::sync::Arc;
+
+use agent_oauth::assertion::AssertionSource;
 use agent_oauth::discovery::TrustPolicy;
-use agent_oauth::grant::TokenExchangeRequest;
-use agent_oauth::transport::RetryPolicy;
+use agent_oauth::grant::IdJagIssuer;
 use agent_oauth::{
     Agent, AgentBuilder, AssertionKey, AuthorizationPrompt, ClientAuth, Error, OAuthClient,
-    TokenParams,
 };
 use mcp::{Failure, McpSession};
 use serde_json::{json, Value};
@@ -121,7 +122,7 @@ async fn run(scenario: &str, url: &str) -> Result<(), Failure> {
                 .build()
                 .await?
         }
-        "auth/cross-app-access-complete-flow" => cross_app_access(url).await?,
+        "auth/cross-app-access-complete-flow" => cross_app_access().await?,
         _ => {
             url_first()
                 .client_metadata_url(CLIENT_METADATA_URL)
@@ -160,53 +161,24 @@ async fn run(scenario: &str, url: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Enterprise-managed authorization (SEP-990): the user's identity provider token is exchanged
-/// at the identity provider for an ID-JAG (RFC 8693, `requested_token_type` id-jag), which the
-/// MCP server's authorization server takes as an RFC 7523 JWT bearer grant.
-async fn cross_app_access(url: &str) -> Result<Agent, Failure> {
-    let mcp_url = Url::parse(url)?;
-    let prm = agent_oauth::discovery::discover_resource_metadata(
-        &agent_oauth::HttpTransport::new()?,
-        &mcp_url,
-        None,
-    )
-    .await?
-    .ok_or("the MCP server publishes no protected resource metadata")?;
-    let issuer = prm
-        .authorization_servers()
-        .first()
-        .cloned()
-        .ok_or("the resource names no authorization server")?;
-
-    let agent = Agent::builder()
-        .issuer(&issuer)
-        .client_id(context("client_id")?)
-        .client_auth(ClientAuth::client_secret_basic(context("client_secret")?))
-        .resource(&prm.resource)
-        .build()
-        .await?;
-
-    let transport = agent.transport().clone();
+/// Enterprise-managed authorization (SEP-990): the agent learns the MCP server's authorization
+/// server from its 401 like any URL-first agent; its tokens there come from ID-JAGs that the
+/// identity provider issues for the user's ID token (RFC 8693), redeemed with the JWT bearer
+/// grant (RFC 7523), all done by [`IdJagIssuer`].
+async fn cross_app_access() -> Result<Agent, Failure> {
     let idp = OAuthClient::builder(
-        agent_oauth::AuthorizationServer::new(&context("idp_issuer")?, transport)?,
+        agent_oauth::AuthorizationServer::new(
+            &context("idp_issuer")?,
+            agent_oauth::HttpTransport::new()?,
+        )?,
         context("idp_client_id")?,
     )
     .build();
-    let exchange = TokenExchangeRequest::new(context("idp_id_token")?)
-        .subject_token_type("urn:ietf:params:oauth:token-type:id_token")
-        .requested_token_type("urn:ietf:params:oauth:token-type:id-jag")
-        .params(TokenParams::new().audience(&issuer).resource(&prm.resource));
-    let id_jag = idp.token_exchange(&exchange, None).await?;
-
-    let client = agent.client().ok_or("the agent has a configured issuer")?;
-    let tokens = client
-        .token_request(
-            "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            &[("assertion", id_jag.access_token.secret())],
-            &TokenParams::new(),
-            RetryPolicy::ConnectOnly,
-        )
-        .await?;
-    agent.adopt_grant(tokens).await?;
-    Ok(agent)
+    let issuer = IdJagIssuer::new(idp, AssertionSource::fixed(context("idp_id_token")?));
+    Ok(url_first()
+        .client_id(context("client_id")?)
+        .client_auth(ClientAuth::client_secret_basic(context("client_secret")?))
+        .enterprise_authorization(Arc::new(issuer))
+        .build()
+        .await?)
 }

@@ -199,7 +199,7 @@ async fn main() -> Result<(), Failure> {
         resp.status(),
         body["jkt"]
     );
-    if let Some(chain) = child.chain() {
+    if let Some(chain) = child.unverified_chain() {
         println!(
             "   child token: sub={} scope=\"{}\" bound to the child's key: {}",
             chain.sub.as_deref().unwrap_or("-"),

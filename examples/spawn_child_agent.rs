@@ -1,6 +1,7 @@
 //! Delegate to a child agent and a grandchild with token exchange (RFC 8693), against the
 //! embedded test server: each level gets a narrower scope and its own DPoP key, calls the
-//! protected resource, and the delegation chain of each token is printed.
+//! protected resource, and the delegation chain of each token is verified against the
+//! server's JWKS and printed.
 //!
 //! ```text
 //! cargo run --example spawn_child_agent --features testkit
@@ -9,7 +10,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_oauth::delegation::delegation_chain;
+use agent_oauth::delegation::verify_delegation_chain;
+use agent_oauth::discovery::Jwks;
 use agent_oauth::testkit::{TestClient, TestClientAuth, TestServer, TestServerConfig};
 use agent_oauth::{Agent, ClientAuth, TokenSet};
 
@@ -26,16 +28,18 @@ async fn main() -> ExitCode {
     }
 }
 
-fn print_level(name: &str, token: &TokenSet) -> Result<(), BoxError> {
-    let chain = delegation_chain(&token.access_token).ok_or("the token is not a JWT")?;
+async fn print_level(name: &str, token: &TokenSet, jwks: &Jwks) -> Result<(), BoxError> {
+    // Signature, issuer and expiry checked against the server's published keys.
+    let chain = verify_delegation_chain(&token.access_token, jwks, jwks.issuer()).await?;
     let act = if chain.actors.is_empty() {
         "-".to_owned()
     } else {
-        chain.actors.join(" <- ")
+        chain.actor_names().join(" <- ")
     };
     println!(
-        "{name:<11} sub={:<7} act={act:<30} scope={:<11} jkt={}",
+        "{name:<11} sub={:<7} act={act:<30} depth={} scope={:<11} jkt={}",
         chain.sub.as_deref().unwrap_or("-"),
+        chain.depth(),
         chain.scope.to_string(),
         chain.jkt.as_deref().unwrap_or("-"),
     );
@@ -120,9 +124,10 @@ async fn run() -> Result<(), BoxError> {
 
     println!();
     let parent_token = parent.access_token(Some(&api)).await?.token().clone();
-    print_level("parent", &parent_token)?;
-    print_level("child", &child.token().await?)?;
-    print_level("grandchild", &grandchild.token().await?)?;
+    let jwks = Jwks::new(parent.client().ok_or("no issuer")?.server().clone());
+    print_level("parent", &parent_token, &jwks).await?;
+    print_level("child", &child.token().await?, &jwks).await?;
+    print_level("grandchild", &grandchild.token().await?, &jwks).await?;
 
     grandchild.revoke().await?;
     child.revoke().await?;

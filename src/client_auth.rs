@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
+use crate::assertion::AssertionSource;
 use crate::discovery::ServerMetadata;
 use crate::error::{Error, Result};
 use crate::secret::SecretString;
@@ -17,6 +18,10 @@ use crate::transport::FormRequest;
 
 /// `client_assertion_type` for JWT client assertions (RFC 7523 §2.2).
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `client_assertion_type` of a SPIFFE JWT-SVID used as the client assertion
+/// (draft-ietf-oauth-spiffe-client-auth).
+pub const JWT_SPIFFE_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
 
 /// How the client proves its identity to the authorization server: one constructor per method
 /// (RFC 6749 §2.3, RFC 7523 §2.2, RFC 8705 §2).
@@ -41,6 +46,14 @@ pub(crate) enum Method {
     TlsClientAuth,
     /// `self_signed_tls_client_auth` (RFC 8705 §2.2); `client_id` in the body.
     SelfSignedTlsClientAuth,
+    /// A JWT issued by someone else (a workload identity platform) as `client_assertion`.
+    External {
+        source: AssertionSource,
+        assertion_type: Arc<str>,
+    },
+    /// Nothing at all: no `client_id`, no credentials (RFC 7523 §3.1 makes client
+    /// authentication optional for the JWT bearer grant).
+    Omitted,
 }
 
 impl fmt::Debug for ClientAuth {
@@ -85,6 +98,39 @@ impl ClientAuth {
         ClientAuth(Method::SelfSignedTlsClientAuth)
     }
 
+    /// An externally issued JWT as the client assertion (RFC 7523 §2.2, `client_assertion_type`
+    /// [`JWT_BEARER_ASSERTION`]): a workload identity token the authorization server trusts as
+    /// the client's credential. The source is read before each request (and renewed before the
+    /// assertion expires); `client_id` is sent too.
+    pub fn client_assertion(source: AssertionSource) -> Self {
+        Self::client_assertion_of_type(source, JWT_BEARER_ASSERTION)
+    }
+
+    /// A SPIFFE JWT-SVID as the client assertion (`client_assertion_type`
+    /// [`JWT_SPIFFE_ASSERTION`]). The SVID is typically read from the file the SPIFFE helper
+    /// rotates ([`AssertionSource::file`]).
+    pub fn spiffe_jwt_svid(source: AssertionSource) -> Self {
+        Self::client_assertion_of_type(source, JWT_SPIFFE_ASSERTION)
+    }
+
+    /// An externally issued assertion with any `client_assertion_type`.
+    pub fn client_assertion_of_type(
+        source: AssertionSource,
+        assertion_type: impl Into<String>,
+    ) -> Self {
+        ClientAuth(Method::External {
+            source,
+            assertion_type: assertion_type.into().into(),
+        })
+    }
+
+    /// No client authentication and no `client_id` at all. Only for grants where the server
+    /// identifies the caller from the grant itself: the JWT bearer grant of Workload Identity
+    /// Federation, where the workload's assertion is the whole credential (RFC 7523 §3.1).
+    pub fn omitted() -> Self {
+        ClientAuth(Method::Omitted)
+    }
+
     /// The registered method name (`token_endpoint_auth_method`); `None` for
     /// [`client_secret`](Self::client_secret) until [`resolve`](Self::resolve)d.
     pub fn method_name(&self) -> Option<&'static str> {
@@ -96,7 +142,24 @@ impl ClientAuth {
             Method::PrivateKeyJwt(_) => "private_key_jwt",
             Method::TlsClientAuth => "tls_client_auth",
             Method::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            Method::External { assertion_type, .. } => {
+                if &**assertion_type == JWT_SPIFFE_ASSERTION {
+                    "spiffe_jwt"
+                } else {
+                    "private_key_jwt"
+                }
+            }
+            Method::Omitted => "none",
         })
+    }
+
+    /// Obtain what this method sends that must be fetched first (an external assertion), so
+    /// that [`apply_prepared`](Self::apply_prepared) stays synchronous.
+    pub(crate) async fn prepare(&self) -> Result<Option<SecretString>> {
+        match &self.0 {
+            Method::External { source, .. } => source.assertion().await.map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The secret this method sends as it is (`client_secret_basic`, `client_secret_post`), so
@@ -106,6 +169,11 @@ impl ClientAuth {
             Method::SecretBasic(s) | Method::SecretPost(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// Does this method send nothing at all ([`omitted`](Self::omitted))?
+    pub(crate) fn is_omitted(&self) -> bool {
+        matches!(self.0, Method::Omitted)
     }
 
     /// Does this method authenticate with a TLS client certificate?
@@ -145,6 +213,10 @@ impl ClientAuth {
     /// # Errors
     /// [`Error::Crypto`] when an assertion cannot be signed; [`Error::Config`] for an
     /// unresolved [`client_secret`](Self::client_secret).
+    ///
+    /// An [external assertion](Self::client_assertion) is the one its source obtained last
+    /// ([`Error::Assertion`] when it has none yet or it has expired): the crate's own requests
+    /// read the source first.
     pub fn apply(
         &self,
         client_id: &str,
@@ -152,7 +224,36 @@ impl ClientAuth {
         form: &mut FormRequest,
         now: SystemTime,
     ) -> Result<()> {
+        let external = match &self.0 {
+            Method::External { source, .. } => {
+                Some(source.cached().ok_or_else(|| Error::Assertion {
+                    origin: source.origin(),
+                    reason: "no current assertion (read the source first)".into(),
+                })?)
+            }
+            _ => None,
+        };
+        self.apply_prepared(client_id, audience, form, now, external.as_ref())
+    }
+
+    /// [`apply`](Self::apply) with the external assertion [`prepare`](Self::prepare) obtained.
+    pub(crate) fn apply_prepared(
+        &self,
+        client_id: &str,
+        audience: &str,
+        form: &mut FormRequest,
+        now: SystemTime,
+        external: Option<&SecretString>,
+    ) -> Result<()> {
         match &self.0 {
+            Method::Omitted => {}
+            Method::External { assertion_type, .. } => {
+                let assertion = external
+                    .ok_or_else(|| Error::config("the external client assertion was not read"))?;
+                form.param("client_id", client_id);
+                form.param("client_assertion_type", &**assertion_type);
+                form.param("client_assertion", assertion.expose_secret());
+            }
             Method::None | Method::TlsClientAuth | Method::SelfSignedTlsClientAuth => {
                 form.param("client_id", client_id);
             }

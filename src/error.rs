@@ -10,6 +10,9 @@ use std::fmt;
 use crate::challenge::Challenge;
 use crate::secret::SentSecrets;
 
+mod verification;
+pub use verification::VerificationError;
+
 /// How many bytes of an unexpected response body an error keeps for diagnosis.
 pub(crate) const MAX_ERROR_BODY: usize = 512;
 
@@ -116,6 +119,11 @@ pub enum Error {
     #[error("crypto error: {0}")]
     Crypto(String),
 
+    /// A signed JWT (an access token checked against its issuer's JWKS) was refused: see the
+    /// [`VerificationError`](crate::jose::VerificationError) for what failed.
+    #[error("token verification failed: {0}")]
+    Verification(VerificationError),
+
     /// The token store failed (unreachable, refused the operation, or holds something that is
     /// not a grant). A refresh that needs the store is not sent; cached access tokens are still
     /// served until they expire.
@@ -126,6 +134,17 @@ pub enum Error {
     /// another holder took it): the holder must not overwrite what the newer one wrote.
     #[error("token store lease lost: {0}")]
     LeaseLost(String),
+
+    /// An externally issued assertion (a workload identity token, an ID token) could not be
+    /// obtained: its file, variable or command failed, it is malformed, or it has expired.
+    /// Never carries the assertion itself.
+    #[error("assertion from {origin}: {reason}")]
+    Assertion {
+        /// Where the assertion comes from (`file /var/run/...`, `env TOKEN`, `command ...`).
+        origin: String,
+        /// What went wrong.
+        reason: String,
+    },
 
     /// A delegation to a child agent was refused before any request was sent (it would widen
     /// the parent's scope, resources or audiences), or a child's credential cannot be renewed

@@ -48,6 +48,13 @@ pub enum AgentEvent {
         child_fingerprint: String,
         /// Thumbprint of the key the child token is bound to, if any.
         child_jkt: Option<String>,
+        /// The child token's `sub`, verified against the issuer's JWKS; `None` when the
+        /// delegation does not verify tokens
+        /// ([`DelegationBuilder::verify_with`](crate::delegation::DelegationBuilder::verify_with)).
+        verified_sub: Option<String>,
+        /// The child token's verified `act` chain, actors' names outermost (the current
+        /// actor) first; `None` when the delegation does not verify tokens.
+        verified_actors: Option<Vec<String>>,
     },
     /// A token was revoked (RFC 7009).
     TokenRevoked {

@@ -17,6 +17,7 @@ mod session;
 mod sync;
 mod token;
 
+pub mod assertion;
 pub mod cache;
 pub mod dangerous;
 pub mod delegation;
@@ -81,18 +82,30 @@ pub mod __fuzz {
     }
 
     /// Reads arbitrary bytes (lossily as text) as an unverified JWT, and as an access token whose
-    /// `cnf` and delegation chain are read through it.
+    /// `cnf` and delegation chain are read through it; then verifies it (with a fixed key) and
+    /// reads the verified chain of what verifies.
     pub fn jwt(data: &[u8]) {
         let text = String::from_utf8_lossy(data);
         let _ = crate::jwt::unverified_claims(&text);
         let token = crate::token::AccessToken::new(text.into_owned());
-        let _ = crate::delegation::delegation_chain(&token);
+        let _ = crate::delegation::unverified_delegation_chain(&token);
         let set = crate::token::TokenSet::new(
             token,
             crate::token::TokenType::Bearer,
             std::time::SystemTime::UNIX_EPOCH,
         );
         let _ = set.unverified_cnf();
+        // The verified path: parsing, algorithm and key checks, claims (RFC 7515 §A.3 key).
+        let key = serde_json::json!({"kty": "EC", "crv": "P-256",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+        if let Ok(key) = crate::jose::VerifyingJwk::from_json(&key) {
+            let validation = crate::jose::Validation::new("joe");
+            if let Ok(jwt) = crate::jose::verify_jwt(set.access_token.secret(), &[key], &validation)
+            {
+                let _ = crate::delegation::VerifiedChain::from_verified(jwt);
+            }
+        }
     }
 
     /// Parses arbitrary bytes (after the first, which gives a chunk size) as a
@@ -108,8 +121,10 @@ pub mod __fuzz {
         crate::registration::fuzz(data)
     }
 
-    /// Parses arbitrary bytes as authorization server and protected resource metadata.
+    /// Parses arbitrary bytes as authorization server and protected resource metadata, and as
+    /// a JWK Set (each key as a verification key).
     pub fn metadata(data: &[u8]) {
+        let _ = crate::discovery::jwks::parse_jwks(data, &crate::discovery::JwksConfig::default());
         let _ = crate::discovery::server_metadata::ServerMetadata::from_json(
             data,
             "https://as.example",

@@ -24,6 +24,7 @@ use crate::transport::{HttpTransport, TransportConfig};
 
 use super::authority::DpopChoice;
 use super::authorize::Authorizer;
+use super::machine::MachineGrant;
 use super::{Agent, AgentInner, Authority, AuthorizationPrompt, Registrar, ResourceInfo};
 use crate::registration::{ClientMetadata, RegistrationKind};
 
@@ -80,6 +81,7 @@ pub struct AgentBuilder {
     error: Option<Error>,
     nonces: Option<Arc<NonceCache>>,
     metadata_patch: Option<MetadataPatch>,
+    pub(super) machine: MachineGrant,
     #[cfg(feature = "mtls")]
     identity: Option<crate::transport::tls::ClientIdentity>,
     #[cfg(feature = "mtls")]
@@ -126,6 +128,7 @@ impl Default for AgentBuilder {
             error: None,
             nonces: None,
             metadata_patch: None,
+            machine: MachineGrant::default(),
             #[cfg(feature = "mtls")]
             identity: None,
             #[cfg(feature = "mtls")]
@@ -500,10 +503,12 @@ impl AgentBuilder {
         let mut home = None;
         let mut resources = Vec::new();
         if configured {
-            let client_id = self
-                .client_id
-                .clone()
-                .ok_or_else(|| Error::config("client_id is required"))?;
+            // A workload that sends no client authentication needs no client id either.
+            let client_id = match (&self.client_id, self.auth.is_omitted()) {
+                (Some(id), _) => id.clone(),
+                (None, true) => String::new(),
+                (None, false) => return Err(Error::config("client_id is required")),
+            };
             // From a protected resource alone: its metadata names the authorization server.
             let mut issuer = self.issuer.clone();
             let mut learnt_resource = None;
@@ -576,6 +581,7 @@ impl AgentBuilder {
                 max_step_ups,
                 step_ups: std::sync::Mutex::new(Vec::new()),
                 authorizer: self.authorizer,
+                machine: self.machine,
                 events: self.events,
                 #[cfg(feature = "mtls")]
                 identity: self.identity,

@@ -173,6 +173,7 @@ impl Agent {
                 max_step_ups: old.max_step_ups,
                 step_ups: std::sync::Mutex::new(Vec::new()),
                 authorizer: old.authorizer.clone(),
+                machine: old.machine.clone(),
                 events: old.events.clone(),
                 identity: Some(identity),
                 roots: old.roots.clone(),

@@ -12,6 +12,7 @@ mod authorize;
 mod builder;
 mod core;
 mod login;
+mod machine;
 mod principal;
 mod request;
 mod resources;
@@ -85,6 +86,8 @@ struct AgentInner {
     max_step_ups: u32,
     step_ups: std::sync::Mutex<Vec<(Url, u32)>>,
     authorizer: Option<Authorizer>,
+    /// The grant used when no user is asked.
+    machine: machine::MachineGrant,
     events: Option<EventHook>,
     #[cfg(feature = "mtls")]
     identity: Option<crate::transport::tls::ClientIdentity>,

@@ -402,7 +402,9 @@ impl Agent {
                 .consent_required(authority, principal, &params, reason)
                 .await);
         }
-        let mut tokens = match authorizer {
+        let machine = &self.inner.machine;
+        let machine_applies = machine.applies(&authority.client).await?;
+        let mut tokens = match authorizer.filter(|_| !machine_applies) {
             Some(authorizer) => {
                 let mut asked = params.clone();
                 // SEP-2207: ask for a refresh token where the server offers `offline_access`.
@@ -435,7 +437,7 @@ impl Agent {
                 }
                 t
             }
-            None => authority.client.client_credentials(&params).await?,
+            None => machine.fetch(&authority.client, &params).await?,
         };
         tokens.refresh_token = None;
         EventHook::emit(

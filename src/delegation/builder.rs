@@ -13,12 +13,13 @@ use crate::agent::{parse_resource, Agent, Authority};
 use crate::cache::{CacheConfig, TokenCache, TokenKey, TokenSource};
 use crate::dpop::DpopKey;
 use crate::error::{Error, Result};
-use crate::grant::{OAuthClient, TokenParams, ACCESS_TOKEN_TYPE};
+use crate::grant::{OAuthClient, TokenParams};
 use crate::secret::SecretString;
 use crate::token::{AccessToken, Scope, TokenSet};
 
 use super::child::ChildInner;
 use super::exchanger::{ChildSource, Exchanger};
+use super::policy::{Actor, Policy};
 use super::*;
 
 impl Agent {
@@ -51,31 +52,6 @@ impl Parent {
     }
 }
 
-/// Where the exchange's actor token comes from.
-#[derive(Clone)]
-pub(super) enum Actor {
-    Token {
-        token: SecretString,
-        token_type: String,
-    },
-    Agent(Agent),
-}
-
-impl Actor {
-    pub(super) async fn token(&self) -> Result<(SecretString, String)> {
-        match self {
-            Actor::Token { token, token_type } => Ok((token.clone(), token_type.clone())),
-            Actor::Agent(a) => {
-                let t = a.access_token(None).await?;
-                Ok((
-                    SecretString::new(t.token().access_token.secret()),
-                    ACCESS_TOKEN_TYPE.to_owned(),
-                ))
-            }
-        }
-    }
-}
-
 /// Configures a delegation; finish with [`spawn`](Self::spawn). Setters never fail; `spawn`
 /// reports the first problem.
 #[must_use]
@@ -91,6 +67,7 @@ pub struct DelegationBuilder {
     pub(super) extra: Vec<(String, String)>,
     pub(super) revoke_on_drop: bool,
     pub(super) dpop_key: Option<DpopKey>,
+    pub(super) policy: Policy,
 }
 
 impl fmt::Debug for DelegationBuilder {
@@ -109,6 +86,7 @@ impl fmt::Debug for DelegationBuilder {
             .field("lifetime", &self.lifetime)
             .field("label", &self.label)
             .field("revoke_on_drop", &self.revoke_on_drop)
+            .field("verified", &self.policy.jwks.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +105,7 @@ impl DelegationBuilder {
             extra: Vec::new(),
             revoke_on_drop: false,
             dpop_key: None,
+            policy: Policy::default(),
         }
     }
 
@@ -274,7 +253,7 @@ impl DelegationBuilder {
                 .client()
                 .map_or_else(random_label, |c| c.client_id().to_owned()),
             (None, Some(Actor::Token { token, .. })) => {
-                delegation_chain(&AccessToken::new(token.expose_secret()))
+                unverified_delegation_chain(&AccessToken::new(token.expose_secret()))
                     .and_then(|c| c.sub)
                     .unwrap_or_else(random_label)
             }
@@ -305,8 +284,11 @@ impl DelegationBuilder {
                 return Err(Error::config("delegation parent mismatch"))
             }
         };
+        let policy = self.policy.resolve(&parent, &client);
         let exchanger = Arc::new(Exchanger {
             parent_label: parent.label(&client),
+            policy,
+            verified: Mutex::new(None),
             client,
             parent,
             root,

@@ -24,7 +24,7 @@ use crate::token::{AccessToken, Scope, TokenSet};
 use crate::transport::{HttpResponse, HttpTransport};
 
 use super::builder::{DelegationBuilder, Parent};
-use super::chain::{delegation_chain, DelegationChain};
+use super::chain::{unverified_delegation_chain, UnverifiedChain, VerifiedChain};
 use super::exchanger::Exchanger;
 
 pub(super) struct ChildInner {
@@ -144,10 +144,17 @@ impl ChildAgent {
     }
 
     /// The claims of the child's current token, decoded without verification (see
-    /// [`delegation_chain`]); `None` when the token is not a JWT or none is cached.
-    pub fn chain(&self) -> Option<DelegationChain> {
+    /// [`unverified_delegation_chain`]); `None` when the token is not a JWT or none is cached.
+    pub fn unverified_chain(&self) -> Option<UnverifiedChain> {
         let t = self.inner.handle.peek()?;
-        delegation_chain(&t.token().access_token)
+        unverified_delegation_chain(&t.token().access_token)
+    }
+
+    /// The verified chain of the child's latest token, when the delegation verifies tokens
+    /// ([`DelegationBuilder::verify_with`], [`require_may_act`](DelegationBuilder::require_may_act),
+    /// [`max_chain_depth`](DelegationBuilder::max_chain_depth)); `None` otherwise.
+    pub fn verified_chain(&self) -> Option<VerifiedChain> {
+        crate::sync::lock(&self.inner.exchanger.verified).clone()
     }
 
     /// Delegate further: a grandchild narrowed relative to this child's token.

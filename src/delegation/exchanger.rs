@@ -15,8 +15,9 @@ use crate::event::{AgentEvent, EventHook};
 use crate::grant::{OAuthClient, TokenExchangeRequest, TokenParams};
 use crate::token::{AccessToken, Scope, TokenSet, TokenType};
 
-use super::builder::{capped_expiry, lifetime_cap, Actor, Parent, Subject};
-use super::chain::delegation_chain;
+use super::builder::{capped_expiry, lifetime_cap, Parent, Subject};
+use super::chain::{unverified_delegation_chain, VerifiedChain};
+use super::policy::{event_chain, Actor, Policy};
 
 /// A token issued to the child, kept until it expires so it can be revoked.
 pub(super) struct Issued {
@@ -42,6 +43,10 @@ pub(super) struct Exchanger {
     pub(super) label: String,
     pub(super) issued: Mutex<Vec<Issued>>,
     pub(super) ended: AtomicBool,
+    /// What is verified and enforced on the tokens.
+    pub(super) policy: Policy,
+    /// The verified chain of the latest token, when the policy verifies.
+    pub(super) verified: Mutex<Option<VerifiedChain>>,
 }
 
 impl Exchanger {
@@ -69,6 +74,10 @@ impl Exchanger {
         if let (Some(_), Some(c)) = (self.lifetime, cap) {
             params = params.param("expires_in", c.as_secs().max(1).to_string());
         }
+        let child = self
+            .policy
+            .check_parent(&subject, self.actor.as_ref())
+            .await?;
         let mut request = TokenExchangeRequest::new(subject.access_token.secret()).params(params);
         if let Some(actor) = &self.actor {
             let (token, token_type) = actor.token().await?;
@@ -90,19 +99,30 @@ impl Exchanger {
         if let Some(key) = &self.key {
             if token.token_type != TokenType::Dpop {
                 refusal = Some("the server did not bind the child token to the child key".into());
-            } else if let Some(jkt) = delegation_chain(&token.access_token).and_then(|c| c.jkt) {
+            } else if let Some(jkt) =
+                unverified_delegation_chain(&token.access_token).and_then(|c| c.jkt)
+            {
                 if jkt != key.thumbprint() {
                     refusal = Some("the child token is bound to another key".into());
                 }
             }
         }
-        if let Some(why) = refusal {
-            let _ = self
-                .client
-                .revoke(token.access_token.secret(), Some("access_token"))
-                .await;
-            return Err(Error::Delegation(why));
-        }
+        let verified = match refusal {
+            Some(why) => Err(Error::Delegation(why)),
+            None => self.policy.check_issued(&token, child.as_deref()).await,
+        };
+        let verified = match verified {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self
+                    .client
+                    .revoke(token.access_token.secret(), Some("access_token"))
+                    .await;
+                return Err(e);
+            }
+        };
+        let (verified_sub, verified_actors) = event_chain(verified.as_ref());
+        *crate::sync::lock(&self.verified) = verified;
 
         // Never outlive the requested lifetime or the parent's token.
         token.expires_at = capped_expiry(
@@ -134,6 +154,8 @@ impl Exchanger {
                 parent_fingerprint: subject.access_token.fingerprint(),
                 child_fingerprint: token.access_token.fingerprint(),
                 child_jkt: self.key.as_ref().map(|k| k.thumbprint().to_owned()),
+                verified_sub,
+                verified_actors,
             },
         );
         Ok(token)

@@ -112,6 +112,10 @@ pub struct ServerMetadata {
     /// `client_id`s and fetches their metadata document.
     #[serde(default)]
     pub client_id_metadata_document_supported: Option<bool>,
+    /// draft-ietf-oauth-identity-assertion-authz-grant: the authorization grant profiles the
+    /// server accepts (`urn:ietf:params:oauth:grant-profile:id-jag` for ID-JAGs).
+    #[serde(default)]
+    pub authorization_grant_profiles_supported: Option<Vec<String>>,
     /// Other members, as sent.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -222,6 +226,22 @@ impl ServerMetadata {
         match &self.grant_types_supported {
             Some(v) => v.iter().any(|g| g == grant),
             None => grant == "authorization_code",
+        }
+    }
+
+    /// Does the server take ID-JAGs as JWT bearer grants? `Some(true)` when it lists the ID-JAG
+    /// profile in `authorization_grant_profiles_supported`, `Some(false)` when it lists profiles
+    /// without it or does not list the JWT bearer grant in `grant_types_supported`, `None` when
+    /// it says nothing either way.
+    pub fn supports_id_jag(&self) -> Option<bool> {
+        const PROFILE: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
+        const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+        if let Some(p) = &self.authorization_grant_profiles_supported {
+            return Some(p.iter().any(|v| v == PROFILE));
+        }
+        match &self.grant_types_supported {
+            Some(g) if !g.iter().any(|v| v == JWT_BEARER) => Some(false),
+            _ => None,
         }
     }
 

@@ -373,6 +373,15 @@ impl OAuthClient {
         if let Some(secret) = auth.sent_secret() {
             sent.add(secret.expose_secret());
         }
+        // An external client assertion is read (or renewed) once per call, before the attempts.
+        let external = if call.authenticate {
+            auth.prepare().await?
+        } else {
+            None
+        };
+        if let Some(a) = &external {
+            sent.add(a.expose_secret());
+        }
         let dpop = call.dpop_override.or(self.inner.dpop.as_ref());
         let mut form = FormRequest::new(url.clone());
         form.params = call.params;
@@ -388,7 +397,7 @@ impl OAuthClient {
             dpop.is_some(),
             || true,
             |nonce| {
-                let (form, auth, url, sent) = (&form, &auth, &url, &sent);
+                let (form, auth, url, sent, external) = (&form, &auth, &url, &sent, &external);
                 // Client authentication and the proof are minted anew for every attempt,
                 // transport retries included, each with the nonce current at that attempt.
                 transport.execute_for(
@@ -400,11 +409,12 @@ impl OAuthClient {
                         let now = transport.server_time(url);
                         let mut f = form.clone();
                         if call.authenticate {
-                            auth.apply(
+                            auth.apply_prepared(
                                 &self.inner.client_id,
                                 self.inner.server.issuer(),
                                 &mut f,
                                 now,
+                                external.as_ref(),
                             )?;
                         }
                         if let Some(key) = dpop {

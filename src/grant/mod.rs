@@ -6,6 +6,8 @@
 //! - device authorization (RFC 8628): [`OAuthClient::device_flow`]
 //! - refresh (RFC 6749 §6): [`OAuthClient::refresh`]
 //! - token exchange (RFC 8693): [`OAuthClient::token_exchange`]
+//! - JWT bearer (RFC 7523): [`OAuthClient::jwt_bearer`], [`OAuthClient::jwt_bearer_from`];
+//!   enterprise-managed authorization with ID-JAGs: [`IdJagIssuer`]
 //! - revocation (RFC 7009) and introspection (RFC 7662): [`OAuthClient::revoke`],
 //!   [`OAuthClient::introspect`]
 //!
@@ -17,6 +19,8 @@ mod authorization_code;
 pub(crate) mod client;
 mod client_credentials;
 mod device;
+mod id_jag;
+mod jwt_bearer;
 mod pkce;
 mod refresh;
 pub(crate) mod request;
@@ -24,12 +28,14 @@ mod response;
 mod revocation;
 mod token_exchange;
 
-pub use crate::client_auth::JWT_BEARER_ASSERTION;
+pub use crate::client_auth::{JWT_BEARER_ASSERTION, JWT_SPIFFE_ASSERTION};
 pub use authorization_code::{LoopbackRedirect, PendingAuthorization};
 pub(crate) use client::OAuthClient;
 pub use client::OAuthClientBuilder;
 pub use client_credentials::CLIENT_CREDENTIALS;
 pub use device::{DeviceAuthorization, DEVICE_CODE};
+pub use id_jag::{IdJag, IdJagIssuer, ID_JAG_GRANT_PROFILE, ID_JAG_TOKEN_TYPE};
+pub use jwt_bearer::JWT_BEARER;
 pub use pkce::PkceVerifier;
 pub use refresh::REFRESH_TOKEN;
 pub(crate) use request::TokenParams;

@@ -155,6 +155,9 @@ fn private_key_jwt<'s>(
     endpoint: &str,
 ) -> Result<Cow<'s, TestClient>, OAuthErr> {
     let ty = params.required("client_assertion_type")?;
+    if ty == crate::grant::JWT_SPIFFE_ASSERTION {
+        return shared.spiffe_client(params, body_id);
+    }
     if ty != JWT_BEARER {
         return Err(OAuthErr::invalid_request(
             "unsupported client_assertion_type",

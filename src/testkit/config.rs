@@ -16,6 +16,10 @@ pub enum TestClientAuth {
     /// `private_key_jwt` (RFC 7523): ES256 client assertions verified with this public EC
     /// P-256 JWK.
     PrivateKeyJwt(serde_json::Value),
+    /// `spiffe_jwt`: a SPIFFE JWT-SVID as the client assertion (`client_assertion_type`
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-spiffe`), signed by one of the
+    /// [trusted issuers](TestServerConfig::with_trusted_issuer), whose `sub` is the client id.
+    SpiffeJwt,
 }
 
 impl TestClientAuth {
@@ -26,6 +30,7 @@ impl TestClientAuth {
             TestClientAuth::SecretBasic(_) => "client_secret_basic",
             TestClientAuth::SecretPost(_) => "client_secret_post",
             TestClientAuth::PrivateKeyJwt(_) => "private_key_jwt",
+            TestClientAuth::SpiffeJwt => "spiffe_jwt",
         }
     }
 
@@ -125,6 +130,18 @@ pub struct TestServerConfig {
     /// [`TestServer::add_client_id_metadata_document`](super::TestServer::add_client_id_metadata_document),
     /// and advertise `client_id_metadata_document_supported` (default false).
     pub client_id_metadata_documents: bool,
+    /// `may_act` claims (RFC 8693 §4.4) put in every access token issued to a client, by
+    /// client id (default none); see [`with_may_act`](Self::with_may_act).
+    pub may_act: Vec<(String, serde_json::Value)>,
+    /// Issuers (issuer identifier, public EC P-256 JWK) whose ES256-signed JWTs the server
+    /// trusts: as JWT bearer grants (RFC 7523), as the ID tokens it exchanges for ID-JAGs, and
+    /// as SPIFFE client assertions (default none); see
+    /// [`with_trusted_issuer`](Self::with_trusted_issuer).
+    pub trusted_issuers: Vec<(String, serde_json::Value)>,
+    /// Act as an enterprise identity provider: exchange ID tokens (RFC 8693,
+    /// `requested_token_type` `urn:ietf:params:oauth:token-type:id-jag`) for ID-JAGs signed with
+    /// the server's key (default false).
+    pub issue_id_jags: bool,
 }
 
 impl Default for TestServerConfig {
@@ -157,6 +174,9 @@ impl Default for TestServerConfig {
             mcp_tool_scope: None,
             dynamic_registration: false,
             client_id_metadata_documents: false,
+            may_act: Vec::new(),
+            trusted_issuers: Vec::new(),
+            issue_id_jags: false,
         }
     }
 }
@@ -263,6 +283,28 @@ impl TestServerConfig {
         self.client_id_metadata_documents = enabled;
         self
     }
+
+    /// Trust ES256 JWTs of `issuer`, verified with its public EC P-256 `jwk`
+    /// ([`TestIdentityIssuer::public_jwk`](super::TestIdentityIssuer::public_jwk),
+    /// [`TestServer::public_jwk`](super::TestServer::public_jwk)): the JWT bearer grant takes
+    /// them as grants (with `aud` the server's issuer or token endpoint), ID-JAGs among them
+    /// (`typ` `oauth-id-jag+jwt`, whose `client_id` must be the authenticated client). Without
+    /// client authentication, the grant's `sub` is the client (workload identity federation).
+    pub fn with_trusted_issuer(
+        mut self,
+        issuer: impl Into<String>,
+        jwk: serde_json::Value,
+    ) -> Self {
+        self.trusted_issuers.push((issuer.into(), jwk));
+        self
+    }
+
+    /// Act as an enterprise identity provider issuing ID-JAGs (see
+    /// [`issue_id_jags`](Self::issue_id_jags)).
+    pub fn with_id_jag_issuance(mut self, enabled: bool) -> Self {
+        self.issue_id_jags = enabled;
+        self
+    }
 }
 
 impl TestServerConfig {
@@ -285,6 +327,14 @@ impl TestServerConfig {
     /// authorization can be tested. The other methods need only a valid token.
     pub fn with_mcp_tool_scope(mut self, scope: impl Into<String>) -> Self {
         self.mcp_tool_scope = Some(scope.into());
+        self
+    }
+
+    /// Put `may_act: value` (e.g. `{"sub": "worker"}`) in every access token issued to
+    /// `client_id`, exchanged ones included: who may act for the token's subject, for tests of
+    /// delegation policies.
+    pub fn with_may_act(mut self, client_id: impl Into<String>, value: serde_json::Value) -> Self {
+        self.may_act.push((client_id.into(), value));
         self
     }
 }

@@ -13,6 +13,9 @@ use super::grants::{
 
 impl Shared {
     pub(super) fn token_exchange(&self, inner: &mut Inner, req: TokenRequest<'_>) -> Answer {
+        if req.params.one("requested_token_type")? == Some(super::identity::ID_JAG_TYPE) {
+            return self.issue_id_jag(req);
+        }
         let (client, params, jkt) = (req.client, req.params, req.jkt);
         let subject_token = params.required("subject_token")?;
         let subject_type = params.required("subject_token_type")?;

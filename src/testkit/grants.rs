@@ -17,6 +17,7 @@ use crate::Scope;
 
 pub(crate) const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub(super) const AT_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub(super) const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
@@ -111,8 +112,29 @@ impl Shared {
         let params = form(headers, body)?;
         let mut inner = self.inner();
         let inner = &mut *inner;
-        let client = authenticate(self, inner, headers, &params, &self.endpoint("/token"))?;
         let grant_type = params.required("grant_type")?;
+        // The JWT bearer grant may come without client authentication (RFC 7523 §3.1).
+        let anonymous = grant_type == JWT_BEARER
+            && !headers.contains_key(http::header::AUTHORIZATION)
+            && ![
+                "client_id",
+                "client_secret",
+                "client_assertion",
+                "client_assertion_type",
+            ]
+            .iter()
+            .any(|p| params.has(p));
+        let client = if anonymous {
+            None
+        } else {
+            Some(authenticate(
+                self,
+                inner,
+                headers,
+                &params,
+                &self.endpoint("/token"),
+            )?)
+        };
         if !matches!(
             grant_type,
             "client_credentials"
@@ -120,16 +142,24 @@ impl Shared {
                 | "refresh_token"
                 | DEVICE_CODE
                 | TOKEN_EXCHANGE
+                | JWT_BEARER
         ) {
             return Err(OAuthErr::unsupported_grant_type(
                 "unsupported grant_type requested",
             ));
         }
         let proof = self.token_proof(inner, headers)?;
+        let jkt = proof.map(|p| p.jkt);
+        let Some(client) = client else {
+            return self.jwt_bearer(inner, None, &params, jkt);
+        };
+        if grant_type == JWT_BEARER {
+            return self.jwt_bearer(inner, Some(&client), &params, jkt);
+        }
         let req = TokenRequest {
             client: &client,
             params: &params,
-            jkt: proof.map(|p| p.jkt),
+            jkt,
         };
         match grant_type {
             "client_credentials" => self.client_credentials(inner, req),

@@ -30,7 +30,10 @@
 //!   metadata; [`TestServerConfig::with_mcp_scopes`] sets the scopes it advertises and
 //!   [`TestServerConfig::with_mcp_tool_scope`] a scope that `tools/call` needs.
 //!
-//! Access tokens are ES256 JWTs (`typ` `at+jwt`, RFC 9068). The server aims to answer like
+//! Access tokens are ES256 JWTs (`typ` `at+jwt`, RFC 9068) signed with the key published at
+//! `/jwks` (requests counted in [`Stats::jwks_requests`]); token exchange with an actor token
+//! nests the previous `act` inside the new one (RFC 8693 §4.1), and
+//! [`TestServerConfig::with_may_act`] puts a `may_act` claim in a client's tokens. The server aims to answer like
 //! node `oidc-provider` 9 where both implement the same thing, and it shares no JOSE or DPoP
 //! code with the client side of this crate, so tests that run one against the other
 //! cross-check two implementations.
@@ -86,6 +89,7 @@ mod endpoints;
 mod exchange;
 mod grants;
 mod http_util;
+mod identity;
 mod jose;
 mod mcp;
 mod registration;
@@ -94,6 +98,7 @@ mod server;
 mod state;
 
 pub use config::{TestClient, TestClientAuth, TestServerConfig};
+pub use identity::TestIdentityIssuer;
 pub use mcp::McpStats;
 pub use server::TestServer;
 pub use state::{GrantStats, Stats};

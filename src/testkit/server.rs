@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::config::{TestClient, TestServerConfig};
-use super::grants::{DEVICE_CODE, TOKEN_EXCHANGE};
+use super::grants::{DEVICE_CODE, JWT_BEARER, TOKEN_EXCHANGE};
 use super::http_util::{json_no_store, no_store};
 use super::state::{bump, lock, now, secs, RefreshRecord, Shared, Stats, USER};
 use crate::Scope;
@@ -126,6 +126,13 @@ impl TestServer {
     /// `<issuer>/.well-known/`.
     pub fn issuer(&self) -> &str {
         &self.shared.issuer
+    }
+
+    /// The server's public signing key (EC P-256 JWK with `kid`), also served at `/jwks`: what
+    /// another test server needs to [trust](TestServerConfig::with_trusted_issuer) the ID-JAGs
+    /// this one issues.
+    pub fn public_jwk(&self) -> serde_json::Value {
+        self.shared.public_jwk()
     }
 
     /// The protected resource, `<issuer>/api`.
@@ -302,6 +309,10 @@ impl Shared {
                 "refresh_token",
                 DEVICE_CODE,
                 TOKEN_EXCHANGE,
+                JWT_BEARER,
+            ],
+            "authorization_grant_profiles_supported": [
+                "urn:ietf:params:oauth:grant-profile:id-jag"
             ],
             "token_endpoint_auth_methods_supported": [
                 "none", "client_secret_basic", "client_secret_post", "private_key_jwt"
@@ -340,6 +351,7 @@ async fn resource_metadata(State(s): S) -> Response {
 }
 
 async fn jwks(State(s): S) -> Response {
+    bump(&s.counters.jwks_requests);
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,

@@ -42,8 +42,12 @@ pub struct GrantStats {
     pub refresh_token: u64,
     /// `urn:ietf:params:oauth:grant-type:device_code`
     pub device_code: u64,
-    /// `urn:ietf:params:oauth:grant-type:token-exchange`
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (access tokens)
     pub token_exchange: u64,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer`
+    pub jwt_bearer: u64,
+    /// ID-JAGs issued by token exchange (the server as an enterprise identity provider)
+    pub id_jag: u64,
 }
 
 /// A snapshot of the server's counters ([`TestServer::stats`](super::TestServer::stats)).
@@ -66,6 +70,8 @@ pub struct Stats {
     pub resource_rejections: u64,
     /// Requests to the MCP resource at `/mcp`, by JSON-RPC method.
     pub mcp: McpStats,
+    /// Requests for the signing keys at `/jwks`.
+    pub jwks_requests: u64,
 }
 
 #[derive(Debug, Default)]
@@ -76,11 +82,14 @@ pub(crate) struct Counters {
     pub(crate) refresh_token: AtomicU64,
     pub(crate) device_code: AtomicU64,
     pub(crate) token_exchange: AtomicU64,
+    pub(crate) jwt_bearer: AtomicU64,
+    pub(crate) id_jag: AtomicU64,
     pub(crate) revoked_grants: AtomicU64,
     pub(crate) nonce_challenges: AtomicU64,
     pub(crate) resource_requests: AtomicU64,
     pub(crate) resource_rejections: AtomicU64,
     pub(crate) mcp: McpCounters,
+    pub(crate) jwks_requests: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -98,12 +107,15 @@ impl Counters {
                 refresh_token: g(&self.refresh_token),
                 device_code: g(&self.device_code),
                 token_exchange: g(&self.token_exchange),
+                jwt_bearer: g(&self.jwt_bearer),
+                id_jag: g(&self.id_jag),
             },
             revoked_grants: g(&self.revoked_grants),
             nonce_challenges: g(&self.nonce_challenges),
             resource_requests: g(&self.resource_requests),
             resource_rejections: g(&self.resource_rejections),
             mcp: self.mcp.snapshot(),
+            jwks_requests: g(&self.jwks_requests),
         }
     }
 }
@@ -294,6 +306,21 @@ impl Shared {
     }
 
     /// The JWKS document.
+    /// The server's public signing key as a JWK (with `kid`).
+    pub(crate) fn public_jwk(&self) -> Value {
+        let mut jwk = public_jwk(self.key.verifying_key());
+        jwk["kid"] = json!(self.kid);
+        jwk
+    }
+
+    /// Sign `claims` with the server's key; `header` gets `alg` and `kid`.
+    pub(crate) fn sign(&self, header: &Value, claims: &Value) -> String {
+        let mut header = header.clone();
+        header["alg"] = json!("ES256");
+        header["kid"] = json!(self.kid);
+        sign_jwt(&self.key, &header, claims)
+    }
+
     pub(crate) fn jwks(&self) -> Value {
         let mut jwk = public_jwk(self.key.verifying_key());
         if let Some(o) = jwk.as_object_mut() {
@@ -366,6 +393,9 @@ impl Shared {
         }
         if let Some(act) = p.act {
             claims.insert("act".into(), act);
+        }
+        if let Some((_, may_act)) = self.config.may_act.iter().find(|(c, _)| c == p.client_id) {
+            claims.insert("may_act".into(), may_act.clone());
         }
         let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": self.kid});
         let token = sign_jwt(&self.key, &header, &Value::Object(claims));

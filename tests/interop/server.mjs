@@ -46,7 +46,14 @@
 //   dpop_bound_access_tokens_required
 //                        true: the resource server refuses Bearer tokens and
 //                        says so in its RFC 9728 metadata.
+//   may_act              {"<client_id>": <object>}: every access token issued to that
+//                        client (JWT access tokens and exchanged tokens) carries
+//                        may_act: <object> (RFC 8693 section 4.4).
 //   verbose              true: log every grant/interaction error to stderr.
+//   dev_interactions     true: serve oidc-provider's own login and consent pages
+//                        (devInteractions: any login name with any password, then
+//                        a "Continue" consent button) instead of the headless
+//                        login below, for tests that drive a real browser.
 //
 // Test endpoints: GET /test/refresh-stats answers {presentations, distinct, reused,
 // revoked_grants}: refresh tokens presented at the token endpoint (in total, distinct, and
@@ -82,6 +89,23 @@
 //   (typ at+jwt) signed directly by this script with the AS's ES256 key, not
 //   an oidc-provider model; it is therefore not introspectable or revocable.
 //
+// JWT bearer grant (jwt_bearer: {"trusted": [{"issuer": "...", "jwks": {"keys": [...]}}]}):
+//   grant_type urn:ietf:params:oauth:grant-type:jwt-bearer (RFC 7523) with
+//   assertion: a JWT of a trusted issuer (signature checked with its JWKS,
+//   aud this issuer or its token endpoint, exp in the future, sub present).
+//   An ID-JAG (header typ oauth-id-jag+jwt) must name the authenticated client
+//   in client_id; its resource claim becomes the token's audience, and the
+//   requested scope must be within its scope. Optional scope, resource, DPoP as
+//   for token exchange. Issued tokens are JWTs (at+jwt) like exchanged ones.
+//   Every successful grant counts in GET /test/counters.
+//
+// ID-JAG issuance (id_jag: true, with token_exchange: true): token exchange
+//   with requested_token_type urn:ietf:params:oauth:token-type:id-jag and an
+//   ID token of this provider (subject_token_type ...:id_token, aud the
+//   requesting client), audience (the target AS issuer) and resource: answers
+//   an ID-JAG (typ oauth-id-jag+jwt; iss, sub, aud, resource, client_id, scope,
+//   jti, iat, exp), token_type N_A. Counted in GET /test/counters.
+//
 // Protected resource (resource_server: true):
 //   ANY /api/...                 JSON {ok, sub, scope, client_id, act, cnf,
 //                                aud} for a valid JWT access token of this AS
@@ -113,6 +137,10 @@ const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const DEFAULT_ACCOUNT = 'agent-user';
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const ID_JAG_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id-jag';
+const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
+const counters = { jwt_bearer: 0, id_jag: 0 };
 
 function fail(message) {
   process.stderr.write(`server.mjs: ${message}\n`);
@@ -263,6 +291,10 @@ const configuration = {
     return client.grantTypeAllowed('refresh_token');
   },
   async expiresWithSession() { return false; },
+  async extraTokenClaims(_ctx, token) {
+    const mayAct = cfg.may_act?.[token.clientId];
+    return mayAct ? { may_act: mayAct } : undefined;
+  },
   rotateRefreshToken: true,
   pkce: { required: () => true },
   ttl: {
@@ -277,7 +309,7 @@ const configuration = {
     Grant: Math.max(refreshTokenTtl, 86400),
   },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: !!cfg.dev_interactions },
     clientCredentials: { enabled: true },
     deviceFlow: { enabled: true },
     introspection: { enabled: true },
@@ -514,6 +546,7 @@ async function inspectAccessToken(value) {
 async function tokenExchangeHandler(ctx) {
   const p = ctx.oidc.params;
   const { client } = ctx.oidc;
+  if (cfg.id_jag && p.requested_token_type === ID_JAG_TOKEN_TYPE) return issueIdJag(ctx);
   for (const name of ['subject_token', 'subject_token_type']) {
     if (!p[name]) throw new errors.InvalidRequest(`missing required parameter '${name}'`);
   }
@@ -588,6 +621,7 @@ async function tokenExchangeHandler(ctx) {
     exp,
     ...(act ? { act } : {}),
     ...(Object.keys(cnf).length ? { cnf } : {}),
+    ...(cfg.may_act?.[client.clientId] ? { may_act: cfg.may_act[client.clientId] } : {}),
   };
   const accessToken = await new jose.SignJWT(payload)
     .setProtectedHeader({ alg: 'ES256', kid: es256.jwk.kid, typ: 'at+jwt' })
@@ -601,6 +635,122 @@ async function tokenExchangeHandler(ctx) {
     expires_in: exp - now,
     ...(payload.scope ? { scope: payload.scope } : {}),
   };
+}
+
+// ---------------------------------------------------------------- ID-JAG and JWT bearer
+
+async function issueIdJag(ctx) {
+  const p = ctx.oidc.params;
+  const { client } = ctx.oidc;
+  for (const name of ['subject_token', 'subject_token_type', 'audience', 'resource']) {
+    if (!p[name]) throw new errors.InvalidRequest(`missing required parameter '${name}'`);
+  }
+  if (p.subject_token_type !== ID_TOKEN_TYPE) throw new errors.InvalidRequest('an ID-JAG is issued for an ID token');
+  let subject;
+  try {
+    ({ payload: subject } = await jose.jwtVerify(p.subject_token, localJwks, {
+      issuer, audience: client.clientId, algorithms: ['ES256', 'RS256'],
+    }));
+  } catch (e) {
+    throw new errors.InvalidGrant(`subject_token refused: ${e.code || e.message}`);
+  }
+  const now = epoch();
+  const payload = {
+    iss: issuer,
+    sub: subject.sub,
+    aud: list(p.audience)[0],
+    resource: list(p.resource)[0],
+    client_id: client.clientId,
+    ...(p.scope ? { scope: list(p.scope).join(' ') } : {}),
+    jti: crypto.randomUUID(),
+    iat: now,
+    exp: now + 300,
+  };
+  const jag = await new jose.SignJWT(payload)
+    .setProtectedHeader({ alg: 'ES256', kid: es256.jwk.kid, typ: 'oauth-id-jag+jwt' })
+    .sign(es256.privateKey);
+  counters.id_jag += 1;
+  ctx.set('cache-control', 'no-store');
+  ctx.body = {
+    access_token: jag,
+    issued_token_type: ID_JAG_TOKEN_TYPE,
+    token_type: 'N_A',
+    expires_in: 300,
+    ...(payload.scope ? { scope: payload.scope } : {}),
+  };
+}
+
+async function jwtBearerHandler(ctx) {
+  const p = ctx.oidc.params;
+  const { client } = ctx.oidc;
+  if (!p.assertion) throw new errors.InvalidRequest("missing required parameter 'assertion'");
+  const dPoP = await validateDpop(provider, ctx);
+  let header;
+  let unverified;
+  try {
+    header = jose.decodeProtectedHeader(p.assertion);
+    unverified = jose.decodeJwt(p.assertion);
+  } catch {
+    throw new errors.InvalidGrant('assertion is not a JWT');
+  }
+  const trusted = list(cfg.jwt_bearer?.trusted).find((t) => t.issuer === unverified.iss);
+  if (!trusted) throw new errors.InvalidGrant('assertion issuer is not trusted');
+  let claims;
+  try {
+    ({ payload: claims } = await jose.jwtVerify(p.assertion, jose.createLocalJWKSet(trusted.jwks), {
+      issuer: trusted.issuer,
+      audience: [issuer, `${origin}/token`],
+      algorithms: ['ES256', 'RS256', 'PS256', 'EdDSA'],
+    }));
+  } catch (e) {
+    throw new errors.InvalidGrant(`assertion refused: ${e.code || e.message}`);
+  }
+  if (!claims.sub) throw new errors.InvalidGrant('assertion has no sub');
+  const idJag = header.typ === 'oauth-id-jag+jwt';
+  let targets = list(p.resource);
+  let granted;
+  if (idJag) {
+    if (claims.client_id !== client.clientId) throw new errors.InvalidGrant('the ID-JAG was issued to another client');
+    if (targets.some((t) => t !== claims.resource)) throw new errors.InvalidTarget('the ID-JAG is for another resource');
+    targets = [claims.resource];
+    granted = list(claims.scope);
+  }
+  for (const t of targets) {
+    if (!resourceIndicators.has(t)) throw new errors.InvalidTarget(`unknown target ${t}`);
+  }
+  const requested = p.scope ? list(p.scope) : (granted ?? []);
+  if (granted && requested.some((s) => !granted.includes(s))) {
+    throw new errors.InvalidScope('requested scope exceeds the ID-JAG scope');
+  }
+  if (client.dpopBoundAccessTokens && !dPoP) throw new errors.InvalidGrant('DPoP proof JWT not provided');
+  if (dPoP) await checkDpopReplay(provider, ctx, dPoP, client.clientId, errors.InvalidGrant);
+  const now = epoch();
+  const payload = {
+    iss: issuer,
+    sub: claims.sub,
+    aud: targets.length === 1 ? targets[0] : (targets.length ? targets : undefined),
+    client_id: client.clientId,
+    scope: requested.length ? requested.join(' ') : undefined,
+    jti: crypto.randomUUID(),
+    iat: now,
+    exp: now + accessTokenTtl,
+    ...(dPoP ? { cnf: { jkt: dPoP.thumbprint } } : {}),
+  };
+  const accessToken = await new jose.SignJWT(payload)
+    .setProtectedHeader({ alg: 'ES256', kid: es256.jwk.kid, typ: 'at+jwt' })
+    .sign(es256.privateKey);
+  counters.jwt_bearer += 1;
+  ctx.set('cache-control', 'no-store');
+  ctx.body = {
+    access_token: accessToken,
+    token_type: dPoP ? 'DPoP' : 'Bearer',
+    expires_in: accessTokenTtl,
+    ...(payload.scope ? { scope: payload.scope } : {}),
+  };
+}
+
+if (cfg.jwt_bearer) {
+  provider.registerGrantType(JWT_BEARER, jwtBearerHandler, ['assertion', 'resource', 'scope'], ['resource']);
 }
 
 if (cfg.token_exchange) {
@@ -774,9 +924,12 @@ function resourceMetadata(ctx) {
 
 provider.use(async (ctx, next) => {
   const { path, method } = ctx;
-  if (method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) return headlessInteraction(ctx);
+  if (!cfg.dev_interactions && method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) {
+    return headlessInteraction(ctx);
+  }
   if (method === 'POST' && path === '/test/approve-device') return approveDevice(ctx, true);
   if (method === 'POST' && path === '/test/deny-device') return approveDevice(ctx, false);
+  if (method === 'GET' && path === '/test/counters') return json(ctx, 200, counters);
   if (method === 'GET' && path === '/test/refresh-stats') {
     let reused = 0;
     let presentations = 0;

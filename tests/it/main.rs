@@ -28,6 +28,7 @@ mod delegation;
 mod discovery;
 mod dpop;
 mod hardening;
+mod identity;
 mod interop_harness;
 #[cfg(feature = "middleware")]
 mod middleware;

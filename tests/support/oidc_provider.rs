@@ -65,8 +65,9 @@ pub fn node_available() -> bool {
     })
 }
 
-/// Runs `npm ci` in [`interop_dir`] unless a previous run of this function
-/// completed it (stamp file in `node_modules`). Done at most once per process; concurrent test binaries
+/// Runs `npm ci` in [`interop_dir`] unless a previous run completed it for
+/// the current `package-lock.json` (stamp file in `node_modules` holding the
+/// lock file's SHA-256, so a changed lock installs again). Done at most once per process; concurrent test binaries
 /// serialise on an exclusive lock of a file in the system temp directory.
 pub fn ensure_npm_dependencies() -> Result<(), String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
@@ -75,7 +76,17 @@ pub fn ensure_npm_dependencies() -> Result<(), String> {
         // Written only after a complete `npm ci`, so a concurrent install
         // that is still unpacking is never mistaken for a finished one.
         let marker = dir.join("node_modules").join(".agent-oauth-npm-ci-done");
-        if marker.exists() {
+        let lock_hash = {
+            use sha2::Digest as _;
+            let lock = std::fs::read(dir.join("package-lock.json"))
+                .map_err(|e| format!("cannot read package-lock.json: {e}"))?;
+            sha2::Sha256::digest(&lock)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let installed = || std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == lock_hash);
+        if installed() {
             return Ok(());
         }
         let lock_path = std::env::temp_dir().join("agent-oauth-interop-npm.lock");
@@ -87,7 +98,7 @@ pub fn ensure_npm_dependencies() -> Result<(), String> {
             .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
         lock.lock()
             .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-        if marker.exists() {
+        if installed() {
             return Ok(());
         }
         eprintln!("oidc_provider: running `npm ci` in {}", dir.display());
@@ -105,7 +116,7 @@ pub fn ensure_npm_dependencies() -> Result<(), String> {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        std::fs::write(&marker, b"")
+        std::fs::write(&marker, lock_hash.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
         Ok(())
         // `lock` is released when dropped here.

@@ -4,18 +4,20 @@
 //! change of the public paths touches this file alone.
 
 pub use agent_oauth::cache::{CacheConfig, TokenCache, TokenHandle, TokenKey, TokenSource};
-pub use agent_oauth::delegation::delegation_chain;
+pub use agent_oauth::delegation::{unverified_delegation_chain, verify_delegation_chain};
 pub use agent_oauth::discovery::{
     challenges_from_headers, fetch_resource_metadata, parse_challenges, resource_matches,
     resource_metadata_from_challenges, resource_metadata_url, Challenge, ChallengeError,
-    ChallengeErrorKind, Endpoint, MetadataPolicy, TrustPolicy,
+    ChallengeErrorKind, Endpoint, Jwks, JwksConfig, MetadataPolicy, TrustPolicy,
 };
 pub use agent_oauth::dpop::{ath, NonceCache};
 pub use agent_oauth::grant::{
     DeviceAuthorization, LoopbackRedirect, OAuthClientBuilder, PendingAuthorization,
     TokenExchangeRequest,
 };
-pub use agent_oauth::jose::PublicJwk;
+pub use agent_oauth::jose::{
+    sign_compact, PublicJwk, RingSigner, Signer, Validation, VerificationError,
+};
 pub use agent_oauth::registration::{
     choose_auth_method, client_id_metadata_document_supported, register,
     validate_client_id_metadata_document, ClientMetadata, Registration, RegistrationKind,

@@ -39,6 +39,9 @@ pub struct Knobs {
     /// The protected resource refuses Bearer tokens (and, at oidc-provider, the service client
     /// gets only DPoP-bound tokens).
     pub dpop_required: bool,
+    /// Every access token issued to [`SERVICE`] says `may_act: {"sub": "worker"}`
+    /// (RFC 8693 §4.4): [`WORKER`] may act for it.
+    pub service_may_act_worker: bool,
 }
 
 impl Knobs {
@@ -146,6 +149,9 @@ impl Server {
                         )
                         .with_redirect_uris([REDIRECT]),
                     );
+                if knobs.service_may_act_worker {
+                    config = config.with_may_act(SERVICE.id, may_act_worker());
+                }
                 for c in CONFIDENTIAL {
                     let secret = c.secret.unwrap_or_default().to_owned();
                     config = config
@@ -303,7 +309,17 @@ fn oidc_provider_config(knobs: Knobs) -> Value {
         "resource_server": true,
         "resource_nonce": knobs.resource_dpop_nonce,
         "dpop_bound_access_tokens_required": knobs.dpop_required,
+        "may_act": if knobs.service_may_act_worker {
+            json!({ SERVICE.id: may_act_worker() })
+        } else {
+            json!({})
+        },
     })
+}
+
+/// `may_act` naming [`WORKER`].
+fn may_act_worker() -> Value {
+    json!({ "sub": WORKER.id })
 }
 
 /// Generates, for each scenario `async fn name(kind: Kind)` in scope, a module `name` with the

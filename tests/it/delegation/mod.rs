@@ -4,6 +4,7 @@
 
 mod scenarios;
 mod testkit_flows;
+mod verified;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -7,8 +7,8 @@ use serde_json::json;
 use super::{call_with_key, json};
 use crate::per_server;
 use crate::support::prelude::{
-    delegation_chain, Agent, DpopKey, Error, OAuthErrorCode, TokenExchangeRequest, TokenParams,
-    TokenType,
+    unverified_delegation_chain, Agent, DpopKey, Error, OAuthErrorCode, TokenExchangeRequest,
+    TokenParams, TokenType,
 };
 use crate::support::servers::{Kind, Knobs, Registration, Server, SERVICE, SUB_WORKER, WORKER};
 
@@ -76,12 +76,12 @@ async fn delegation_narrowing_accepted_and_bound_to_child_key(kind: Kind) {
         .thumbprint()
         .to_owned();
     assert_ne!(child_jkt, parent_jkt);
-    let chain = delegation_chain(&token.access_token).expect("JWT");
+    let chain = unverified_delegation_chain(&token.access_token).expect("JWT");
     assert_eq!(chain.jkt.as_deref(), Some(child_jkt.as_str()));
     assert_eq!(chain.sub.as_deref(), Some(SERVICE.id));
     assert_eq!(chain.actors, [WORKER.id]);
     assert_eq!(chain.aud, std::slice::from_ref(&api));
-    assert_eq!(child.chain(), Some(chain));
+    assert_eq!(child.unverified_chain(), Some(chain));
 
     let resp = child
         .get(format!("{api}/reports"))
@@ -184,11 +184,11 @@ async fn delegation_grandchild_has_two_level_act_chain(kind: Kind) {
         .await
         .unwrap_or_else(|e| panic!("grandchild: {e}\n{}", s.log()));
     let token = grandchild.token().await.unwrap();
-    let chain = delegation_chain(&token.access_token).unwrap();
+    let chain = unverified_delegation_chain(&token.access_token).unwrap();
     assert_eq!(chain.sub.as_deref(), Some(SERVICE.id));
     assert_eq!(chain.actors, [SUB_WORKER.id, WORKER.id]);
     assert_eq!(chain.scope.to_string(), "read");
-    assert_eq!(grandchild.chain(), Some(chain.clone()));
+    assert_eq!(grandchild.unverified_chain(), Some(chain.clone()));
     let jkt = grandchild.dpop_key().unwrap().thumbprint();
     assert_eq!(chain.jkt.as_deref(), Some(jkt));
     assert_ne!(Some(jkt), child.dpop_key().map(DpopKey::thumbprint));

@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::support::prelude::{
-    delegation_chain, Agent, AgentEvent, ClientAuth, DpopMode, Error, TokenType,
+    unverified_delegation_chain, Agent, AgentEvent, ClientAuth, DpopMode, Error, TokenType,
 };
 use crate::support::prelude::{TestClient, TestClientAuth, TestServer, TestServerConfig};
 
@@ -74,7 +74,7 @@ async fn delegation_lifetime_capped() {
     assert!(exp <= parent_exp);
     assert!(exp <= SystemTime::now() + Duration::from_secs(20));
     assert!(exp >= start + Duration::from_secs(18));
-    let chain = short.chain().unwrap();
+    let chain = short.unverified_chain().unwrap();
     let unix_now = start
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -116,7 +116,7 @@ async fn delegation_reexchange_on_expiry_keeps_scope() {
     );
     assert_eq!(second.scope.to_string(), "read");
     assert_eq!(
-        delegation_chain(&second.access_token)
+        unverified_delegation_chain(&second.access_token)
             .unwrap()
             .scope
             .to_string(),
@@ -216,10 +216,14 @@ async fn delegation_audit_event_has_fingerprints_not_tokens() {
         parent_fingerprint,
         child_fingerprint,
         child_jkt,
+        verified_sub,
+        verified_actors,
     } = exchanged[0]
     else {
         unreachable!()
     };
+    // Nothing is verified unless the delegation asks for it.
+    assert_eq!((verified_sub, verified_actors), (&None, &None));
     assert_eq!(parent_client_id, "agent");
     assert_eq!(label, "summarizer");
     assert_eq!(scope, "read");

@@ -4,6 +4,7 @@
 //! fallback and a mix-up issuer at node oidc-provider.
 
 mod interop;
+mod jwks;
 mod scenarios;
 
 use std::sync::Arc;
