@@ -5,20 +5,35 @@ use std::sync::Arc;
 
 use super::builder::AgentBuilder;
 use crate::assertion::AssertionSource;
+use crate::cache::Principal;
 use crate::error::{Error, Result};
 use crate::grant::{IdJagIssuer, OAuthClient, TokenParams};
 use crate::token::TokenSet;
 
+/// Which principal's ID-JAGs an issuer obtains: `None` for a principal without one.
+type IssuerFor = Arc<dyn Fn(&Principal) -> Option<Arc<IdJagIssuer>> + Send + Sync>;
+
 /// How an agent obtains tokens on its own.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) enum MachineGrant {
     /// RFC 6749 §4.4.
     #[default]
     ClientCredentials,
     /// RFC 7523 §2.1 with the source's assertion.
     JwtBearer(AssertionSource),
-    /// An ID-JAG from the enterprise identity provider, redeemed by the JWT bearer grant.
-    IdJag(Arc<IdJagIssuer>),
+    /// An ID-JAG from the enterprise identity provider, redeemed by the JWT bearer grant: the
+    /// issuer of the principal the tokens are for.
+    IdJag(IssuerFor),
+}
+
+impl std::fmt::Debug for MachineGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MachineGrant::ClientCredentials => f.write_str("ClientCredentials"),
+            MachineGrant::JwtBearer(s) => f.debug_tuple("JwtBearer").field(s).finish(),
+            MachineGrant::IdJag(_) => f.write_str("IdJag"),
+        }
+    }
 }
 
 impl MachineGrant {
@@ -29,10 +44,31 @@ impl MachineGrant {
         Ok(match self {
             MachineGrant::ClientCredentials => false,
             MachineGrant::JwtBearer(_) => true,
-            MachineGrant::IdJag(_) => {
-                client.server().metadata().await?.supports_id_jag() != Some(false)
+            MachineGrant::IdJag(issuer_for) => {
+                issuer_for(&Principal::agent()).is_some()
+                    && client.server().metadata().await?.supports_id_jag() != Some(false)
             }
         })
+    }
+
+    /// A token for `principal` (not the agent) through its own ID-JAG issuer, when it has one
+    /// and the server takes ID-JAGs; `None` otherwise (the principal must consent).
+    pub(crate) async fn principal_token(
+        &self,
+        client: &OAuthClient,
+        principal: &Principal,
+        params: &TokenParams,
+    ) -> Result<Option<TokenSet>> {
+        let MachineGrant::IdJag(issuer_for) = self else {
+            return Ok(None);
+        };
+        let Some(issuer) = issuer_for(principal) else {
+            return Ok(None);
+        };
+        if client.server().metadata().await?.supports_id_jag() == Some(false) {
+            return Ok(None);
+        }
+        issuer.access_token(client, params).await.map(Some)
     }
 
     /// A token from `client`'s server with `params`.
@@ -44,7 +80,10 @@ impl MachineGrant {
         match self {
             MachineGrant::ClientCredentials => client.client_credentials(params).await,
             MachineGrant::JwtBearer(source) => client.jwt_bearer_from(source, params).await,
-            MachineGrant::IdJag(issuer) => {
+            MachineGrant::IdJag(issuer_for) => {
+                let issuer = issuer_for(&Principal::agent()).ok_or_else(|| {
+                    Error::config("enterprise authorization has no ID-JAG issuer for the agent")
+                })?;
                 if client.server().metadata().await?.supports_id_jag() == Some(false) {
                     return Err(Error::config(format!(
                         "the authorization server {} does not accept ID-JAGs \
@@ -91,7 +130,39 @@ impl AgentBuilder {
     /// Used at every authorization server that does not say it takes no ID-JAGs; a server that
     /// does say so gets the user [authorization hook](Self::on_authorization) when one is set.
     pub fn enterprise_authorization(mut self, issuer: Arc<IdJagIssuer>) -> Self {
-        self.machine = MachineGrant::IdJag(issuer);
+        self.machine = MachineGrant::IdJag(Arc::new(move |p: &Principal| {
+            p.is_agent().then(|| issuer.clone())
+        }));
+        self
+    }
+
+    /// Enterprise-managed authorization for the users an agent serves
+    /// ([`Agent::for_principal`](crate::Agent::for_principal)): `issuer_for` gives each
+    /// principal's own [`IdJagIssuer`] (built on that user's ID token), or `None` for a
+    /// principal that must log in instead ([`Error::ConsentRequired`]). Every principal's
+    /// ID-JAGs and tokens stay its own; the agent itself (`Principal::agent()`) uses what
+    /// `issuer_for` gives for it, if anything, as with
+    /// [`enterprise_authorization`](Self::enterprise_authorization).
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use agent_oauth::grant::IdJagIssuer;
+    /// # fn idp_issuer_for_user(id: &str) -> Option<Arc<IdJagIssuer>> { None }
+    /// # async fn run() -> agent_oauth::Result<()> {
+    /// let agent = agent_oauth::Agent::builder()
+    ///     .issuer("https://auth.mcp.example")
+    ///     .client_id("mcp-client")
+    ///     .enterprise_authorization_for(|p| p.id().and_then(idp_issuer_for_user))
+    ///     .build()
+    ///     .await?;
+    /// let alice = agent.for_principal("alice@acme.example");
+    /// # Ok(()) }
+    /// ```
+    pub fn enterprise_authorization_for<F>(mut self, issuer_for: F) -> Self
+    where
+        F: Fn(&Principal) -> Option<Arc<IdJagIssuer>> + Send + Sync + 'static,
+    {
+        self.machine = MachineGrant::IdJag(Arc::new(issuer_for));
         self
     }
 }

@@ -397,14 +397,23 @@ impl Agent {
         } else {
             AuthorizationReason::FirstUse
         };
-        if !own {
-            return Err(self
-                .consent_required(authority, principal, &params, reason)
-                .await);
-        }
         let machine = &self.inner.machine;
+        if !own {
+            // A principal's own enterprise identity (an ID-JAG of that user), else its consent.
+            match machine
+                .principal_token(&authority.client, principal, &params)
+                .await?
+            {
+                Some(tokens) => return Ok(self.acquired(tokens, client_id, resource)),
+                None => {
+                    return Err(self
+                        .consent_required(authority, principal, &params, reason)
+                        .await)
+                }
+            }
+        }
         let machine_applies = machine.applies(&authority.client).await?;
-        let mut tokens = match authorizer.filter(|_| !machine_applies) {
+        let tokens = match authorizer.filter(|_| !machine_applies) {
             Some(authorizer) => {
                 let mut asked = params.clone();
                 // SEP-2207: ask for a refresh token where the server offers `offline_access`.
@@ -439,6 +448,16 @@ impl Agent {
             }
             None => machine.fetch(&authority.client, &params).await?,
         };
+        Ok(self.acquired(tokens, client_id, resource))
+    }
+
+    /// A new token for the cache (its refresh token, if any, is the grant's), announced.
+    fn acquired(
+        &self,
+        mut tokens: TokenSet,
+        client_id: String,
+        resource: Option<String>,
+    ) -> TokenSet {
         tokens.refresh_token = None;
         EventHook::emit(
             self.events(),
@@ -449,6 +468,6 @@ impl Agent {
                 fingerprint: tokens.access_token.fingerprint(),
             },
         );
-        Ok(tokens)
+        tokens
     }
 }

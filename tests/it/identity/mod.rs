@@ -490,3 +490,73 @@ async fn id_jag_hostile_identity_provider_answers_are_typed_errors() {
     // Nothing was cached from the failures.
     assert_eq!(issuer.issued(), 0);
 }
+
+#[tokio::test]
+async fn id_jag_per_principal_tokens_never_cross_users() {
+    let sso = TestIdentityIssuer::new("https://sso.acme.example");
+    let idp = TestServer::start_with(
+        TestServerConfig::default()
+            .with_id_jag_issuance(true)
+            .with_trusted_issuer(sso.issuer(), sso.public_jwk()),
+    )
+    .await;
+    let mcp_as = TestServer::start_with(
+        TestServerConfig::default().with_trusted_issuer(idp.issuer(), idp.public_jwk()),
+    )
+    .await;
+    // The platform's users, each with the ID token of their own sign-on.
+    let issuers: std::collections::HashMap<&str, Arc<IdJagIssuer>> = ["alice", "bob"]
+        .into_iter()
+        .map(|user| {
+            let id_token = sso.mint(user, "agent", Duration::from_secs(3600));
+            let issuer = IdJagIssuer::new(idp_client(&idp), AssertionSource::fixed(id_token));
+            (user, Arc::new(issuer))
+        })
+        .collect();
+    let by_user = issuers.clone();
+    let agent = Agent::builder()
+        .issuer(mcp_as.issuer())
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .enterprise_authorization_for(move |p| p.id().and_then(|id| by_user.get(id).cloned()))
+        .resource(mcp_as.resource_url())
+        .scope("read")
+        .build()
+        .await
+        .unwrap();
+
+    let url = mcp_as.resource_url();
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let user = if i % 2 == 0 { "alice" } else { "bob" };
+            let handle = agent.for_principal(user);
+            let url = url.clone();
+            tokio::spawn(async move {
+                let resp = handle.get(&url).send().await.unwrap();
+                let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+                (user, body["sub"].as_str().unwrap_or_default().to_owned())
+            })
+        })
+        .collect();
+    for c in calls {
+        let (user, sub) = c.await.unwrap();
+        assert_eq!(sub, user, "a principal was served another user's token");
+    }
+    assert_eq!(idp.stats().grants.id_jag, 2, "one ID-JAG per user");
+    assert_eq!(issuers["alice"].issued(), 1);
+    assert_eq!(issuers["bob"].issued(), 1);
+
+    // A user without an enterprise identity must consent; nothing is sent for them.
+    let before = mcp_as.stats().token_requests;
+    let e = agent
+        .for_principal("carol")
+        .get(&url)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::ConsentRequired(_)), "{e:?}");
+    assert_eq!(mcp_as.stats().token_requests, before);
+    // The agent itself has none here either: a typed error, not a user's token.
+    let e = agent.get(&url).send().await.unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+}
