@@ -4,17 +4,9 @@ use crate::harness::{Home, Serve};
 
 /// A token of `client` for `resource`, as JSON, written to a file for `--subject-token @FILE`.
 fn token_file(home: &Home, name: &str, base: &[&str], env: &[(&str, &str)]) -> String {
-    let mut args = vec!["token", "--json"];
+    let mut args = vec!["token"];
     args.extend_from_slice(base);
-    let run = home.run(&args, env);
-    run.ok();
-    let token = run.json()["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let path = home.path().join(name);
-    std::fs::write(&path, token).unwrap();
-    format!("@{}", path.display())
+    token_file_from(home, name, &args, env)
 }
 
 fn exchange(

@@ -253,9 +253,9 @@ async fn spiffe_jwt_svid_authenticates_the_client() {
     );
 }
 
-/// The enterprise identity provider, the MCP authorization server trusting it, the user's
-/// single sign-on ID token (audience: the MCP client at the IdP).
-async fn enterprise() -> (TestServer, TestServer, String) {
+/// The single sign-on provider, the enterprise identity provider trusting it, and the MCP
+/// authorization server trusting the identity provider.
+async fn enterprise_servers() -> (TestIdentityIssuer, TestServer, TestServer) {
     let sso = TestIdentityIssuer::new("https://sso.acme.example");
     let idp = TestServer::start_with(
         TestServerConfig::default()
@@ -267,6 +267,13 @@ async fn enterprise() -> (TestServer, TestServer, String) {
         TestServerConfig::default().with_trusted_issuer(idp.issuer(), idp.public_jwk()),
     )
     .await;
+    (sso, idp, mcp_as)
+}
+
+/// [`enterprise_servers`] and the user's single sign-on ID token (audience: the MCP client at
+/// the IdP).
+async fn enterprise() -> (TestServer, TestServer, String) {
+    let (sso, idp, mcp_as) = enterprise_servers().await;
     let id_token = sso.mint("alice@acme.example", "agent", Duration::from_secs(3600));
     (idp, mcp_as, id_token)
 }
@@ -493,17 +500,7 @@ async fn id_jag_hostile_identity_provider_answers_are_typed_errors() {
 
 #[tokio::test]
 async fn id_jag_per_principal_tokens_never_cross_users() {
-    let sso = TestIdentityIssuer::new("https://sso.acme.example");
-    let idp = TestServer::start_with(
-        TestServerConfig::default()
-            .with_id_jag_issuance(true)
-            .with_trusted_issuer(sso.issuer(), sso.public_jwk()),
-    )
-    .await;
-    let mcp_as = TestServer::start_with(
-        TestServerConfig::default().with_trusted_issuer(idp.issuer(), idp.public_jwk()),
-    )
-    .await;
+    let (sso, idp, mcp_as) = enterprise_servers().await;
     // The platform's users, each with the ID token of their own sign-on.
     let issuers: std::collections::HashMap<&str, Arc<IdJagIssuer>> = ["alice", "bob"]
         .into_iter()
