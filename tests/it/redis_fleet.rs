@@ -175,6 +175,32 @@ fn report(out: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// Wait for `child` to say `RUNNING`; its standard output (all of it) comes from the handle.
+async fn running(mut child: Child) -> (Child, tokio::task::JoinHandle<String>) {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut tx = Some(tx);
+        let mut all = String::new();
+        for line in BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            if line.contains("RUNNING") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // A child that ends without running drops the sender: its output tells why.
+    let _ = tokio::time::timeout(Duration::from_secs(60), rx).await;
+    (child, lines)
+}
+
 async fn finish(child: Child) -> (Option<i32>, String) {
     let o = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -244,6 +270,9 @@ async fn redis_fleet_child() {
         &TokenKey::new(&s("issuer"), APP.id).with_resource(resource.clone()),
         move || Arc::new(source) as Arc<dyn TokenSource>,
     );
+    // Ready: the parent times its outage from here, not from the spawn.
+    handle.get().await.unwrap();
+    println!("RUNNING");
     let http = reqwest::Client::new();
     let counts = Arc::new(Mutex::new(Counts::default()));
     let deadline = Instant::now() + Duration::from_secs(n("secs"));
@@ -411,13 +440,19 @@ async fn redis_fleet_outage_serves_cached_tokens_and_recovers_without_reuse() {
     // takes its result.
     let outage = Duration::from_secs(10);
     let spec = fleet.spec("run", 16, 18, Duration::from_secs(15));
-    let children: Vec<_> = (0..2).map(|_| fleet.spawn(&spec)).collect();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // On a loaded machine a child can take seconds to start: the outage begins once every
+    // child runs, so each one sees it.
+    let mut children = Vec::new();
+    for _ in 0..2 {
+        children.push(running(fleet.spawn(&spec)).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     fleet.redis.pause();
     tokio::time::sleep(outage).await;
     fleet.redis.resume();
-    for child in children {
-        let (code, out) = finish(child).await;
+    for (child, stdout) in children {
+        let (code, rest) = finish(child).await;
+        let out = format!("{}\n{rest}", stdout.await.unwrap());
         assert_eq!(code, Some(0), "child failed:\n{out}");
         let r = report(&out);
         println!("{r}");
