@@ -11,7 +11,7 @@
 # Usage: benches/report.sh [criterion options]
 #   benches/report.sh                       full criterion runs (about 5 minutes)
 #   benches/report.sh --quick               a quick, noisier pass
-#   SCALE_TOKENS=100000 benches/report.sh   cache scale at 100,000 tokens (fills for over an hour)
+#   SCALE_TOKENS=10000 benches/report.sh    cache scale at 10,000 tokens (default 100,000)
 #
 # Environment: CARGO_TARGET_DIR (criterion writes under it), REPORT_LOG (where the benches'
 # output goes; default a temporary file, kept and named at the end), REPORT_ONLY=1 (run

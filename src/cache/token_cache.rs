@@ -12,7 +12,6 @@
 //! [inserted](TokenHandle::insert)) loses its refresh token, which stays with the grant that
 //! issued it (the entry's [`TokenSource`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
@@ -21,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::{ArcSwap, ArcSwapOption, Guard};
+use arc_swap::{ArcSwapOption, Guard};
 use tokio::sync::watch;
 
 pub use cached::CachedToken;
@@ -395,8 +394,7 @@ pub struct TokenCache {
 
 struct CacheInner {
     config: Arc<CacheConfig>,
-    map: ArcSwap<HashMap<TokenKey, Arc<Entry>>>,
-    write: Mutex<()>,
+    map: Shards,
 }
 
 impl fmt::Debug for TokenCache {
@@ -419,9 +417,8 @@ impl TokenCache {
     pub fn new(config: CacheConfig) -> Self {
         TokenCache {
             inner: Arc::new(CacheInner {
+                map: Shards::new(config.max_entries),
                 config: Arc::new(config),
-                map: ArcSwap::from_pointee(HashMap::new()),
-                write: Mutex::new(()),
             }),
         }
     }
@@ -433,7 +430,7 @@ impl TokenCache {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.inner.map.load().len()
+        self.inner.map.len()
     }
 
     /// No entries.
@@ -447,21 +444,16 @@ impl TokenCache {
     /// resource rejected it): [`handle`](Self::handle) with a stand-in source would silently
     /// create a new entry when the key is not exactly the one the token was cached under.
     pub fn get(&self, key: &TokenKey) -> Option<TokenHandle> {
-        self.inner
-            .map
-            .load()
-            .get(key)
-            .map(|e| TokenHandle { entry: e.clone() })
+        self.inner.map.get(key).map(|entry| TokenHandle { entry })
     }
 
     /// The handles of every entry whose key matches `pred` (no entry is created).
     pub fn handles_matching(&self, mut pred: impl FnMut(&TokenKey) -> bool) -> Vec<TokenHandle> {
         self.inner
             .map
-            .load()
-            .iter()
-            .filter(|(k, _)| pred(k))
-            .map(|(_, e)| TokenHandle { entry: e.clone() })
+            .matching(&mut pred)
+            .into_iter()
+            .map(|entry| TokenHandle { entry })
             .collect()
     }
 
@@ -473,54 +465,37 @@ impl TokenCache {
         key: &TokenKey,
         source: impl FnOnce() -> Arc<dyn TokenSource>,
     ) -> TokenHandle {
-        if let Some(e) = self.inner.map.load().get(key) {
-            return TokenHandle { entry: e.clone() };
-        }
-        let _w = crate::sync::lock(&self.inner.write);
-        let map = self.inner.map.load_full();
-        if let Some(e) = map.get(key) {
-            return TokenHandle { entry: e.clone() };
-        }
-        let mut next: HashMap<TokenKey, Arc<Entry>> = (*map).clone();
-        if next.len() >= self.inner.config.max_entries {
-            evict(&mut next, self.inner.config.max_entries);
-        }
-        let entry = Arc::new(Entry {
-            key: key.clone(),
-            config: self.inner.config.clone(),
-            source: source(),
-            current: ArcSwapOption::empty(),
-            flight: Mutex::new(None),
-            refreshing: AtomicBool::new(false),
-            used: AtomicBool::new(true),
-            fetches: AtomicU64::new(0),
+        let config = &self.inner.config;
+        let entry = self.inner.map.get_or_insert(key, config.max_entries, || {
+            Arc::new(Entry {
+                key: key.clone(),
+                config: config.clone(),
+                source: source(),
+                current: ArcSwapOption::empty(),
+                flight: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
+                used: AtomicBool::new(true),
+                fetches: AtomicU64::new(0),
+            })
         });
-        next.insert(key.clone(), entry.clone());
-        self.inner.map.store(Arc::new(next));
         TokenHandle { entry }
     }
 
     /// Remove `key` (and its token).
     pub fn remove(&self, key: &TokenKey) {
-        let _w = crate::sync::lock(&self.inner.write);
-        let mut next = (*self.inner.map.load_full()).clone();
-        if next.remove(key).is_some() {
-            self.inner.map.store(Arc::new(next));
-        }
+        self.inner.map.remove(key);
     }
 
     /// Remove every entry whose key matches `pred` (e.g. tokens bound to a retired key).
-    pub fn retain(&self, mut pred: impl FnMut(&TokenKey) -> bool) {
-        let _w = crate::sync::lock(&self.inner.write);
-        let mut next = (*self.inner.map.load_full()).clone();
-        next.retain(|k, _| pred(k));
-        self.inner.map.store(Arc::new(next));
+    pub fn retain(&self, pred: impl FnMut(&TokenKey) -> bool) {
+        self.inner.map.retain(pred);
     }
 }
 
 mod cached;
 mod evict;
-use evict::evict;
+mod map;
+use map::Shards;
 
 #[cfg(test)]
 mod tests;

@@ -280,3 +280,50 @@ fn cache_debug_has_no_token() {
     let c = CachedToken::new(token("sekrit-token", 0, 60), &cfg);
     assert!(!format!("{c:?}").contains("sekrit"));
 }
+
+#[tokio::test]
+async fn cache_sharded_bounded_and_finds_every_key() {
+    // Over the one-shard size: the entries spread over shards, the bound still holds across
+    // them, and lookups, removal and retain see every shard.
+    let max = 5000;
+    let cache = TokenCache::new(CacheConfig {
+        max_entries: max,
+        ..no_jitter()
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    for i in 0..max {
+        let h = cache.handle(&key(&format!("s{i}")), || {
+            counting(calls.clone(), Duration::ZERO)
+        });
+        h.insert(token(&format!("t{i}"), 0, 3600));
+    }
+    assert_eq!(cache.len(), max);
+    for i in (0..max).step_by(97) {
+        let h = cache.get(&key(&format!("s{i}"))).unwrap();
+        assert_eq!(
+            h.peek().unwrap().token().access_token.secret(),
+            format!("t{i}")
+        );
+    }
+    // Full: each new key makes room, wherever its shard is.
+    for i in 0..300 {
+        let _ = cache.handle(&key(&format!("n{i}")), || {
+            counting(calls.clone(), Duration::ZERO)
+        });
+        assert!(cache.len() <= max, "{} entries after {i}", cache.len());
+    }
+    assert!(cache.get(&key("n299")).is_some(), "the newest entry stays");
+    cache.remove(&key("n299"));
+    assert!(cache.get(&key("n299")).is_none());
+    let before = cache.len();
+    let new_ones = cache
+        .handles_matching(|k| k.client_id().starts_with('n'))
+        .len();
+    assert!(new_ones > 0);
+    cache.retain(|k| !k.client_id().starts_with('n'));
+    assert_eq!(cache.len(), before - new_ones);
+    assert!(cache
+        .handles_matching(|k| k.client_id().starts_with('n'))
+        .is_empty());
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no entry fetched");
+}
