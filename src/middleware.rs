@@ -73,6 +73,55 @@ impl Answer for ChainAnswer {
     }
 }
 
+/// What a replay is rebuilt from: the request itself, or, for a request without a body (most
+/// calls), its parts: copying those allocates nothing when it has no headers, where
+/// `try_clone` copies the URL and builds an extension map for the timeout every time.
+enum Spare {
+    Request(reqwest::Request),
+    Bodyless {
+        method: http::Method,
+        headers: http::HeaderMap,
+        version: http::Version,
+        timeout: Option<std::time::Duration>,
+    },
+}
+
+impl Spare {
+    /// A copy of `req` to replay, if it can be replayed (a streaming body cannot).
+    fn of(req: &reqwest::Request) -> Option<Spare> {
+        if req.body().is_some() {
+            return req.try_clone().map(Spare::Request);
+        }
+        Some(Spare::Bodyless {
+            method: req.method().clone(),
+            headers: req.headers().clone(),
+            version: req.version(),
+            timeout: req.timeout().copied(),
+        })
+    }
+
+    /// The request, to `url` (the URL of the request the copy was made of).
+    fn into_request(self, url: &url::Url) -> reqwest::Request {
+        match self {
+            Spare::Request(r) => r,
+            Spare::Bodyless {
+                method,
+                headers,
+                version,
+                timeout,
+            } => {
+                let mut r = reqwest::Request::new(method, url.clone());
+                *r.headers_mut() = headers;
+                *r.version_mut() = version;
+                if timeout.is_some() {
+                    *r.timeout_mut() = timeout;
+                }
+                r
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Middleware for AgentMiddleware {
     async fn handle(
@@ -113,8 +162,8 @@ impl AgentMiddleware {
                     return Ok(resp);
                 }
                 let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
-                agent
-                    .discover_resource(&url, &challenges)
+                // Boxed: the first call's path only, kept out of every call's future.
+                Box::pin(agent.discover_resource(&url, &challenges))
                     .await
                     .map_err(mw)?
             }
@@ -126,7 +175,7 @@ impl AgentMiddleware {
             }
         };
         // Replays (a nonce, a renewed token, more scope) need a copy of the request.
-        let spare = std::sync::Mutex::new(Some(req));
+        let spare = std::sync::Mutex::new(Some(Spare::Request(req)));
         let take = || crate::sync::lock(&spare).take();
         let replayable = || crate::sync::lock(&spare).is_some();
         let extensions = tokio::sync::Mutex::new(extensions);
@@ -139,8 +188,10 @@ impl AgentMiddleware {
             url,
             replayable,
             |token, nonce| async move {
-                let original = take().ok_or_else(|| Error::config("request consumed"))?;
-                if let Some(copy) = original.try_clone() {
+                let original = take()
+                    .ok_or_else(|| Error::config("request consumed"))?
+                    .into_request(url);
+                if let Some(copy) = Spare::of(&original) {
                     *crate::sync::lock(spare) = Some(copy);
                 }
                 let mut attempt = original;

@@ -115,13 +115,15 @@ impl AgentRequest {
                     None => {
                         // Ask without a token; a protected resource answers 401 with its
                         // metadata.
-                        let resp = self.send_with(&url, None, None, mode).await?;
+                        // Boxed, as the discovery below: the first call's path only, kept
+                        // out of every call's future.
+                        let resp = Box::pin(self.send_with(&url, None, None, mode)).await?;
                         if resp.status() != http::StatusCode::UNAUTHORIZED {
                             return Ok(resp);
                         }
                         let challenges =
                             challenges_from_headers(resp.headers()).unwrap_or_default();
-                        agent.discover_resource(&url, &challenges).await?
+                        Box::pin(agent.discover_resource(&url, &challenges)).await?
                     }
                 }
             }

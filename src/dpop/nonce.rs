@@ -127,22 +127,23 @@ impl NonceCache {
         url: &url::Url,
         role: NonceRole,
     ) -> (Option<String>, Option<FirstUse<'_>>) {
+        let probe = OriginKey::of_with(url, role.suffix());
         let notify = {
             let mut entries = self.lock();
-            let key = role_key(url, role);
-            if let Some((nonce, _)) = entries.map.get(&key) {
+            if let Some((nonce, _)) = entries.map.get(&*probe) {
                 return (Some(nonce.clone()), None);
             }
-            if entries.settled.contains(&key) {
+            if entries.settled.contains(&*probe) {
                 return (None, None);
             }
-            match entries.probing.get(&key) {
+            match entries.probing.get(&*probe) {
                 Some(n) => n.clone(),
                 None => {
                     if entries.probing.len() >= MAX_ORIGINS {
                         // Bounded: past this many origins in flight, nobody waits.
                         return (None, None);
                     }
+                    let key = probe.to_owned();
                     entries
                         .probing
                         .insert(key.clone(), Arc::new(tokio::sync::Notify::new()));
@@ -154,11 +155,10 @@ impl NonceCache {
         tokio::pin!(notified);
         // Registered before the state is read again, so a wake-up in between is not lost.
         notified.as_mut().enable();
-        let key = role_key(url, role);
         let still_probing = self
             .lock()
             .probing
-            .get(&key)
+            .get(&*probe)
             .is_some_and(|n| Arc::ptr_eq(n, &notify));
         if still_probing {
             let _ = tokio::time::timeout(self.first_use_wait, notified).await;

@@ -89,8 +89,52 @@ pub(crate) fn build_proof(
         return Err(Error::config("DPoP `htm` is not an HTTP method token"));
     }
     let (htu_a, htu_b) = htu_parts(htu);
+    // The claims are written into a buffer kept per thread (a proof is built per request);
+    // a signer that builds a proof itself while signing gets a buffer of its own.
+    CLAIMS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut claims) => {
+            claims.clear();
+            let proof = write_and_sign(
+                &mut claims,
+                header_b64,
+                signer,
+                (htm, htu, htu_a, htu_b),
+                iat,
+                nonce,
+                ath,
+            );
+            if claims.capacity() > 4096 {
+                // A huge URL or nonce once: do not keep its buffer.
+                *claims = String::new();
+            }
+            proof
+        }
+        Err(_) => write_and_sign(
+            &mut String::new(),
+            header_b64,
+            signer,
+            (htm, htu, htu_a, htu_b),
+            iat,
+            nonce,
+            ath,
+        ),
+    })
+}
 
-    let mut claims = String::with_capacity(
+thread_local! {
+    static CLAIMS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+fn write_and_sign(
+    claims: &mut String,
+    header_b64: &str,
+    signer: &dyn Signer,
+    (htm, htu, htu_a, htu_b): (&str, &url::Url, &str, &str),
+    iat: i64,
+    nonce: Option<&str>,
+    ath: Option<&str>,
+) -> Result<String> {
+    claims.reserve(
         80 + htm.len()
             + htu_a.len()
             + htu_b.len()
@@ -100,25 +144,25 @@ pub(crate) fn build_proof(
     claims.push_str("{\"jti\":\"");
     let mut jti = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut jti);
-    b64_into(&jti, &mut claims);
+    b64_into(&jti, claims);
     claims.push_str("\",\"htm\":");
-    push_json_str(&mut claims, htm);
+    push_json_str(claims, htm);
     claims.push_str(",\"htu\":");
     if htu_b.is_empty() {
-        push_json_str(&mut claims, htu_a);
+        push_json_str(claims, htu_a);
     } else {
-        push_json_str(&mut claims, &normalize_htu(htu));
+        push_json_str(claims, &normalize_htu(htu));
     }
     claims.push_str(",\"iat\":");
     // Writing to a String cannot fail.
     let _ = write!(claims, "{iat}");
     if let Some(nonce) = nonce {
         claims.push_str(",\"nonce\":");
-        push_json_str(&mut claims, nonce);
+        push_json_str(claims, nonce);
     }
     if let Some(ath) = ath {
         claims.push_str(",\"ath\":");
-        push_json_str(&mut claims, ath);
+        push_json_str(claims, ath);
     }
     claims.push('}');
 

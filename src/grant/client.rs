@@ -424,7 +424,7 @@ impl OAuthClient {
                             let value = http::HeaderValue::from_str(&proof).map_err(|_| {
                                 Error::Crypto("DPoP proof is not a header value".into())
                             })?;
-                            f.headers.insert("dpop", value);
+                            f.headers.insert(crate::dpop::DPOP_HEADER, value);
                         }
                         register_sent(&f, &mut crate::sync::lock(sent));
                         f.to_http()

@@ -32,9 +32,11 @@ pub(crate) fn header_b64_with_jwk(typ: &str, signer: &dyn Signer) -> String {
 /// `header_b64` is the already base64url-encoded protected header (it must name the same `alg`
 /// as `signer`); `claims_json` is the payload as is. The result is built in one allocation.
 pub fn sign_compact(header_b64: &str, claims_json: &[u8], signer: &dyn Signer) -> Result<String> {
-    // ES256 signatures are 64 bytes; reserve for up to 512-byte signatures (RSA-4096).
-    let mut out =
-        String::with_capacity(header_b64.len() + 2 + b64_len(claims_json.len()) + b64_len(512));
+    // Sized exactly for the signature the algorithm produces, so that the string becomes a
+    // header value without being copied again (`Bytes::from` keeps a full buffer as it is).
+    let mut out = String::with_capacity(
+        header_b64.len() + 2 + b64_len(claims_json.len()) + b64_len(signature_len(signer.alg())),
+    );
     out.push_str(header_b64);
     out.push('.');
     b64_into(claims_json, &mut out);
@@ -47,6 +49,16 @@ pub fn sign_compact(header_b64: &str, claims_json: &[u8], signer: &dyn Signer) -
     Ok(out)
 }
 
+/// The signature length of `alg` in bytes (RSA: a 2048-bit key's); a guess for sizing only.
+fn signature_len(alg: &str) -> usize {
+    match alg {
+        "ES256" | "EdDSA" | "Ed25519" => 64,
+        "ES384" => 96,
+        "ES512" => 132,
+        _ => 256,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -54,6 +66,16 @@ mod tests {
     use crate::jose::jwk::{b64, b64_decode};
     use crate::jose::signer::{P256Signer, RingSigner};
     use p256::ecdsa::signature::Verifier as _;
+
+    #[test]
+    fn jose_b64_into_equals_the_engine_across_chunk_boundaries() {
+        for n in (0..40).chain(760..780).chain([1535, 1536, 1537, 5000]) {
+            let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            let mut out = String::from("prefix.");
+            b64_into(&data, &mut out);
+            assert_eq!(out, format!("prefix.{}", b64(&data)), "{n} bytes");
+        }
+    }
 
     #[test]
     fn jose_b64_len_matches_encoder() {

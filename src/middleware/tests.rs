@@ -53,3 +53,58 @@ async fn middleware_insufficient_scope_is_handled_like_the_agent() {
         }
     }
 }
+
+#[test]
+fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
+    let url = url::Url::parse("https://api.example/v1/items?q=1").unwrap();
+    let mut req = reqwest::Request::new(http::Method::DELETE, url.clone());
+    req.headers_mut()
+        .insert("x-request-id", http::HeaderValue::from_static("abc"));
+    *req.version_mut() = http::Version::HTTP_2;
+    *req.timeout_mut() = Some(std::time::Duration::from_secs(7));
+    let copy = Spare::of(&req).unwrap().into_request(&url);
+    assert!(matches!(Spare::of(&req), Some(Spare::Bodyless { .. })));
+    assert_eq!(copy.method(), http::Method::DELETE);
+    assert_eq!(copy.url(), &url);
+    assert_eq!(copy.headers(), req.headers());
+    assert_eq!(copy.version(), http::Version::HTTP_2);
+    assert_eq!(copy.timeout(), Some(&std::time::Duration::from_secs(7)));
+
+    // Without a timeout, none is set on the copy.
+    let plain = reqwest::Request::new(http::Method::GET, url.clone());
+    assert_eq!(
+        Spare::of(&plain).unwrap().into_request(&url).timeout(),
+        None
+    );
+
+    // A body that can be replayed is copied with the request.
+    let mut post = reqwest::Request::new(http::Method::POST, url.clone());
+    *post.body_mut() = Some(reqwest::Body::from("payload"));
+    let copy = Spare::of(&post).unwrap().into_request(&url);
+    assert_eq!(
+        copy.body().and_then(reqwest::Body::as_bytes),
+        Some(&b"payload"[..])
+    );
+
+    // A streaming body cannot be replayed.
+    let stream = futures_util_stream();
+    let mut streaming = reqwest::Request::new(http::Method::POST, url.clone());
+    *streaming.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+    assert!(Spare::of(&streaming).is_none());
+}
+
+fn futures_util_stream(
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync + 'static
+{
+    struct Once(Option<bytes::Bytes>);
+    impl futures_core::Stream for Once {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.take().map(Ok))
+        }
+    }
+    Once(Some(bytes::Bytes::from_static(b"chunk")))
+}

@@ -77,7 +77,7 @@ pub(crate) trait Session: Send + Sync {
             let proof = key.proof(method.as_str(), url, iat, nonce, Some(token.ath()))?;
             let v = HeaderValue::try_from(proof)
                 .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
-            headers.insert("dpop", v);
+            headers.insert(crate::dpop::DPOP_HEADER, v);
         }
         Ok(())
     }

@@ -46,37 +46,56 @@ impl OriginKey {
         Self::of_with(url, "")
     }
 
-    /// The key of `url`'s origin followed by `suffix`.
+    /// The key of `url`'s origin followed by `suffix`: `scheme://host:port` (the port always
+    /// written, default or not), copied piece by piece (this runs several times a request).
     pub(crate) fn of_with(url: &url::Url, suffix: &str) -> OriginKey {
-        use std::fmt::Write as _;
         let mut key = OriginKey {
             buf: [0; 200],
             len: 0,
             heap: None,
         };
-        let host = url.host_str().unwrap_or("");
-        let written = match url.port_or_known_default() {
-            Some(port) => write!(key, "{}://{}:{}{suffix}", url.scheme(), host, port),
-            None => write!(key, "{}://{}{suffix}", url.scheme(), host),
-        };
-        if written.is_err() {
-            key.heap = Some(match url.port_or_known_default() {
-                Some(port) => format!("{}://{}:{}{suffix}", url.scheme(), host, port),
-                None => format!("{}://{}{suffix}", url.scheme(), host),
-            });
+        let mut digits = [0u8; 6];
+        let port = url
+            .port_or_known_default()
+            .map_or("", |p| port_text(p, &mut digits));
+        let parts = [
+            url.scheme(),
+            "://",
+            url.host_str().unwrap_or(""),
+            port,
+            suffix,
+        ];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        match key.buf.get_mut(..total) {
+            Some(mut rest) => {
+                for p in parts {
+                    let (head, tail) = rest.split_at_mut(p.len());
+                    head.copy_from_slice(p.as_bytes());
+                    rest = tail;
+                }
+                key.len = total;
+            }
+            None => key.heap = Some(parts.concat()),
         }
         key
     }
 }
 
-impl std::fmt::Write for OriginKey {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
-        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        slot.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+/// `:<port>` written into `buf`.
+fn port_text(port: u16, buf: &mut [u8; 6]) -> &str {
+    let mut at = buf.len();
+    let mut n = port;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    at -= 1;
+    buf[at] = b':';
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 impl std::ops::Deref for OriginKey {
@@ -175,6 +194,18 @@ mod origin_key_tests {
             let url = url::Url::parse(u).expect("url");
             let inline = OriginKey::of(&url);
             assert_eq!(&*inline, origin_key(&url), "{u}");
+        }
+        for (u, want) in [
+            ("https://api.example/v1?x=1", "https://api.example:443 rs"),
+            ("http://127.0.0.1:8080/a", "http://127.0.0.1:8080 rs"),
+            ("http://h.example/", "http://h.example:80 rs"),
+            ("https://[::1]:9/", "https://[::1]:9 rs"),
+            ("https://h.example:1/", "https://h.example:1 rs"),
+            ("https://h.example:65535/", "https://h.example:65535 rs"),
+            ("https://h.example:10000/", "https://h.example:10000 rs"),
+        ] {
+            let url = url::Url::parse(u).expect("url");
+            assert_eq!(&*OriginKey::of_with(&url, " rs"), want, "{u}");
         }
         assert_eq!(
             &*OriginKey::of(&url::Url::parse("https://api.example").expect("url")),
