@@ -12,6 +12,7 @@
 //! | `stampede/10k_50ms` | 10,000 tasks on one cold key whose token endpoint answers after 50 ms: time per stampede, and each caller's latency above the delay | |
 //! | `agent/loopback_get` | `Agent::get(url).send()` to an axum server on 127.0.0.1 | `reqwest/loopback_get` + one signature |
 //! | `reqwest/loopback_get` | the same GET with a plain `reqwest::Client` | |
+//! | `agent/loopback_get_above_reqwest` | the agent's GET minus the plain one, timed back to back in each iteration, the server on the client's thread | one signature + 8 µs |
 //! | `transport/loopback_get` | the same GET through the agent's `HttpTransport::execute`, no token | `reqwest/loopback_get` |
 //! | `nonce/first_calls_50` | 50 concurrent first calls to the test server's resource, which demands a DPoP nonce: time, and requests the resource received | |
 //! | `nonce/first_calls_50_own_origin` | the same to a resource on an origin apart from the token endpoint's | |
@@ -506,6 +507,7 @@ fn loopback(c: &mut Criterion) {
         ran[1] = true;
         b.to_async(&rt).iter(agent_get)
     });
+    loopback_same_thread(c, &server);
     rt.block_on(async {
         if ran[0] {
             alloc::per_op_async("reqwest/loopback_get", COUNTED, plain_get).await;
@@ -519,6 +521,52 @@ fn loopback(c: &mut Criterion) {
     });
     drop(agent);
     server_rt.block_on(async move { drop(server) });
+}
+
+/// `agent/loopback_get_above_reqwest`: what the agent adds to a loopback GET, with the noise
+/// of the machine taken out. The server runs on the client's own current-thread runtime (a
+/// round trip wakes no other thread), and each iteration times one plain GET and one agent GET
+/// back to back: the figure is the agent's total minus reqwest's total, from the same
+/// iterations, so drift and scheduling noise fall on both.
+fn loopback_same_thread(c: &mut Criterion, server: &TestServer) {
+    let rt = fixtures::current_thread();
+    let base = rt.block_on(fixtures::any_token_server());
+    let url = format!("{base}/v1/items");
+    let agent = rt
+        .block_on(fixtures::builder(server, &base).build())
+        .unwrap();
+    let plain = reqwest::Client::new();
+    let agent_get = || async {
+        let resp = agent.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        black_box(resp.body().len())
+    };
+    let plain_get = || async {
+        let resp = plain.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        black_box(resp.bytes().await.unwrap().len())
+    };
+    rt.block_on(async {
+        agent_get().await;
+        plain_get().await;
+    });
+    c.bench_function("agent/loopback_get_above_reqwest", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let (mut agent_total, mut plain_total) = (Duration::ZERO, Duration::ZERO);
+                for _ in 0..iters {
+                    let t0 = Instant::now();
+                    plain_get().await;
+                    let t1 = Instant::now();
+                    agent_get().await;
+                    agent_total += t1.elapsed();
+                    plain_total += t1 - t0;
+                }
+                agent_total.saturating_sub(plain_total)
+            })
+        })
+    });
+    drop(agent);
 }
 
 // ------------------------------------------------------------------ first calls and nonces

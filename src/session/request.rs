@@ -140,7 +140,8 @@ impl RequestParts {
     pub(crate) fn build(&self, url: &Url) -> Result<HttpRequest> {
         let mut b = http::Request::builder()
             .method(self.method.clone())
-            .uri(url.as_str());
+            .uri(url.as_str())
+            .extension(crate::transport::client::RequestUrl(url.clone()));
         for (k, v) in &self.headers {
             b = b.header(k, v);
         }

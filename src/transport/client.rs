@@ -450,11 +450,19 @@ impl HttpTransport {
     /// [`BodyMode::Stream`]).
     async fn send_once(&self, request: HttpRequest, mode: BodyMode) -> Result<HttpResponse> {
         let cfg = &self.inner.config;
-        let url = Url::parse(&request.uri().to_string())
-            .map_err(|_| Error::config("request URI is not an absolute URL"))?;
+        let (parts, body) = request.into_parts();
+        // The URL is parsed once, here, unless the request carries it already (requests built
+        // from a `Url` do): reqwest's own conversion would parse the URI's text again.
+        let url = match parts.extensions.get::<RequestUrl>() {
+            Some(RequestUrl(u)) if u.as_str() == parts.uri => u.clone(),
+            _ => Url::parse(&parts.uri.to_string())
+                .map_err(|_| Error::config("request URI is not an absolute URL"))?,
+        };
         self.check(&url)?;
-        let mut req = reqwest::Request::try_from(request)
-            .map_err(|e| Error::config(format!("cannot build request: {e}")))?;
+        let mut req = reqwest::Request::new(parts.method, url.clone());
+        *req.headers_mut() = parts.headers;
+        *req.version_mut() = parts.version;
+        *req.body_mut() = Some(body.into());
         // reqwest's timeout runs until the body is read, so a body left unread for the caller
         // must not get one: the attempt below is bounded by `tokio::time::timeout` instead.
         if mode == BodyMode::Read {
@@ -509,6 +517,11 @@ fn attempt_timeout(limit: Duration) -> Error {
         ))),
     }
 }
+
+/// The parsed URL of an [`HttpRequest`], carried in its extensions by whoever built the
+/// request from a [`Url`], so that the transport does not parse the URI again.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestUrl(pub(crate) Url);
 
 fn full_jitter(base: Duration) -> Duration {
     let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
@@ -610,6 +623,42 @@ mod tests {
         assert!(check_url(&url("ftp://127.0.0.1/"), false).is_err());
         assert!(check_url(&url("https://a.example/#frag"), false).is_err());
         assert!(check_url(&url("https://user:pw@a.example/"), false).is_err());
+    }
+
+    #[tokio::test]
+    async fn transport_request_url_extension_is_used_only_when_it_matches_the_uri() {
+        let router = axum::Router::new().fallback(|uri: http::Uri| async move {
+            uri.path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        });
+        let base = serve(router).await;
+        let t = HttpTransport::new().expect("transport");
+        let send = |uri: String, carried: Option<String>| {
+            let t = t.clone();
+            async move {
+                let mut b = http::Request::get(uri);
+                if let Some(c) = carried {
+                    b = b.extension(RequestUrl(url(&c)));
+                }
+                let req = b.body(Vec::new()).expect("request");
+                let resp = t
+                    .execute(RetryPolicy::Idempotent, move || Ok(req.clone()))
+                    .await
+                    .expect("response");
+                String::from_utf8(resp.body().to_vec()).expect("utf-8")
+            }
+        };
+        // Carried and equal to the URI: sent there, query included.
+        let u = format!("{base}/a?x=1");
+        assert_eq!(send(u.clone(), Some(u.clone())).await, "/a?x=1");
+        // A carried URL that is not the URI is ignored: the URI is what is sent.
+        assert_eq!(
+            send(u.clone(), Some(format!("{base}/stale"))).await,
+            "/a?x=1"
+        );
+        // None carried: the URI is parsed.
+        assert_eq!(send(u, None).await, "/a?x=1");
     }
 
     /// Records the nonce of every response observed.
