@@ -472,6 +472,20 @@ fn stampede(c: &mut Criterion) {
 
 // ------------------------------------------------------------------ loopback GET
 
+/// `GET url` through the agent, answered 200; the body's length.
+async fn agent_get_ok(agent: &Agent, url: &str) -> usize {
+    let resp = agent.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    black_box(resp.body().len())
+}
+
+/// `GET url` with a plain client, answered 200, body read; its length.
+async fn plain_get_ok(client: &reqwest::Client, url: &str) -> usize {
+    let resp = client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    black_box(resp.bytes().await.unwrap().len())
+}
+
 fn loopback(c: &mut Criterion) {
     let server_rt = fixtures::server_runtime();
     let server = server_rt.block_on(TestServer::start_with(server_config()));
@@ -484,16 +498,8 @@ fn loopback(c: &mut Criterion) {
     assert!(agent.dpop_key().is_some(), "the agent signs DPoP proofs");
     let plain = reqwest::Client::new();
 
-    let agent_get = || async {
-        let resp = agent.get(&url).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        black_box(resp.body().len())
-    };
-    let plain_get = || async {
-        let resp = plain.get(&url).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        black_box(resp.bytes().await.unwrap().len())
-    };
+    let agent_get = || agent_get_ok(&agent, &url);
+    let plain_get = || plain_get_ok(&plain, &url);
     let transport = agent.transport().clone();
     let transport_get = || async {
         let resp = transport
@@ -554,16 +560,8 @@ fn loopback_same_thread(c: &mut Criterion, server: &TestServer) {
         .block_on(fixtures::builder(server, &base).build())
         .unwrap();
     let plain = reqwest::Client::new();
-    let agent_get = || async {
-        let resp = agent.get(&url).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        black_box(resp.body().len())
-    };
-    let plain_get = || async {
-        let resp = plain.get(&url).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        black_box(resp.bytes().await.unwrap().len())
-    };
+    let agent_get = || agent_get_ok(&agent, &url);
+    let plain_get = || plain_get_ok(&plain, &url);
     rt.block_on(async {
         agent_get().await;
         plain_get().await;

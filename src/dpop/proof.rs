@@ -91,33 +91,28 @@ pub(crate) fn build_proof(
     let (htu_a, htu_b) = htu_parts(htu);
     // The claims are written into a buffer kept per thread (a proof is built per request);
     // a signer that builds a proof itself while signing gets a buffer of its own.
-    CLAIMS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut claims) => {
-            claims.clear();
-            let proof = write_and_sign(
-                &mut claims,
-                header_b64,
-                signer,
-                (htm, htu, htu_a, htu_b),
-                iat,
-                nonce,
-                ath,
-            );
-            if claims.capacity() > 4096 {
-                // A huge URL or nonce once: do not keep its buffer.
-                *claims = String::new();
-            }
-            proof
-        }
-        Err(_) => write_and_sign(
-            &mut String::new(),
+    let sign = |claims: &mut String| {
+        write_and_sign(
+            claims,
             header_b64,
             signer,
             (htm, htu, htu_a, htu_b),
             iat,
             nonce,
             ath,
-        ),
+        )
+    };
+    CLAIMS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut claims) => {
+            claims.clear();
+            let proof = sign(&mut claims);
+            if claims.capacity() > 4096 {
+                // A huge URL or nonce once: do not keep its buffer.
+                *claims = String::new();
+            }
+            proof
+        }
+        Err(_) => sign(&mut String::new()),
     })
 }
 
