@@ -215,8 +215,7 @@ impl TokenHandle {
     /// the fetch itself goes on. Waiters share one clock per flight instead of a timer each.
     ///
     /// # Errors
-    /// The fetch's error, or [`Error::Timeout`](crate::Error::Timeout) when the deadline passed
-    /// first.
+    /// The fetch's error, or [`Error::Timeout`] when the deadline passed first.
     pub async fn get_within(&self, deadline: Duration) -> Result<TokenRef> {
         if let Some(t) = self.peek() {
             return Ok(t);
