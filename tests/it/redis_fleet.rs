@@ -428,6 +428,10 @@ async fn redis_fleet_kill_9_of_the_lease_holder_is_taken_over_within_the_lease()
 /// Redis stopped (frozen) for 10 s while 2 processes × 16 tasks run: access tokens keep being
 /// served from memory, refreshes fail with a typed error while it is away, and refreshes work
 /// again after, without any refresh token presented twice.
+///
+/// The one process whose refresh the outage catches between rotation and write keeps the
+/// rotated tokens and the store's lock in memory, and goes on refreshing from them (no other
+/// process can present them): it sees no store error. Every other process must.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_fleet_outage_serves_cached_tokens_and_recovers_without_reuse() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -450,6 +454,7 @@ async fn redis_fleet_outage_serves_cached_tokens_and_recovers_without_reuse() {
     fleet.redis.pause();
     tokio::time::sleep(outage).await;
     fleet.redis.resume();
+    let mut without_store_errors = 0;
     for (child, stdout) in children {
         let (code, rest) = finish(child).await;
         let out = format!("{}\n{rest}", stdout.await.unwrap());
@@ -457,11 +462,21 @@ async fn redis_fleet_outage_serves_cached_tokens_and_recovers_without_reuse() {
         let r = report(&out);
         println!("{r}");
         assert_eq!(r["failure_count"], 0, "reads failed during the outage: {r}");
-        assert!(r["store_errors"].as_u64().unwrap() > 0, "{r}");
-        assert!(
-            r["refreshed_after_store_error"].as_u64().unwrap() > 0,
-            "no recovery: {r}"
-        );
+        assert!(r["refreshed"].as_u64().unwrap() > 0, "{r}");
+        if r["store_errors"].as_u64().unwrap() == 0 {
+            // Refreshed from the tokens it held in memory throughout the outage.
+            without_store_errors += 1;
+        } else {
+            assert!(
+                r["refreshed_after_store_error"].as_u64().unwrap() > 0,
+                "no recovery: {r}"
+            );
+        }
     }
+    // At most one process can hold the store's lock when the outage begins.
+    assert!(
+        without_store_errors <= 1,
+        "{without_store_errors} processes refreshed without the store"
+    );
     fleet.assert_grant_alive_without_reuse().await;
 }
