@@ -395,15 +395,33 @@ fn stampede(c: &mut Criterion) {
                         let called = Instant::now();
                         let t = agent.access_token(Some(&resource)).await.unwrap();
                         black_box(t.token().access_token.secret().len());
-                        called.elapsed()
+                        (called, Instant::now())
                     })
                 })
                 .collect();
+            let spawned = start.elapsed();
             let mut mine = Vec::with_capacity(STAMPEDE_TASKS);
+            let (mut first_done, mut last_done) = (None::<Instant>, None::<Instant>);
+            let mut last_call = start;
             for t in tasks {
-                mine.push(t.await.unwrap());
+                let (called, done) = t.await.unwrap();
+                mine.push(done - called);
+                first_done = Some(first_done.map_or(done, |f| f.min(done)));
+                last_done = Some(last_done.map_or(done, |l| l.max(done)));
+                last_call = last_call.max(called);
             }
             let wall = start.elapsed();
+            if std::env::var_os("STAMPEDE_TRACE").is_some() {
+                let (f, l) = (first_done.unwrap(), last_done.unwrap());
+                eprintln!(
+                    "trace: spawned in {:.2} ms, last call at {:.2} ms, first done at {:.2} ms, \
+                     last done {:.2} ms after the first",
+                    spawned.as_secs_f64() * 1e3,
+                    (last_call - start).as_secs_f64() * 1e3,
+                    (f - start).as_secs_f64() * 1e3,
+                    (l - f).as_secs_f64() * 1e3
+                );
+            }
             latencies.lock().unwrap().extend(mine);
             (wall, server.stats().token_requests - before)
         })

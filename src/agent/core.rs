@@ -15,7 +15,7 @@ use crate::discovery::AuthorizationServer;
 use crate::dpop::{DpopKey, NonceCache};
 use crate::error::{Error, Result};
 use crate::grant::{OAuthClient, TokenParams};
-use crate::session::{method_shortcuts, within_deadline, RequestParts};
+use crate::session::{method_shortcuts, RequestParts};
 #[cfg(feature = "mtls")]
 use crate::session::{Grant, GrantKey};
 use crate::token::Scope;
@@ -322,7 +322,11 @@ impl Agent {
                 }
             }
         };
-        within_deadline(&self.inner.transport, handle.get()).await
+        // The shared flight clock bounds the wait: no timer per caller (a stampede of first
+        // calls would arm and cancel thousands).
+        handle
+            .get_within(self.inner.transport.config().deadline)
+            .await
     }
 
     /// The handle `access_token(resource)` uses, kept for the next call (up to 16 resources;

@@ -8,7 +8,6 @@ use crate::cache::{Principal, TokenHandle, TokenRef};
 use crate::error::{Error, Result};
 use crate::event::{AgentEvent, ConsentRequest, EventHook};
 use crate::grant::TokenParams;
-use crate::session::within_deadline;
 
 use super::{Agent, Authority, AuthorizationReason};
 
@@ -129,7 +128,11 @@ impl Agent {
                 h
             }
         };
-        within_deadline(&self.inner.transport, handle.get()).await
+        // The shared flight clock bounds the wait: no timer per caller (a stampede of first
+        // calls would arm and cancel thousands).
+        handle
+            .get_within(self.inner.transport.config().deadline)
+            .await
     }
 
     /// The principal has no usable grant at `authority`: report what its login needs.

@@ -21,13 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwapOption, Guard};
-use tokio::sync::watch;
 
 pub use cached::CachedToken;
 use cached::{mono_now, plus, Freshness};
 
 use super::key::TokenKey;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::token::TokenSet;
 
 /// A boxed future, as [`TokenSource::fetch`] returns (only on the slow path).
@@ -81,54 +80,12 @@ impl Default for CacheConfig {
     }
 }
 
-type Flight = watch::Receiver<Option<Result<Arc<CachedToken>>>>;
-
-/// Ends a key's flight whatever happens to the task running it: normally with the fetch's
-/// result ([`finish`](Self::finish)), and with an error when the task unwinds (a panicking
-/// [`TokenSource`]) or is dropped by a shutting-down runtime. Without it, a fetch that never
-/// finished would leave its marker behind and every later caller would join a dead flight.
-struct FlightGuard {
-    entry: Arc<Entry>,
-    tx: Option<watch::Sender<Option<Result<Arc<CachedToken>>>>>,
-}
-
-impl FlightGuard {
-    fn finish(mut self, result: Result<Arc<CachedToken>>) {
-        self.end(result);
-    }
-
-    fn end(&mut self, result: Result<Arc<CachedToken>>) {
-        let Some(tx) = self.tx.take() else {
-            return;
-        };
-        {
-            let mut flight = crate::sync::lock(&self.entry.flight);
-            *flight = None;
-        }
-        self.entry.refreshing.store(false, Ordering::Release);
-        // Wakes every waiter at once.
-        let _ = tx.send(Some(result));
-    }
-}
-
-impl Drop for FlightGuard {
-    fn drop(&mut self) {
-        if self.tx.is_some() {
-            tracing::warn!(target: "agent_oauth", "token fetch ended without a result (the token source panicked or was cancelled)");
-            self.entry.back_off();
-            self.end(Err(Error::config(
-                "the token fetch ended without a result (the token source panicked or was cancelled)",
-            )));
-        }
-    }
-}
-
 struct Entry {
     key: TokenKey,
     config: Arc<CacheConfig>,
     source: Arc<dyn TokenSource>,
     current: ArcSwapOption<CachedToken>,
-    flight: Mutex<Option<Flight>>,
+    flight: Mutex<Option<Slot>>,
     refreshing: AtomicBool,
     used: AtomicBool,
     fetches: AtomicU64,
@@ -254,6 +211,22 @@ impl TokenHandle {
             .map(|t| TokenRef(Held::Owned(t)))
     }
 
+    /// As [`get`](Self::get), waiting at most `deadline` for a fetch (at least 99 % of it);
+    /// the fetch itself goes on. Waiters share one clock per flight instead of a timer each.
+    ///
+    /// # Errors
+    /// The fetch's error, or [`Error::Timeout`](crate::Error::Timeout) when the deadline passed
+    /// first.
+    pub async fn get_within(&self, deadline: Duration) -> Result<TokenRef> {
+        if let Some(t) = self.peek() {
+            return Ok(t);
+        }
+        let bound = (tokio::time::Instant::now(), deadline);
+        flight::wait(self.entry.join(Some(bound)), Some(bound))
+            .await
+            .map(|t| TokenRef(Held::Owned(t)))
+    }
+
     /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,
     /// handing the source the dropped token so that it does not return the same one.
     pub fn invalidate(&self) {
@@ -319,12 +292,25 @@ impl Entry {
     }
 
     fn start_or_join(self: &Arc<Self>) -> Flight {
+        self.join(None)
+    }
+
+    /// Join the flight (starting it if there is none); a waiter with a deadline (`bound`: when
+    /// it started, and how long it may wait) gets the flight's ticker.
+    fn join(self: &Arc<Self>, bound: Option<(tokio::time::Instant, Duration)>) -> Flight {
         let mut flight = crate::sync::lock(&self.flight);
-        if let Some(rx) = flight.as_ref() {
-            return rx.clone();
+        if let Some(slot) = flight.as_mut() {
+            if let Some((started, deadline)) = bound {
+                slot.tick_for(started, deadline);
+            }
+            return slot.rx.clone();
         }
-        let (tx, rx) = watch::channel(None);
-        *flight = Some(rx.clone());
+        let (mut slot, tx) = Slot::new();
+        if let Some((started, deadline)) = bound {
+            slot.tick_for(started, deadline);
+        }
+        let rx = slot.rx.clone();
+        *flight = Some(slot);
         drop(flight);
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let guard = FlightGuard {
@@ -373,16 +359,7 @@ impl Entry {
     }
 
     async fn fetch_shared(self: Arc<Self>) -> Result<Arc<CachedToken>> {
-        let mut rx = self.start_or_join();
-        let result = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Error::config("token fetch task ended without a result"))?;
-        match result.as_ref() {
-            Some(Ok(t)) => Ok(t.clone()),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err(Error::config("token fetch task ended without a result")),
-        }
+        flight::wait(self.start_or_join(), None).await
     }
 }
 
@@ -494,7 +471,9 @@ impl TokenCache {
 
 mod cached;
 mod evict;
+mod flight;
 mod map;
+use flight::{Flight, FlightGuard, Slot};
 use map::Shards;
 
 #[cfg(test)]

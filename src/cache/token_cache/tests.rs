@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::error::Error;
 use crate::token::{AccessToken, TokenType};
 use std::sync::atomic::AtomicUsize;
 
@@ -326,4 +327,63 @@ async fn cache_sharded_bounded_and_finds_every_key() {
         .handles_matching(|k| k.client_id().starts_with('n'))
         .is_empty());
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no entry fetched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cache_deadline_bounds_each_waiter_not_the_fetch() {
+    let cache = TokenCache::new(no_jitter());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let h = cache.handle(&key("slow"), || {
+        counting(calls.clone(), Duration::from_secs(5))
+    });
+    let deadline = Duration::from_millis(200);
+    let t0 = tokio::time::Instant::now();
+
+    // Early waiters and one that joins 150 ms later: each gets its own deadline, within
+    // 1 % of it, from the one clock of the flight.
+    let early: Vec<_> = (0..100)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let r = h.get_within(deadline).await;
+                (r.map(|_| ()), tokio::time::Instant::now())
+            })
+        })
+        .collect();
+    let late = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let r = h.get_within(deadline).await;
+            (r.map(|_| ()), tokio::time::Instant::now())
+        })
+    };
+    for t in early {
+        let (r, at) = t.await.unwrap();
+        assert!(
+            matches!(r, Err(Error::Timeout(d)) if d == deadline),
+            "{r:?}"
+        );
+        let waited = at - t0;
+        assert!(
+            waited >= Duration::from_millis(198) && waited <= deadline,
+            "waited {waited:?}"
+        );
+    }
+    let (r, at) = late.await.unwrap();
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    let waited = at - t0 - Duration::from_millis(150);
+    assert!(
+        waited >= Duration::from_millis(198) && waited <= deadline + Duration::from_millis(2),
+        "the late waiter waited {waited:?}"
+    );
+
+    // The fetch was not cancelled: it finishes, once, and its token is served.
+    let t = h.get_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(t.token().access_token.secret(), "t1");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(tokio::time::Instant::now() - t0 >= Duration::from_secs(5));
+
+    // A hit needs no wait at all.
+    assert!(h.get_within(Duration::ZERO).await.is_ok());
 }
