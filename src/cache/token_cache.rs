@@ -4,8 +4,8 @@
 //! (no lock, no reference-count write), reads the coarse monotonic clock once and compares. When the
 //! token enters its refresh window, the first caller to notice starts a background refresh and
 //! every caller (that one included) keeps getting the still-valid token. A miss (cold or expired)
-//! joins the key's single flight: one spawned task fetches, and every waiter is woken at once
-//! from its shared result — errors included. The task is spawned, so a caller that gives up
+//! joins the key's single flight: one spawned task fetches, and every waiter is woken from its
+//! shared result — errors included — in the order it joined. The task is spawned, so a caller that gives up
 //! cannot cancel a refresh that is rotating a token.
 //!
 //! The cache holds access tokens only: a token put in an entry (fetched or
@@ -303,19 +303,19 @@ impl Entry {
             if let Some((started, deadline)) = bound {
                 slot.tick_for(started, deadline);
             }
-            return slot.rx.clone();
+            return slot.flight.clone();
         }
-        let (mut slot, tx) = Slot::new();
+        let mut slot = Slot::new();
         if let Some((started, deadline)) = bound {
             slot.tick_for(started, deadline);
         }
-        let rx = slot.rx.clone();
+        let joined = slot.flight.clone();
         *flight = Some(slot);
         drop(flight);
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let guard = FlightGuard {
             entry: self.clone(),
-            tx: Some(tx),
+            flight: Some(joined.clone()),
         };
         tokio::spawn(async move {
             let entry = guard.entry.clone();
@@ -333,9 +333,9 @@ impl Entry {
                     Err(e)
                 }
             };
-            guard.finish(shared);
+            guard.finish(shared).await;
         });
-        rx
+        joined
     }
 
     /// After a failed refresh-ahead, keep serving the still-valid token and try again later

@@ -1,5 +1,11 @@
-//! A key's single flight: the channel its waiters watch, the guard that always ends it, and
-//! the shared deadline clock of waiters that bound their wait.
+//! A key's single flight: where its waiters wait, the guard that always ends it, and the
+//! shared deadline clock of waiters that bound their wait.
+//!
+//! Waiters are woken **in the order they joined**, a batch at a time: a cold stampede's first
+//! callers, who have waited longest, get the token first. (A `tokio::sync::watch` channel wakes
+//! its waiters shard by shard, in no particular order, and all at once, so that the earliest
+//! callers' latency was set by the slowest shard and the scheduler's overflow queue.) A woken
+//! waiter reads the result from a cell written once, without a lock.
 //!
 //! A waiter with a deadline does not arm a timer of its own: thousands of callers joining one
 //! cold key would each register (and, once woken, cancel) a timer, which costs more than the
@@ -8,46 +14,77 @@
 //! ends. A waiter gives up on the first tick at which its deadline is less than a period
 //! away: it waits at most its deadline, and at least 99 % of it.
 
+use std::future::poll_fn;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{CachedToken, Entry};
 use crate::error::{Error, Result};
 
-/// What a flight's waiters watch.
-#[derive(Clone, Default)]
-pub(super) struct FlightState {
-    /// The fetch's result, once it has one.
-    pub(super) result: Option<Result<Arc<CachedToken>>>,
+/// One flight, as its waiters hold it.
+#[derive(Clone)]
+pub(super) struct Flight(Arc<Shared>);
+
+struct Shared {
+    /// The fetch's result: written once, read by every waiter without a lock.
+    result: OnceLock<Result<Arc<CachedToken>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Wakers in the order their waiters joined (a waiter that is woken and keeps waiting
+    /// joins again at the end).
+    waiters: Vec<Waker>,
+    /// Bumped whenever `waiters` is emptied, so that a waiter knows whether its place is kept.
+    round: u64,
     /// The ticker's latest reading of the clock, and its period.
     tick: Option<(Instant, Duration)>,
 }
 
-pub(super) type Flight = watch::Receiver<FlightState>;
+impl Flight {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        crate::sync::lock(&self.0.state)
+    }
+
+    /// Take every waiter, in the order they joined, for waking (outside the lock).
+    fn take_waiters(mut st: std::sync::MutexGuard<'_, State>) -> Vec<Waker> {
+        st.round += 1;
+        std::mem::take(&mut st.waiters)
+    }
+
+    /// Wake every waiter at once.
+    fn wake_all(st: std::sync::MutexGuard<'_, State>) {
+        for w in Self::take_waiters(st) {
+            w.wake();
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.0.result.get().is_some()
+    }
+}
 
 /// The flight in progress, as the entry keeps it.
 pub(super) struct Slot {
-    pub(super) rx: Flight,
-    tx: watch::Sender<FlightState>,
+    pub(super) flight: Flight,
     /// The shortest deadline a ticker runs for, if one does.
     ticking: Option<Duration>,
 }
 
 impl Slot {
-    pub(super) fn new() -> (Slot, watch::Sender<FlightState>) {
-        let (tx, rx) = watch::channel(FlightState::default());
-        (
-            Slot {
-                rx,
-                tx: tx.clone(),
-                ticking: None,
-            },
-            tx,
-        )
+    pub(super) fn new() -> Slot {
+        Slot {
+            flight: Flight(Arc::new(Shared {
+                result: OnceLock::new(),
+                state: Mutex::new(State::default()),
+            })),
+            ticking: None,
+        }
     }
 
     /// Make sure a ticker serves a waiter that started at `started` with `deadline`.
@@ -58,100 +95,139 @@ impl Slot {
         self.ticking = Some(deadline);
         let period = (deadline / 100).max(Duration::from_millis(1));
         let first = started + deadline.saturating_sub(period);
-        let tx = self.tx.clone();
-        let mut rx = self.rx.clone();
+        let flight = self.flight.clone();
         tokio::spawn(async move {
             let mut at = first;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     // The flight ended: nobody needs the clock any more.
-                    _ = rx.wait_for(|s| s.result.is_some()) => return,
+                    _ = wait(flight.clone(), None) => return,
                 }
                 let now = Instant::now();
-                let mut ended = false;
-                tx.send_if_modified(|s| {
-                    ended = s.result.is_some();
-                    if !ended {
-                        s.tick = Some((now, period));
-                    }
-                    !ended
-                });
-                if ended {
+                let mut st = flight.state();
+                if flight.ended() {
                     return;
                 }
+                st.tick = Some((now, period));
+                Flight::wake_all(st);
                 at = now + period;
             }
         });
     }
 }
 
-/// Wait for `rx`'s result; with a deadline, give up once the flight's ticker says it is
+/// Wait for the flight's result; with a deadline, give up once the flight's ticker says it is
 /// (nearly) past.
 pub(super) async fn wait(
-    mut rx: Flight,
+    flight: Flight,
     bound: Option<(Instant, Duration)>,
 ) -> Result<Arc<CachedToken>> {
-    loop {
-        {
-            let state = rx.borrow_and_update();
-            match &state.result {
-                Some(Ok(t)) => return Ok(t.clone()),
-                Some(Err(e)) => return Err(e.clone()),
-                None => {}
+    // Where this waiter's waker sits: (round, index).
+    let mut place: Option<(u64, usize)> = None;
+    poll_fn(|cx| {
+        if let Some(r) = flight.0.result.get() {
+            return Poll::Ready(r.clone());
+        }
+        let mut st = flight.state();
+        // Read again under the lock: the result is written before the waiters are taken, so
+        // a waiter that registers after that finds it here.
+        if let Some(r) = flight.0.result.get() {
+            return Poll::Ready(r.clone());
+        }
+        if let (Some((started, deadline)), Some((now, period))) = (bound, st.tick) {
+            if now + period >= started + deadline {
+                return Poll::Ready(Err(Error::Timeout(deadline)));
             }
-            if let (Some((started, deadline)), Some((now, period))) = (bound, state.tick) {
-                if now + period >= started + deadline {
-                    return Err(Error::Timeout(deadline));
+        }
+        let round = st.round;
+        match place {
+            Some((r, i)) if r == round => {
+                if let Some(w) = st.waiters.get_mut(i) {
+                    if !w.will_wake(cx.waker()) {
+                        w.clone_from(cx.waker());
+                    }
                 }
             }
+            _ => {
+                place = Some((round, st.waiters.len()));
+                st.waiters.push(cx.waker().clone());
+            }
         }
-        if rx.changed().await.is_err() {
-            return Err(Error::config("token fetch task ended without a result"));
-        }
-    }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Ends a key's flight whatever happens to the task running it: normally with the fetch's
 /// result ([`finish`](Self::finish)), and with an error when the task unwinds (a panicking
 /// [`TokenSource`](super::TokenSource)) or is dropped by a shutting-down runtime. Without it, a
 /// fetch that never finished would leave its marker behind and every later caller would join a
-/// dead flight.
+/// dead flight, and its waiters would wait for ever.
 pub(super) struct FlightGuard {
     pub(super) entry: Arc<Entry>,
-    pub(super) tx: Option<watch::Sender<FlightState>>,
+    pub(super) flight: Option<Flight>,
 }
 
 impl FlightGuard {
-    pub(super) fn finish(mut self, result: Result<Arc<CachedToken>>) {
-        self.end(result);
+    /// End the flight with `result`, and wake its waiters in the order they joined, a batch
+    /// at a time: waking ten thousand tasks at once overflows the worker's run queue, whose
+    /// overflow goes to the global queue and runs last (the first callers would be served
+    /// last). Each batch runs before the next is woken. A waiter not woken when this task is
+    /// dropped (a runtime shutting down) is woken then.
+    pub(super) async fn finish(mut self, result: Result<Arc<CachedToken>>) {
+        const BATCH: usize = 128;
+        let mut rest = Wakeup(self.end(result).into_iter());
+        drop(self);
+        loop {
+            let mut woken = 0;
+            for w in rest.0.by_ref().take(BATCH) {
+                w.wake();
+                woken += 1;
+            }
+            if woken < BATCH {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
-    fn end(&mut self, result: Result<Arc<CachedToken>>) {
-        let Some(tx) = self.tx.take() else {
-            return;
+    /// Publish `result` and take the waiters to wake.
+    fn end(&mut self, result: Result<Arc<CachedToken>>) -> Vec<Waker> {
+        let Some(flight) = self.flight.take() else {
+            return Vec::new();
         };
         {
-            let mut flight = crate::sync::lock(&self.entry.flight);
-            *flight = None;
+            let mut slot = crate::sync::lock(&self.entry.flight);
+            *slot = None;
         }
         self.entry.refreshing.store(false, Ordering::Release);
-        // Wakes every waiter at once.
-        tx.send_replace(FlightState {
-            result: Some(result),
-            tick: None,
-        });
+        // Written before the waiters are taken (see `wait`).
+        let _ = flight.0.result.set(result);
+        Flight::take_waiters(flight.state())
+    }
+}
+
+/// Waiters still to wake; dropped, it wakes them all.
+struct Wakeup(std::vec::IntoIter<Waker>);
+
+impl Drop for Wakeup {
+    fn drop(&mut self) {
+        for w in self.0.by_ref() {
+            w.wake();
+        }
     }
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        if self.tx.is_some() {
+        if self.flight.is_some() {
             tracing::warn!(target: "agent_oauth", "token fetch ended without a result (the token source panicked or was cancelled)");
             self.entry.back_off();
-            self.end(Err(Error::config(
+            let waiters = self.end(Err(Error::config(
                 "the token fetch ended without a result (the token source panicked or was cancelled)",
             )));
+            drop(Wakeup(waiters.into_iter()));
         }
     }
 }

@@ -387,3 +387,126 @@ async fn cache_deadline_bounds_each_waiter_not_the_fetch() {
     // A hit needs no wait at all.
     assert!(h.get_within(Duration::ZERO).await.is_ok());
 }
+
+/// A source that answers once `release` is notified.
+fn released(release: Arc<tokio::sync::Notify>) -> Arc<dyn TokenSource> {
+    Arc::new(move |_cur: Option<TokenSet>| {
+        let release = release.clone();
+        async move {
+            release.notified().await;
+            Ok(token("t", 0, 3600))
+        }
+    })
+}
+
+/// Waiters are served first come, first served, over several wake-up batches: in a stampede
+/// the callers that waited longest get the token first.
+#[tokio::test]
+async fn cache_flight_wakes_waiters_in_the_order_they_joined() {
+    const WAITERS: usize = 700;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let cache = TokenCache::new(no_jitter());
+    let h = cache.handle(&key("c"), || released(release.clone()));
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..WAITERS {
+        let (h, done) = (h.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = h.get().await.unwrap();
+            assert_eq!(t.token().access_token.secret(), "t");
+            done.lock().unwrap().push(i);
+        }));
+        // Each waiter joins before the next is spawned (one thread: it runs at this yield).
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(h.fetch_count(), 1);
+    release.notify_one();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = done.lock().unwrap().clone();
+    assert_eq!(order, (0..WAITERS).collect::<Vec<_>>());
+}
+
+/// A waiter that gave up before the result (dropped) keeps its place but stops nobody: every
+/// other waiter, in the batches after it too, gets the token.
+#[tokio::test]
+async fn cache_flight_dropped_waiters_do_not_stop_the_others() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let cache = TokenCache::new(no_jitter());
+    let h = cache.handle(&key("d"), || released(release.clone()));
+    let mut kept = Vec::new();
+    for i in 0..400 {
+        let h = h.clone();
+        let task = tokio::spawn(async move { h.get().await.map(|t| t.token().clone()) });
+        tokio::task::yield_now().await;
+        if i % 3 == 0 {
+            task.abort();
+        } else {
+            kept.push(task);
+        }
+    }
+    release.notify_one();
+    for t in kept {
+        let got = tokio::time::timeout(Duration::from_secs(5), t).await;
+        assert_eq!(got.unwrap().unwrap().unwrap().access_token.secret(), "t");
+    }
+}
+
+/// A fetch task dropped while it wakes its waiters (its runtime shut down) wakes the rest as
+/// it goes: a waiter on another runtime is not left waiting.
+#[test]
+fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stops() {
+    const WAITERS: usize = 10_000;
+    let fetch_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wait_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let cache = TokenCache::new(no_jitter());
+    let h = cache.handle(&key("e"), || released(release.clone()));
+    // The flight starts on `fetch_rt`.
+    fetch_rt.block_on(async {
+        let first = h.clone();
+        tokio::spawn(async move { first.get().await.map(|_| ()) });
+        while h.fetch_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+    });
+    // Waiters on the other runtime: dozens of wake-up batches.
+    let joined = Arc::new(AtomicUsize::new(0));
+    let others: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let (h, joined) = (h.clone(), joined.clone());
+            wait_rt.spawn(async move {
+                joined.fetch_add(1, Ordering::SeqCst);
+                h.get().await.map(|t| t.token().clone())
+            })
+        })
+        .collect();
+    wait_rt.block_on(async {
+        while joined.load(Ordering::SeqCst) < WAITERS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+    // Answer, give the fetch task one turn (it publishes the token and wakes some batches),
+    // then stop its runtime.
+    fetch_rt.block_on(async {
+        release.notify_one();
+        tokio::task::yield_now().await;
+    });
+    drop(fetch_rt);
+    wait_rt.block_on(async {
+        for t in others {
+            let got = tokio::time::timeout(Duration::from_secs(5), t).await;
+            let token = got.expect("woken").unwrap().unwrap();
+            assert_eq!(token.access_token.secret(), "t");
+        }
+    });
+}
