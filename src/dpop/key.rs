@@ -251,7 +251,7 @@ impl DpopKey {
         nonce: Option<&str>,
         ath: Option<&str>,
     ) -> Result<String> {
-        build_proof(
+        String::from_utf8(build_proof(
             &self.inner.header_b64,
             self.inner.signer.as_ref(),
             htm,
@@ -259,7 +259,30 @@ impl DpopKey {
             iat,
             nonce,
             ath,
-        )
+        )?)
+        .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))
+    }
+
+    /// [`proof`](Self::proof) as the `DPoP` header's value (its bytes checked once).
+    pub(crate) fn proof_header(
+        &self,
+        htm: &str,
+        htu: &url::Url,
+        iat: i64,
+        nonce: Option<&str>,
+        ath: Option<&str>,
+    ) -> Result<http::HeaderValue> {
+        let proof = build_proof(
+            &self.inner.header_b64,
+            self.inner.signer.as_ref(),
+            htm,
+            htu,
+            iat,
+            nonce,
+            ath,
+        )?;
+        http::HeaderValue::from_maybe_shared(bytes::Bytes::from(proof))
+            .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))
     }
 
     /// A proof with `iat` from the system clock and `ath` of `access_token` (for resources).

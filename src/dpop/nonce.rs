@@ -40,15 +40,19 @@ impl Default for NonceCache {
     }
 }
 
+/// The maps' hasher: keys are a few origins, looked up several times a request; foldhash is
+/// several times faster than SipHash on them and randomly seeded per process.
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Debug, Default)]
 struct Entries {
     /// origin key -> (nonce, sequence number of its last update)
-    map: HashMap<String, (String, u64)>,
+    map: HashMap<String, (String, u64), Hasher>,
     seq: u64,
     /// Origins whose first request is in flight, and the waiters for its answer.
-    probing: HashMap<String, Arc<tokio::sync::Notify>>,
+    probing: HashMap<String, Arc<tokio::sync::Notify>, Hasher>,
     /// Origins that answered a request without sending a nonce: no need to wait for them.
-    settled: HashSet<String>,
+    settled: HashSet<String, Hasher>,
 }
 
 /// Which server of an origin a DPoP request goes to. An authorization server and a resource
@@ -64,7 +68,7 @@ pub(crate) enum NonceRole {
 }
 
 impl NonceRole {
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             NonceRole::AuthorizationServer => " as",
             NonceRole::Resource => " rs",
@@ -122,21 +126,28 @@ impl NonceCache {
     /// The nonce for a DPoP request to `url`. With none known and the origin not known to do
     /// without, the first caller gets `(None, Some(guard))` and sends; later callers wait
     /// (bounded) until the guard is dropped, then read the nonce the first answer brought.
+    #[cfg(test)]
     pub(crate) async fn acquire(
         &self,
         url: &url::Url,
         role: NonceRole,
     ) -> (Option<String>, Option<FirstUse<'_>>) {
-        let probe = OriginKey::of_with(url, role.suffix());
+        self.acquire_key(&OriginKey::of_with(url, role.suffix()))
+            .await
+    }
+
+    /// [`acquire`](Self::acquire) for the key of an origin and role (`OriginKey::of_with(url,
+    /// role.suffix())`), built once by the caller.
+    pub(crate) async fn acquire_key(&self, probe: &str) -> (Option<String>, Option<FirstUse<'_>>) {
         let notify = {
             let mut entries = self.lock();
-            if let Some((nonce, _)) = entries.map.get(&*probe) {
+            if let Some((nonce, _)) = entries.map.get(probe) {
                 return (Some(nonce.clone()), None);
             }
-            if entries.settled.contains(&*probe) {
+            if entries.settled.contains(probe) {
                 return (None, None);
             }
-            match entries.probing.get(&*probe) {
+            match entries.probing.get(probe) {
                 Some(n) => n.clone(),
                 None => {
                     if entries.probing.len() >= MAX_ORIGINS {
@@ -158,12 +169,12 @@ impl NonceCache {
         let still_probing = self
             .lock()
             .probing
-            .get(&*probe)
+            .get(probe)
             .is_some_and(|n| Arc::ptr_eq(n, &notify));
         if still_probing {
             let _ = tokio::time::timeout(self.first_use_wait, notified).await;
         }
-        (self.get_for(url, role), None)
+        (self.get_key(probe), None)
     }
 
     /// Record that `url`'s origin answered a DPoP request of `role` without sending a nonce.
@@ -207,10 +218,12 @@ impl NonceCache {
 
     /// The nonce for a request of `role` to `url`'s origin.
     pub(crate) fn get_for(&self, url: &url::Url, role: NonceRole) -> Option<String> {
-        self.lock()
-            .map
-            .get(&*OriginKey::of_with(url, role.suffix()))
-            .map(|(nonce, _)| nonce.clone())
+        self.get_key(&OriginKey::of_with(url, role.suffix()))
+    }
+
+    /// The nonce for the key of an origin and role (see [`acquire_key`](Self::acquire_key)).
+    pub(crate) fn get_key(&self, key: &str) -> Option<String> {
+        self.lock().map.get(key).map(|(nonce, _)| nonce.clone())
     }
 
     /// Remember `nonce` for requests of `role` to `url`'s origin.

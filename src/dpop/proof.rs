@@ -1,12 +1,10 @@
 //! DPoP proof JWTs (RFC 9449 §4), `htu` normalization and the `ath` claim.
 
-use std::fmt::Write as _;
-
 use rand::RngCore as _;
 use sha2::Digest as _;
 
 use crate::error::{Error, Result};
-use crate::jose::{b64, b64_into, push_json_str, sign_compact, Signer};
+use crate::jose::{b64, b64_into, push_json_str, sign_compact_bytes, Signer};
 
 /// The `ath` claim for an access token (RFC 9449 §4.2): base64url of its SHA-256 (over the
 /// token's ASCII bytes).
@@ -72,7 +70,7 @@ fn is_method_token(htm: &str) -> bool {
         })
 }
 
-/// Build and sign a DPoP proof.
+/// Build and sign a DPoP proof, as bytes (base64url and dots: ready to become a header value).
 ///
 /// `header_b64` is the key's cached, already-encoded protected header. The claims are written
 /// by hand into one pre-sized buffer: this is the hot path of every DPoP request.
@@ -84,7 +82,7 @@ pub(crate) fn build_proof(
     iat: i64,
     nonce: Option<&str>,
     ath: Option<&str>,
-) -> Result<String> {
+) -> Result<Vec<u8>> {
     if !is_method_token(htm) {
         return Err(Error::config("DPoP `htm` is not an HTTP method token"));
     }
@@ -128,7 +126,7 @@ fn write_and_sign(
     iat: i64,
     nonce: Option<&str>,
     ath: Option<&str>,
-) -> Result<String> {
+) -> Result<Vec<u8>> {
     claims.reserve(
         80 + htm.len()
             + htu_a.len()
@@ -149,8 +147,7 @@ fn write_and_sign(
         push_json_str(claims, &normalize_htu(htu));
     }
     claims.push_str(",\"iat\":");
-    // Writing to a String cannot fail.
-    let _ = write!(claims, "{iat}");
+    push_int(claims, iat);
     if let Some(nonce) = nonce {
         claims.push_str(",\"nonce\":");
         push_json_str(claims, nonce);
@@ -161,7 +158,28 @@ fn write_and_sign(
     }
     claims.push('}');
 
-    sign_compact(header_b64, claims.as_bytes(), signer)
+    sign_compact_bytes(header_b64, claims.as_bytes(), signer)
+}
+
+/// Append the decimal digits of `n` (the `iat` of every proof, without the formatter).
+fn push_int(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    let mut v = n.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +245,27 @@ mod tests {
         for (input, want) in cases {
             let url = url::Url::parse(input).unwrap();
             assert_eq!(normalize_htu(&url), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn dpop_iat_digits_equal_the_formatter() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            1_700_000_000,
+            -1,
+            -5,
+            -10,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut out = String::from(":");
+            push_int(&mut out, n);
+            assert_eq!(out, format!(":{n}"));
         }
     }
 

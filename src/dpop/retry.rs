@@ -23,7 +23,7 @@ use url::Url;
 use super::nonce::NonceRole;
 use super::NonceCache;
 use crate::error::{Error, OAuthErrorCode, Result};
-use crate::transport::origin::OriginFacts;
+use crate::transport::origin::{OriginFacts, OriginKey};
 use crate::transport::{oauth_error, HttpResponse};
 
 /// A response as the nonce retry sees it: the transport's [`HttpResponse`], or another
@@ -57,32 +57,51 @@ impl Answer for HttpResponse {
 #[derive(Debug, Clone)]
 pub(crate) struct ProofNonce<'a> {
     nonces: &'a NonceCache,
-    url: &'a Url,
-    role: NonceRole,
-    used: Arc<Mutex<Option<String>>>,
+    shared: Arc<Shared>,
+}
+
+/// What the copies of one attempt's [`ProofNonce`] share: the store key of the origin and
+/// role (built once an attempt, not once a proof), and the nonce last signed with.
+struct Shared {
+    key: OriginKey,
+    used: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("key", &&*self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> ProofNonce<'a> {
-    fn new(nonces: &'a NonceCache, url: &'a Url, role: NonceRole) -> Self {
+    fn new(nonces: &'a NonceCache, url: &Url, role: NonceRole) -> Self {
         ProofNonce {
             nonces,
-            url,
-            role,
-            used: Arc::default(),
+            shared: Arc::new(Shared {
+                key: OriginKey::of_with(url, role.suffix()),
+                used: Mutex::new(None),
+            }),
         }
+    }
+
+    /// The store key of the origin and role.
+    fn key(&self) -> &str {
+        &self.shared.key
     }
 
     /// The nonce to sign the next proof with: the newest the origin sent. Call it once per
     /// proof (per transport attempt).
     pub(crate) fn current(&self) -> Option<String> {
-        let nonce = self.nonces.get_for(self.url, self.role);
-        nonce.clone_into(&mut crate::sync::lock(&self.used));
+        let nonce = self.nonces.get_key(&self.shared.key);
+        nonce.clone_into(&mut crate::sync::lock(&self.shared.used));
         nonce
     }
 
     /// The nonce the last proof was signed with.
     fn used(&self) -> Option<String> {
-        crate::sync::lock(&self.used).clone()
+        crate::sync::lock(&self.shared.used).clone()
     }
 }
 
@@ -124,12 +143,12 @@ where
 {
     // The first DPoP request to an origin without a nonce goes alone; the others wait for its
     // answer (bounded) and then read the nonce it brought.
+    let nonce = ProofNonce::new(nonces, url, role);
     let first_use = if dpop {
-        nonces.acquire(url, role).await.1
+        nonces.acquire_key(nonce.key()).await.1
     } else {
         None
     };
-    let nonce = ProofNonce::new(nonces, url, role);
     let response = match send(nonce.clone()).await {
         Ok(r) => r,
         Err(e) => {

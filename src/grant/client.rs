@@ -419,11 +419,13 @@ impl OAuthClient {
                         }
                         if let Some(key) = dpop {
                             let iat = crate::clock::unix_secs(now);
-                            let proof =
-                                key.proof("POST", url, iat, nonce.current().as_deref(), None)?;
-                            let value = http::HeaderValue::from_str(&proof).map_err(|_| {
-                                Error::Crypto("DPoP proof is not a header value".into())
-                            })?;
+                            let value = key.proof_header(
+                                "POST",
+                                url,
+                                iat,
+                                nonce.current().as_deref(),
+                                None,
+                            )?;
                             f.headers.insert(crate::dpop::DPOP_HEADER, value);
                         }
                         register_sent(&f, &mut crate::sync::lock(sent));

@@ -26,6 +26,52 @@ pub(crate) fn b64_into(data: &[u8], out: &mut String) {
     }
 }
 
+/// The base64url alphabet (RFC 4648 §5).
+const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Every 12-bit value's two base64url characters: three input bytes take two lookups.
+static B64URL_PAIRS: [[u8; 2]; 4096] = {
+    let mut t = [[0u8; 2]; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        t[i] = [B64URL[i >> 6], B64URL[i & 0x3f]];
+        i += 1;
+    }
+    t
+};
+
+/// Append the base64url (no padding) encoding of `data` to a byte buffer: the proof and JWS
+/// path, which builds bytes and checks them once as a header value or string at the end.
+pub(crate) fn b64_append(data: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let tail = data.len() % 3;
+    out.resize(start + data.len() / 3 * 4 + [0, 2, 3][tail], 0);
+    let Some(dst) = out.get_mut(start..) else {
+        return;
+    };
+    let (whole, rest) = data.split_at(data.len() - tail);
+    let mut dst_chunks = dst.chunks_exact_mut(4);
+    for (src, d) in whole.chunks_exact(3).zip(dst_chunks.by_ref()) {
+        let x = u32::from(src[0]) << 16 | u32::from(src[1]) << 8 | u32::from(src[2]);
+        let [a, b] = B64URL_PAIRS[(x >> 12) as usize];
+        let [c, e] = B64URL_PAIRS[(x & 0xfff) as usize];
+        d.copy_from_slice(&[a, b, c, e]);
+    }
+    let d = dst_chunks.into_remainder();
+    match (rest, d) {
+        ([x], [d0, d1]) => {
+            let v = u32::from(*x) << 4;
+            [*d0, *d1] = B64URL_PAIRS[v as usize];
+        }
+        ([x, y], [d0, d1, d2]) => {
+            let v = u32::from(*x) << 10 | u32::from(*y) << 2;
+            [*d0, *d1] = B64URL_PAIRS[(v >> 6) as usize];
+            *d2 = B64URL[(v & 0x3f) as usize];
+        }
+        _ => {}
+    }
+}
+
 /// Decode base64url without padding; rejects padding and the standard alphabet.
 pub(crate) fn b64_decode(s: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -38,6 +84,12 @@ pub(crate) fn b64_decode(s: &str) -> Result<Vec<u8>> {
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
+    // Most strings (URLs, methods, base64url values) need no escape: one scan, one copy.
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: Option<&str> = match b {

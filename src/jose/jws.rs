@@ -1,6 +1,6 @@
 //! Compact JWS serialization (RFC 7515 §7.1).
 
-use super::jwk::{b64_into, push_json_str};
+use super::jwk::{b64_append, b64_into, push_json_str};
 use super::signer::Signer;
 use crate::error::{Error, Result};
 
@@ -32,20 +32,31 @@ pub(crate) fn header_b64_with_jwk(typ: &str, signer: &dyn Signer) -> String {
 /// `header_b64` is the already base64url-encoded protected header (it must name the same `alg`
 /// as `signer`); `claims_json` is the payload as is. The result is built in one allocation.
 pub fn sign_compact(header_b64: &str, claims_json: &[u8], signer: &dyn Signer) -> Result<String> {
-    // Sized exactly for the signature the algorithm produces, so that the string becomes a
+    String::from_utf8(sign_compact_bytes(header_b64, claims_json, signer)?)
+        .map_err(|_| Error::Crypto("the protected header is not base64url".into()))
+}
+
+/// [`sign_compact`] as bytes, for a caller that checks them itself (a proof becomes a header
+/// value, which checks every byte anyway).
+pub(crate) fn sign_compact_bytes(
+    header_b64: &str,
+    claims_json: &[u8],
+    signer: &dyn Signer,
+) -> Result<Vec<u8>> {
+    // Sized exactly for the signature the algorithm produces, so that the buffer becomes a
     // header value without being copied again (`Bytes::from` keeps a full buffer as it is).
-    let mut out = String::with_capacity(
+    let mut out = Vec::with_capacity(
         header_b64.len() + 2 + b64_len(claims_json.len()) + b64_len(signature_len(signer.alg())),
     );
-    out.push_str(header_b64);
-    out.push('.');
-    b64_into(claims_json, &mut out);
-    let sig = signer.sign(out.as_bytes())?;
+    out.extend_from_slice(header_b64.as_bytes());
+    out.push(b'.');
+    b64_append(claims_json, &mut out);
+    let sig = signer.sign(&out)?;
     if sig.is_empty() {
         return Err(Error::Crypto("signer returned an empty signature".into()));
     }
-    out.push('.');
-    b64_into(&sig, &mut out);
+    out.push(b'.');
+    b64_append(&sig, &mut out);
     Ok(out)
 }
 
@@ -74,6 +85,36 @@ mod tests {
             let mut out = String::from("prefix.");
             b64_into(&data, &mut out);
             assert_eq!(out, format!("prefix.{}", b64(&data)), "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn jose_b64_append_equals_the_engine_for_every_length_and_byte() {
+        // Pseudo-random bytes, every length up to 300 and some longer.
+        let mut x: u32 = 0x1234_5678;
+        for n in (0..300).chain([767, 768, 769, 4096, 4097]) {
+            let data: Vec<u8> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (x >> 24) as u8
+                })
+                .collect();
+            let mut out = b"prefix.".to_vec();
+            b64_append(&data, &mut out);
+            assert_eq!(
+                out,
+                format!("prefix.{}", b64(&data)).into_bytes(),
+                "{n} bytes"
+            );
+        }
+        // Every one- and two-byte tail, and every 12-bit half of a three-byte group.
+        for v in 0..=u16::MAX {
+            let [a, b] = v.to_be_bytes();
+            for data in [&[a][..], &[a, b], &[a, b, a ^ 0x5a]] {
+                let mut out = Vec::new();
+                b64_append(data, &mut out);
+                assert_eq!(out, b64(data).into_bytes(), "{data:?}");
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, Method};
 use url::Url;
 
 use super::attempt::{attempt, Outcome, Rejection};
@@ -74,9 +74,7 @@ pub(crate) trait Session: Send + Sync {
         headers.insert(http::header::AUTHORIZATION, token.authorization()?);
         if let (true, Some(key)) = (dpop, key) {
             let iat = crate::clock::unix_secs(self.transport().server_time(url));
-            let proof = key.proof(method.as_str(), url, iat, nonce, Some(token.ath()))?;
-            let v = HeaderValue::try_from(proof)
-                .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))?;
+            let v = key.proof_header(method.as_str(), url, iat, nonce, Some(token.ath()))?;
             headers.insert(crate::dpop::DPOP_HEADER, v);
         }
         Ok(())

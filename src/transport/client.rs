@@ -25,6 +25,9 @@ pub struct HttpTransport {
     inner: Arc<Inner>,
 }
 
+/// Clock offsets per origin key, read on every proof (foldhash: short keys, seeded).
+type OriginSkews = std::collections::HashMap<String, Arc<ClockSkew>, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Inner {
     client: reqwest::Client,
@@ -33,7 +36,7 @@ struct Inner {
     /// `x5t#S256` of the client certificate this transport presents, if any.
     client_x5t: Option<String>,
     /// One estimate per origin: an authorization server and a resource can disagree.
-    origin_skews: arc_swap::ArcSwap<std::collections::HashMap<String, Arc<ClockSkew>>>,
+    origin_skews: arc_swap::ArcSwap<OriginSkews>,
     clock: Arc<dyn Clock>,
     /// Where transport-level events (an ignored clock offset) go, once an agent sets it.
     events: std::sync::OnceLock<EventHook>,
@@ -129,7 +132,7 @@ impl HttpTransport {
                 config,
                 skew: ClockSkew::new(),
                 client_x5t: None,
-                origin_skews: arc_swap::ArcSwap::from_pointee(std::collections::HashMap::new()),
+                origin_skews: arc_swap::ArcSwap::from_pointee(OriginSkews::default()),
                 clock,
                 events: std::sync::OnceLock::new(),
             }),
