@@ -196,14 +196,13 @@ impl AgentMiddleware {
                 }
                 let mut attempt = original;
                 let method = attempt.method().clone();
-                let proof_nonce = nonce.current();
                 Session::authorize(
                     agent,
                     attempt.headers_mut(),
                     &method,
                     url,
                     &token,
-                    proof_nonce.as_deref(),
+                    Some(&nonce),
                 )?;
                 let mut extensions = extensions.lock().await;
                 let response = match next.clone().run(attempt, &mut extensions).await {

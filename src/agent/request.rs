@@ -47,8 +47,7 @@ impl AgentRequest {
         let make = || {
             let mut req = self.parts.build(url)?;
             if let Some(t) = token {
-                let nonce = nonce.and_then(ProofNonce::current);
-                agent.authorize(&mut req, url, t, nonce.as_deref())?;
+                agent.authorize(&mut req, url, t, nonce)?;
             }
             Ok(req)
         };

@@ -8,7 +8,7 @@ use url::Url;
 use crate::cache::Principal;
 use crate::cache::{BoxFuture, CachedToken, TokenHandle, TokenSource};
 use crate::discovery::{discover_resource_metadata, Challenge};
-use crate::dpop::{DpopKey, NonceCache};
+use crate::dpop::{DpopKey, NonceCache, ProofNonce};
 use crate::error::{Error, OAuthErrorCode, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::grant::TokenParams;
@@ -32,7 +32,7 @@ impl Agent {
         req: &mut HttpRequest,
         url: &Url,
         token: &CachedToken,
-        nonce: Option<&str>,
+        nonce: Option<&ProofNonce<'_>>,
     ) -> Result<()> {
         let method = req.method().clone();
         Session::authorize(self, req.headers_mut(), &method, url, token, nonce)

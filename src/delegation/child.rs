@@ -275,8 +275,7 @@ impl ChildRequest {
                 || {
                     let mut req = self.parts.build(url)?;
                     let method = req.method().clone();
-                    let nonce = nonce.current();
-                    child.authorize(req.headers_mut(), &method, url, token, nonce.as_deref())?;
+                    child.authorize(req.headers_mut(), &method, url, token, Some(&nonce))?;
                     Ok(req)
                 },
                 child.nonces(),

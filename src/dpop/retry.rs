@@ -64,6 +64,7 @@ pub(crate) struct ProofNonce<'a> {
 /// role (built once an attempt, not once a proof), and the nonce last signed with.
 struct Shared {
     key: OriginKey,
+    role: NonceRole,
     used: Mutex<Option<String>>,
 }
 
@@ -81,6 +82,7 @@ impl<'a> ProofNonce<'a> {
             nonces,
             shared: Arc::new(Shared {
                 key: OriginKey::of_with(url, role.suffix()),
+                role,
                 used: Mutex::new(None),
             }),
         }
@@ -89,6 +91,13 @@ impl<'a> ProofNonce<'a> {
     /// The store key of the origin and role.
     fn key(&self) -> &str {
         &self.shared.key
+    }
+
+    /// The origin's key (`scheme://host:port`, as `OriginKey::of` builds it): the store key
+    /// without its role.
+    pub(crate) fn origin(&self) -> &str {
+        let key: &str = &self.shared.key;
+        key.strip_suffix(self.shared.role.suffix()).unwrap_or(key)
     }
 
     /// The nonce to sign the next proof with: the newest the origin sent. Call it once per

@@ -54,14 +54,15 @@ pub(crate) trait Session: Send + Sync {
     fn retry_after(&self, call: &mut Self::Call, rejection: Rejection, error: &Error) -> bool;
 
     /// Set `Authorization` and, for a DPoP token, a proof signed with [`dpop_key`](Self::dpop_key)
-    /// carrying `nonce` on `headers`. A DPoP token without a key is refused, never sent bare.
+    /// carrying the attempt's current nonce (read from `nonce` now) on `headers`. A DPoP token
+    /// without a key is refused, never sent bare.
     fn authorize(
         &self,
         headers: &mut HeaderMap,
         method: &Method,
         url: &Url,
         token: &CachedToken,
-        nonce: Option<&str>,
+        nonce: Option<&ProofNonce<'_>>,
     ) -> Result<()> {
         let key = self.dpop_key();
         let dpop = token.token().token_type == TokenType::Dpop;
@@ -73,8 +74,20 @@ pub(crate) trait Session: Send + Sync {
         }
         headers.insert(http::header::AUTHORIZATION, token.authorization()?);
         if let (true, Some(key)) = (dpop, key) {
-            let iat = crate::clock::unix_secs(self.transport().server_time(url));
-            let v = key.proof_header(method.as_str(), url, iat, nonce, Some(token.ath()))?;
+            // The attempt's nonce store key names the origin already: no key to build again.
+            let now = match nonce {
+                Some(n) => self.transport().server_time_at(n.origin()),
+                None => self.transport().server_time(url),
+            };
+            let iat = crate::clock::unix_secs(now);
+            let current = nonce.and_then(ProofNonce::current);
+            let v = key.proof_header(
+                method.as_str(),
+                url,
+                iat,
+                current.as_deref(),
+                Some(token.ath()),
+            )?;
             headers.insert(crate::dpop::DPOP_HEADER, v);
         }
         Ok(())

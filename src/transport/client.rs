@@ -164,9 +164,15 @@ impl HttpTransport {
     /// else our own clock. Another origin's offset is never used: one server's `Date` must not
     /// set the times of proofs and assertions sent to another.
     pub fn server_time(&self, url: &Url) -> std::time::SystemTime {
+        self.server_time_at(&super::origin::OriginKey::of(url))
+    }
+
+    /// [`server_time`](Self::server_time) for an origin's key (`OriginKey::of`), when the
+    /// caller has it already.
+    pub(crate) fn server_time_at(&self, origin_key: &str) -> std::time::SystemTime {
         let now = self.inner.clock.now();
-        match self.clock_skew_for(url) {
-            Some(s) => s.to_server(now),
+        match self.inner.origin_skews.load().get(origin_key) {
+            Some(s) => s.offset().to_server(now),
             None => now,
         }
     }

@@ -33,10 +33,11 @@ pub(crate) fn origin_key(url: &url::Url) -> String {
     OriginKey::of(url).to_owned()
 }
 
-/// [`origin_key`] without allocating (for keys up to 200 bytes): what the per-request lookups
-/// (nonces, clock offsets) use.
+/// [`origin_key`] without allocating for keys up to 96 bytes (hosts of about 70 characters;
+/// longer ones are kept on the heap): what the per-request lookups (nonces, clock offsets)
+/// use.
 pub(crate) struct OriginKey {
-    buf: [u8; 200],
+    buf: [u8; 96],
     len: usize,
     heap: Option<String>,
 }
@@ -50,7 +51,7 @@ impl OriginKey {
     /// written, default or not), copied piece by piece (this runs several times a request).
     pub(crate) fn of_with(url: &url::Url, suffix: &str) -> OriginKey {
         let mut key = OriginKey {
-            buf: [0; 200],
+            buf: [0; 96],
             len: 0,
             heap: None,
         };
@@ -211,6 +212,16 @@ mod origin_key_tests {
             &*OriginKey::of(&url::Url::parse("https://api.example").expect("url")),
             "https://api.example:443"
         );
+        // Across the inline buffer's end: the same text inline, at the edge and on the heap.
+        for n in 60..100 {
+            let host = format!("{}.example", "h".repeat(n));
+            let url = url::Url::parse(&format!("https://{host}:8443/p")).expect("url");
+            assert_eq!(
+                &*OriginKey::of_with(&url, " rs"),
+                format!("https://{host}:8443 rs")
+            );
+            assert_eq!(&*OriginKey::of(&url), format!("https://{host}:8443"));
+        }
         // A host longer than the inline buffer falls back to the heap, same text.
         let long = format!("https://{}.example/", "a".repeat(250));
         let url = url::Url::parse(&long).expect("url");

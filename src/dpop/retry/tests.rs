@@ -178,3 +178,28 @@ async fn nonce_proof_reads_the_nonce_current_at_each_transport_attempt() {
     assert_eq!(answered.response.status(), 401);
     assert_eq!(used.into_inner().unwrap(), vec![Some("n1".into())]);
 }
+
+#[test]
+fn dpop_proof_nonce_names_the_origin_of_its_url_for_both_roles() {
+    let nonces = NonceCache::new();
+    for u in [
+        "https://rs.example/data",
+        "http://127.0.0.1:8080/a?b",
+        "https://[::1]:9/x",
+    ] {
+        let url = Url::parse(u).unwrap();
+        for role in [NonceRole::Resource, NonceRole::AuthorizationServer] {
+            let n = ProofNonce::new(&nonces, &url, role);
+            assert_eq!(n.origin(), &*OriginKey::of(&url), "{u} {role:?}");
+        }
+    }
+    // The nonce it reads is the one stored for its origin and role.
+    let url = url();
+    nonces.set(&url, "rs-nonce");
+    nonces.set_token_endpoint_nonce(&url, "as-nonce");
+    let rs = ProofNonce::new(&nonces, &url, NonceRole::Resource);
+    let at = ProofNonce::new(&nonces, &url, NonceRole::AuthorizationServer);
+    assert_eq!(rs.current().as_deref(), Some("rs-nonce"));
+    assert_eq!(at.current().as_deref(), Some("as-nonce"));
+    assert_eq!(rs.used().as_deref(), Some("rs-nonce"));
+}
