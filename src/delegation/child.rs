@@ -275,7 +275,7 @@ impl ChildRequest {
                 || {
                     let mut req = self.parts.build(url)?;
                     let method = req.method().clone();
-                    child.authorize(req.headers_mut(), &method, url, token, Some(&nonce))?;
+                    child.authorize(req.headers_mut(), &method, url, token, Some(nonce))?;
                     Ok(req)
                 },
                 child.nonces(),
