@@ -178,7 +178,9 @@ impl AgentMiddleware {
         let spare = std::sync::Mutex::new(Some(Spare::Request(req)));
         let take = || crate::sync::lock(&spare).take();
         let replayable = || crate::sync::lock(&spare).is_some();
-        let extensions = tokio::sync::Mutex::new(extensions);
+        // Lent to one attempt at a time (taken out for its send, put back after), so that no
+        // lock is held across the send.
+        let extensions = std::sync::Mutex::new(extensions);
         let chain_error = std::sync::Mutex::new(None);
         let (url, take, next, extensions) = (&url, &take, &next, &extensions);
         let (spare, chain_error) = (&spare, &chain_error);
@@ -204,8 +206,10 @@ impl AgentMiddleware {
                     &token,
                     Some(&nonce),
                 )?;
-                let mut extensions = extensions.lock().await;
-                let response = match next.clone().run(attempt, &mut extensions).await {
+                let mut lent = std::mem::take(&mut **crate::sync::lock(extensions));
+                let sent = next.clone().run(attempt, &mut lent).await;
+                **crate::sync::lock(extensions) = lent;
+                let response = match sent {
                     Ok(r) => r,
                     Err(e) => {
                         // Handed back as it is, once the loop stops.

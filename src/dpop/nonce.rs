@@ -162,6 +162,14 @@ impl NonceCache {
                 }
             }
         };
+        // Boxed: only the requests that find a first request in flight wait, and its timer
+        // and waiter would otherwise sit in every DPoP request's future.
+        Box::pin(self.wait_for_first_use(probe, notify)).await;
+        (self.get_key(probe), None)
+    }
+
+    /// Wait (bounded) until the first request to `probe`'s origin has its answer.
+    async fn wait_for_first_use(&self, probe: &str, notify: Arc<tokio::sync::Notify>) {
         let notified = notify.notified();
         tokio::pin!(notified);
         // Registered before the state is read again, so a wake-up in between is not lost.
@@ -174,7 +182,6 @@ impl NonceCache {
         if still_probing {
             let _ = tokio::time::timeout(self.first_use_wait, notified).await;
         }
-        (self.get_key(probe), None)
     }
 
     /// Record that `url`'s origin answered a DPoP request of `role` without sending a nonce.

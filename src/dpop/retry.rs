@@ -174,7 +174,8 @@ where
     drop(first_use);
     if wants_nonce && dpop && fresh.is_some() && fresh != nonce.used() && replayable() {
         tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
-        let response = send(ProofNonce::new(nonces, url, role)).await?;
+        // Boxed: a retry is rare, and its future would otherwise double every request's.
+        let response = Box::pin(send(ProofNonce::new(nonces, url, role))).await?;
         let error = (!response.status().is_success()).then(|| response.error());
         return Ok(Answered { response, error });
     }

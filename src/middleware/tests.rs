@@ -108,3 +108,54 @@ fn futures_util_stream(
     }
     Once(Some(bytes::Bytes::from_static(b"chunk")))
 }
+
+/// Records, for each attempt the agent sends through it, the caller's extension and how many
+/// attempts before it left their mark in the extensions.
+#[derive(Clone, Default)]
+struct ExtensionProbe(Arc<std::sync::Mutex<Vec<Seen>>>);
+
+/// One attempt's view: the caller's mark, and the attempts before it.
+type Seen = (Option<u32>, u32);
+
+#[derive(Clone)]
+struct CallerMark(u32);
+
+#[derive(Clone)]
+struct Attempts(u32);
+
+#[async_trait::async_trait]
+impl Middleware for ExtensionProbe {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let mark = extensions.get::<CallerMark>().map(|m| m.0);
+        let before = extensions.get::<Attempts>().map_or(0, |a| a.0);
+        self.0.lock().unwrap().push((mark, before));
+        extensions.insert(Attempts(before + 1));
+        next.run(req, extensions).await
+    }
+}
+
+#[tokio::test]
+async fn middleware_extensions_reach_every_attempt_and_keep_what_attempts_added() {
+    let s = testing::start().await;
+    let agent = agent(&s, true, Arc::new(AtomicUsize::new(0))).await;
+    let probe = ExtensionProbe::default();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AgentMiddleware::new(agent))
+        .with(probe.clone())
+        .build();
+    let resp = client
+        .get(format!("{}/scoped", s.base))
+        .with_extension(CallerMark(7))
+        .send()
+        .await
+        .expect("send");
+    // The scope upgrade replays the request: both attempts see the caller's extension, and
+    // the second sees what the first added.
+    assert_eq!(resp.status(), 200);
+    assert_eq!(*probe.0.lock().unwrap(), vec![(Some(7), 0), (Some(7), 1)]);
+}
