@@ -251,16 +251,11 @@ impl DpopKey {
         nonce: Option<&str>,
         ath: Option<&str>,
     ) -> Result<String> {
-        String::from_utf8(build_proof(
-            &self.inner.header_b64,
-            self.inner.signer.as_ref(),
-            htm,
-            htu,
-            iat,
-            nonce,
-            ath,
-        )?)
-        .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))
+        let proof = self.proof_header(htm, htu, iat, nonce, ath)?;
+        proof
+            .to_str()
+            .map(str::to_owned)
+            .map_err(|_| Error::Crypto("DPoP proof is not a header value".into()))
     }
 
     /// [`proof`](Self::proof) as the `DPoP` header's value (its bytes checked once).

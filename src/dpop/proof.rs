@@ -4,7 +4,7 @@ use rand::RngCore as _;
 use sha2::Digest as _;
 
 use crate::error::{Error, Result};
-use crate::jose::{b64, b64_into, push_json_str, sign_compact_bytes, Signer};
+use crate::jose::{b64, b64_into, decimal, push_json_str, sign_compact_bytes, Signer};
 
 /// The `ath` claim for an access token (RFC 9449 §4.2): base64url of its SHA-256 (over the
 /// token's ASCII bytes).
@@ -166,20 +166,7 @@ fn push_int(out: &mut String, n: i64) {
     if n < 0 {
         out.push('-');
     }
-    let mut v = n.unsigned_abs();
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
+    out.push_str(decimal(n.unsigned_abs(), &mut [0; 20]));
 }
 
 #[cfg(test)]

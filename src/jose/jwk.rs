@@ -72,6 +72,23 @@ pub(crate) fn b64_append(data: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The decimal digits of `n`, written into `buf` (no formatter, no allocation): the `iat` of
+/// every proof, the port of every origin key.
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    let mut v = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
+
 /// Decode base64url without padding; rejects padding and the standard alphabet.
 pub(crate) fn b64_decode(s: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -25,9 +25,6 @@ pub struct HttpTransport {
     inner: Arc<Inner>,
 }
 
-/// Clock offsets per origin key, read on every proof (foldhash: short keys, seeded).
-type OriginSkews = std::collections::HashMap<String, Arc<ClockSkew>, foldhash::fast::RandomState>;
-
 #[derive(Debug)]
 struct Inner {
     client: reqwest::Client,
@@ -36,7 +33,7 @@ struct Inner {
     /// `x5t#S256` of the client certificate this transport presents, if any.
     client_x5t: Option<String>,
     /// One estimate per origin: an authorization server and a resource can disagree.
-    origin_skews: arc_swap::ArcSwap<OriginSkews>,
+    origin_clocks: super::origin::OriginClocks,
     clock: Arc<dyn Clock>,
     /// Where transport-level events (an ignored clock offset) go, once an agent sets it.
     events: std::sync::OnceLock<EventHook>,
@@ -132,7 +129,7 @@ impl HttpTransport {
                 config,
                 skew: ClockSkew::new(),
                 client_x5t: None,
-                origin_skews: arc_swap::ArcSwap::from_pointee(OriginSkews::default()),
+                origin_clocks: super::origin::OriginClocks::default(),
                 clock,
                 events: std::sync::OnceLock::new(),
             }),
@@ -154,10 +151,8 @@ impl HttpTransport {
     /// The estimated clock offset of `url`'s origin, if a response from it carried `Date`.
     pub fn clock_skew_for(&self, url: &Url) -> Option<ClockOffset> {
         self.inner
-            .origin_skews
-            .load()
-            .get(&*super::origin::OriginKey::of(url))
-            .map(|s| s.offset())
+            .origin_clocks
+            .offset(&super::origin::OriginKey::of(url))
     }
 
     /// Now, as `url`'s server reads its clock: corrected by that origin's offset when known,
@@ -171,8 +166,8 @@ impl HttpTransport {
     /// caller has it already.
     pub(crate) fn server_time_at(&self, origin_key: &str) -> std::time::SystemTime {
         let now = self.inner.clock.now();
-        match self.inner.origin_skews.load().get(origin_key) {
-            Some(s) => s.offset().to_server(now),
+        match self.inner.origin_clocks.offset(origin_key) {
+            Some(o) => o.to_server(now),
             None => now,
         }
     }
@@ -205,23 +200,7 @@ impl HttpTransport {
             return;
         }
         self.inner.skew.observe_offset_ms(offset_ms);
-        let key = super::origin::OriginKey::of(url);
-        if let Some(s) = self.inner.origin_skews.load().get(&*key) {
-            s.observe_offset_ms(offset_ms);
-            return;
-        }
-        let origin = key.to_owned();
-        let skew = Arc::new(ClockSkew::new());
-        skew.observe_offset_ms(offset_ms);
-        self.inner.origin_skews.rcu(|map| {
-            let mut next = (**map).clone();
-            // Bounded: a client talks to few origins; forget them all if it talks to many.
-            if next.len() >= 256 {
-                next.clear();
-            }
-            next.entry(origin.clone()).or_insert_with(|| skew.clone());
-            next
-        });
+        self.inner.origin_clocks.observe(url, offset_ms);
     }
 
     /// `x5t#S256` of the client certificate this transport presents, if any.

@@ -1,6 +1,10 @@
 //! What the transport learns about each origin it talks to: the rules for the values servers
 //! send that the crate keeps per origin (the `DPoP-Nonce` header, RFC 9449 §8.1) and the
-//! origin key they are kept under.
+//! origin key they are kept under, and each origin's clock offset.
+
+use std::sync::Arc;
+
+use crate::clock::{ClockOffset, ClockSkew};
 
 /// The longest nonce accepted, in bytes.
 pub(crate) const MAX_NONCE_LEN: usize = 512;
@@ -55,15 +59,14 @@ impl OriginKey {
             len: 0,
             heap: None,
         };
-        let mut digits = [0u8; 6];
-        let port = url
-            .port_or_known_default()
-            .map_or("", |p| port_text(p, &mut digits));
+        let mut digits = [0u8; 20];
+        let port = url.port_or_known_default();
         let parts = [
             url.scheme(),
             "://",
             url.host_str().unwrap_or(""),
-            port,
+            if port.is_some() { ":" } else { "" },
+            port.map_or("", |p| crate::jose::decimal(u64::from(p), &mut digits)),
             suffix,
         ];
         let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -80,23 +83,6 @@ impl OriginKey {
         }
         key
     }
-}
-
-/// `:<port>` written into `buf`.
-fn port_text(port: u16, buf: &mut [u8; 6]) -> &str {
-    let mut at = buf.len();
-    let mut n = port;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    at -= 1;
-    buf[at] = b':';
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 impl std::ops::Deref for OriginKey {
@@ -151,6 +137,43 @@ impl OriginFacts {
 pub(crate) trait OriginObserver: Send + Sync {
     /// `url`'s origin answered with `facts`.
     fn observe(&self, url: &url::Url, facts: &OriginFacts);
+}
+
+/// The clock offset of each origin that sent `Date` (one server's clock never sets the times
+/// of what is sent to another), read on every proof: copy-on-write, so a read takes no lock.
+#[derive(Debug, Default)]
+pub(crate) struct OriginClocks(
+    arc_swap::ArcSwap<
+        std::collections::HashMap<String, Arc<ClockSkew>, foldhash::fast::RandomState>,
+    >,
+);
+
+impl OriginClocks {
+    /// The offset of the origin whose key ([`OriginKey::of`]) is `origin_key`, if known.
+    pub(crate) fn offset(&self, origin_key: &str) -> Option<ClockOffset> {
+        self.0.load().get(origin_key).map(|s| s.offset())
+    }
+
+    /// Record an offset the origin of `url` showed.
+    pub(crate) fn observe(&self, url: &url::Url, offset_ms: i64) {
+        let key = OriginKey::of(url);
+        if let Some(s) = self.0.load().get(&*key) {
+            s.observe_offset_ms(offset_ms);
+            return;
+        }
+        let origin = key.to_owned();
+        let skew = Arc::new(ClockSkew::new());
+        skew.observe_offset_ms(offset_ms);
+        self.0.rcu(|map| {
+            let mut next = (**map).clone();
+            // Bounded: a client talks to few origins; forget them all if it talks to many.
+            if next.len() >= 256 {
+                next.clear();
+            }
+            next.entry(origin.clone()).or_insert_with(|| skew.clone());
+            next
+        });
+    }
 }
 
 #[cfg(test)]
