@@ -5,8 +5,8 @@
 //! token enters its refresh window, the first caller to notice starts a background refresh and
 //! every caller (that one included) keeps getting the still-valid token. A miss (cold or expired)
 //! joins the key's single flight: one spawned task fetches, and every waiter is woken from its
-//! shared result — errors included — in the order it joined. The task is spawned, so a caller that gives up
-//! cannot cancel a refresh that is rotating a token.
+//! shared result — errors included — in the order it joined. The task is spawned, so a caller
+//! that gives up cannot cancel a refresh that is rotating a token.
 //!
 //! The cache holds access tokens only: a token put in an entry (fetched or
 //! [inserted](TokenHandle::insert)) loses its refresh token, which stays with the grant that
