@@ -45,17 +45,18 @@ impl AgentRequest {
     ) -> Result<HttpResponse> {
         let agent = &self.agent;
         let make = || {
-            let mut req = self.parts.build(url)?;
+            let mut req = self.parts.build(url);
             if let Some(t) = token {
-                agent.authorize(&mut req, url, t, nonce)?;
+                agent.authorize(&mut req.headers, &req.method, url, t, nonce)?;
             }
             Ok(req)
         };
-        // Nonces on every response, retried ones (a 503) included, are remembered.
+        // Nonces on every response, retried ones (a 503) included, are remembered. The call is
+        // under the agent's deadline (`send_mode`): the transport sets no second one.
         agent
             .inner
             .transport
-            .execute_with(self.parts.policy(), make, agent.nonces().as_ref(), mode)
+            .execute_outgoing(self.parts.policy(), make, agent.nonces().as_ref(), mode)
             .await
     }
 

@@ -15,7 +15,7 @@ use crate::grant::TokenParams;
 use crate::registration::RegistrationKind;
 use crate::session::{RefreshingSource, Rejection, Session};
 use crate::token::{Scope, TokenSet};
-use crate::transport::{HttpRequest, HttpTransport};
+use crate::transport::HttpTransport;
 
 use super::builder::parse_resource;
 use super::{Agent, AgentInner, Authority, AuthorizationReason, ResourceInfo};
@@ -29,13 +29,13 @@ impl Agent {
     /// Attach `Authorization` and `DPoP` for `token` to a request.
     pub(super) fn authorize(
         &self,
-        req: &mut HttpRequest,
+        headers: &mut http::HeaderMap,
+        method: &http::Method,
         url: &Url,
         token: &CachedToken,
         nonce: Option<&ProofNonce<'_>>,
     ) -> Result<()> {
-        let method = req.method().clone();
-        Session::authorize(self, req.headers_mut(), &method, url, token, nonce)
+        Session::authorize(self, headers, method, url, token, nonce)
     }
 
     /// Learn the resource behind a 401 (RFC 9728 §5): metadata from the challenge's

@@ -21,7 +21,7 @@ use crate::session::{
     RequestParts, Session,
 };
 use crate::token::{AccessToken, Scope, TokenSet};
-use crate::transport::{HttpResponse, HttpTransport};
+use crate::transport::{BodyMode, HttpResponse, HttpTransport};
 
 use super::builder::{DelegationBuilder, Parent};
 use super::chain::{unverified_delegation_chain, UnverifiedChain, VerifiedChain};
@@ -270,15 +270,15 @@ impl ChildRequest {
         let child = &self.child;
         child
             .transport()
-            .execute_for(
+            .execute_outgoing(
                 self.parts.policy(),
                 || {
-                    let mut req = self.parts.build(url)?;
-                    let method = req.method().clone();
-                    child.authorize(req.headers_mut(), &method, url, token, Some(nonce))?;
+                    let mut req = self.parts.build(url);
+                    child.authorize(&mut req.headers, &req.method, url, token, Some(nonce))?;
                     Ok(req)
                 },
                 child.nonces(),
+                BodyMode::Read,
             )
             .await
     }

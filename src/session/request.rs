@@ -7,7 +7,7 @@ use url::Url;
 
 use super::attempt::is_idempotent;
 use crate::error::{Error, Result};
-use crate::transport::{HttpRequest, RetryPolicy};
+use crate::transport::{Outgoing, RetryPolicy};
 
 /// The public builder methods of a request type holding `parts: RequestParts`.
 macro_rules! request_builder_methods {
@@ -137,16 +137,13 @@ impl RequestParts {
         self.url.clone()
     }
 
-    pub(crate) fn build(&self, url: &Url) -> Result<HttpRequest> {
-        let mut b = http::Request::builder()
-            .method(self.method.clone())
-            .uri(url.as_str())
-            .extension(crate::transport::client::RequestUrl(url.clone()));
-        for (k, v) in &self.headers {
-            b = b.header(k, v);
-        }
-        b.body(self.body.to_vec())
-            .map_err(|e| Error::config(format!("cannot build request: {e}")))
+    /// The request to send to `url` (the parts' URL, parsed once by the caller): its method,
+    /// headers and body (shared, not copied).
+    pub(crate) fn build(&self, url: &Url) -> Outgoing {
+        let mut out = Outgoing::new(self.method.clone(), url.clone());
+        out.headers = self.headers.clone();
+        out.body = self.body.clone();
+        out
     }
 
     /// Idempotent methods, and others named by an `Idempotency-Key`, may be retried.

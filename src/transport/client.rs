@@ -11,6 +11,7 @@ use url::Url;
 
 pub use super::config::TransportConfig;
 use super::origin::{OriginFacts, OriginObserver};
+pub(crate) use super::outgoing::Outgoing;
 use super::retry::{parse_retry_after, Decision, RetryPolicy};
 pub(crate) use super::stream::{into_streaming, BodyMode};
 use super::stream::{unread, StreamingResponse};
@@ -250,6 +251,7 @@ impl HttpTransport {
         O: Fn(&Url, &http::HeaderMap) + Send + Sync,
     {
         let observe = |u: &Url, r: &HttpResponse| observe(u, r.headers());
+        let mut make = || make().and_then(Outgoing::from_http);
         self.execute_deadline(policy, &mut make, &observe, BodyMode::Read)
             .await
     }
@@ -289,8 +291,29 @@ impl HttpTransport {
         F: FnMut() -> Result<HttpRequest> + Send,
     {
         let observe = |u: &Url, r: &HttpResponse| observer.observe(u, &OriginFacts::of(r));
+        let mut make = || make().and_then(Outgoing::from_http);
         self.execute_deadline(policy, &mut make, &observe, mode)
             .await
+    }
+
+    /// As [`execute_with`](Self::execute_with), for requests built as [`Outgoing`] by a caller
+    /// that bounds the whole call by the transport's deadline itself
+    /// (`session::within_deadline`): no deadline timer of its own.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute), but for [`Error::Timeout`], which is the caller's.
+    pub(crate) async fn execute_outgoing<F>(
+        &self,
+        policy: RetryPolicy,
+        mut make: F,
+        observer: &dyn OriginObserver,
+        mode: BodyMode,
+    ) -> Result<HttpResponse>
+    where
+        F: FnMut() -> Result<Outgoing> + Send,
+    {
+        let observe = |u: &Url, r: &HttpResponse| observer.observe(u, &OriginFacts::of(r));
+        self.execute_inner(policy, &mut make, &observe, mode).await
     }
 
     /// Send a request as [`execute`](Self::execute) does (same retries, backoff and observed
@@ -366,7 +389,7 @@ impl HttpTransport {
         mode: BodyMode,
     ) -> Result<HttpResponse>
     where
-        F: FnMut() -> Result<HttpRequest> + Send,
+        F: FnMut() -> Result<Outgoing> + Send,
     {
         let deadline = self.inner.config.deadline;
         let attempts = self.execute_inner(policy, make, observe, mode);
@@ -384,7 +407,7 @@ impl HttpTransport {
         mode: BodyMode,
     ) -> Result<HttpResponse>
     where
-        F: FnMut() -> Result<HttpRequest> + Send,
+        F: FnMut() -> Result<Outgoing> + Send,
     {
         let cfg = &self.inner.config;
         let mut backoff = backon::ExponentialBuilder::default()
@@ -393,10 +416,8 @@ impl HttpTransport {
             .with_max_times(cfg.max_attempts.saturating_sub(1))
             .build();
         loop {
-            let request = make()?;
-            let target = Url::parse(&request.uri().to_string()).ok();
-            let outcome = self.send_once(request, mode).await;
-            if let (Ok(resp), Some(u)) = (&outcome, &target) {
+            let (outcome, url) = self.send_once(make()?, mode).await;
+            if let (Ok(resp), Some(u)) = (&outcome, &url) {
                 observe(u, resp);
             }
             let decision = match &outcome {
@@ -435,27 +456,22 @@ impl HttpTransport {
 
     /// One attempt: check, send, read what the response says about its origin (recording
     /// `Date`), read the body under the cap, or leave it unread (a 2xx in
-    /// [`BodyMode::Stream`]).
-    async fn send_once(&self, request: HttpRequest, mode: BodyMode) -> Result<HttpResponse> {
+    /// [`BodyMode::Stream`]). Returns the URL it was sent to with the outcome (none when it
+    /// was not sent).
+    ///
+    /// The attempt is bounded by `request_timeout` up to its body read (or, for a body left
+    /// unread, up to the headers): one timer on the stack, where reqwest's own timeout would
+    /// box one and grow an extension map on every request.
+    async fn send_once(
+        &self,
+        request: Outgoing,
+        mode: BodyMode,
+    ) -> (Result<HttpResponse>, Option<Url>) {
         let cfg = &self.inner.config;
-        let (parts, body) = request.into_parts();
-        // The URL is parsed once, here, unless the request carries it already (requests built
-        // from a `Url` do): reqwest's own conversion would parse the URI's text again.
-        let url = match parts.extensions.get::<RequestUrl>() {
-            Some(RequestUrl(u)) if u.as_str() == parts.uri => u.clone(),
-            _ => Url::parse(&parts.uri.to_string())
-                .map_err(|_| Error::config("request URI is not an absolute URL"))?,
-        };
-        self.check(&url)?;
-        let mut req = reqwest::Request::new(parts.method, url.clone());
-        *req.headers_mut() = parts.headers;
-        *req.version_mut() = parts.version;
-        *req.body_mut() = Some(body.into());
-        // reqwest's timeout runs until the body is read, so a body left unread for the caller
-        // must not get one: the attempt below is bounded by `tokio::time::timeout` instead.
-        if mode == BodyMode::Read {
-            *req.timeout_mut() = Some(cfg.request_timeout);
+        if let Err(e) = self.check(&request.url) {
+            return (Err(e), None);
         }
+        let (req, url) = request.into_reqwest();
         let attempt = async {
             let resp = self
                 .inner
@@ -464,7 +480,8 @@ impl HttpTransport {
                 .await
                 .map_err(transport_error)?;
             // What the response says about its origin, read once: the clock offset is recorded
-            // here, the nonce by the caller's observer, and both travel with the response.
+            // here, the nonce by the caller's observer. A nonce travels with the response (an
+            // extension); without one there is nothing to carry, and no map to allocate.
             let facts = OriginFacts::parse(resp.headers());
             if let Some(date) = facts.date {
                 self.observe_date(&url, date);
@@ -474,15 +491,15 @@ impl HttpTransport {
             } else {
                 read_capped(resp, cfg.max_body_bytes).await?
             };
-            out.extensions_mut().insert(facts);
+            if facts.dpop_nonce.is_some() {
+                out.extensions_mut().insert(facts);
+            }
             Ok(out)
         };
-        match mode {
-            BodyMode::Read => attempt.await,
-            BodyMode::Stream => tokio::time::timeout(cfg.request_timeout, attempt)
-                .await
-                .unwrap_or_else(|_| Err(attempt_timeout(cfg.request_timeout))),
-        }
+        let outcome = tokio::time::timeout(cfg.request_timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(attempt_timeout(cfg.request_timeout)));
+        (outcome, Some(url))
     }
 }
 
@@ -494,8 +511,8 @@ impl OriginObserver for IgnoreOrigins {
     fn observe(&self, _url: &Url, _facts: &OriginFacts) {}
 }
 
-/// An attempt that got no response within `request_timeout` (streaming path, where reqwest's
-/// own timeout is not set).
+/// An attempt that got no response (or, when reading it, not all its body) within
+/// `request_timeout`.
 fn attempt_timeout(limit: Duration) -> Error {
     Error::Transport {
         kind: TransportErrorKind::Timeout,
@@ -505,11 +522,6 @@ fn attempt_timeout(limit: Duration) -> Error {
         ))),
     }
 }
-
-/// The parsed URL of an [`HttpRequest`], carried in its extensions by whoever built the
-/// request from a [`Url`], so that the transport does not parse the URI again.
-#[derive(Clone, Debug)]
-pub(crate) struct RequestUrl(pub(crate) Url);
 
 fn full_jitter(base: Duration) -> Duration {
     let nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX);
@@ -537,14 +549,34 @@ async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<HttpRe
     if resp.content_length().is_some_and(|len| len > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
-    let mut body = BytesMut::new();
+    // A body in one chunk (most) is kept as it came; only a second chunk starts a copy.
+    let mut first: Option<Bytes> = None;
+    let mut copy: Option<BytesMut> = None;
     while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
-        if body.len() + chunk.len() > limit {
+        let held = match (&copy, &first) {
+            (Some(c), _) => c.len(),
+            (None, Some(f)) => f.len(),
+            (None, None) => 0,
+        };
+        if held + chunk.len() > limit {
             return Err(Error::BodyTooLarge { limit });
         }
-        body.extend_from_slice(&chunk);
+        match (&mut copy, first.take()) {
+            (Some(c), _) => c.extend_from_slice(&chunk),
+            (None, None) => first = Some(chunk),
+            (None, Some(f)) => {
+                let mut c = BytesMut::with_capacity(f.len() + chunk.len());
+                c.extend_from_slice(&f);
+                c.extend_from_slice(&chunk);
+                copy = Some(c);
+            }
+        }
     }
-    let mut out = http::Response::new(Bytes::from(body));
+    let body = match copy {
+        Some(c) => c.freeze(),
+        None => first.unwrap_or_default(),
+    };
+    let mut out = http::Response::new(body);
     *out.status_mut() = resp.status();
     *out.version_mut() = resp.version();
     *out.headers_mut() = std::mem::take(resp.headers_mut());
@@ -613,40 +645,109 @@ mod tests {
         assert!(check_url(&url("https://user:pw@a.example/"), false).is_err());
     }
 
-    #[tokio::test]
-    async fn transport_request_url_extension_is_used_only_when_it_matches_the_uri() {
-        let router = axum::Router::new().fallback(|uri: http::Uri| async move {
-            uri.path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default()
-        });
-        let base = serve(router).await;
-        let t = HttpTransport::new().expect("transport");
-        let send = |uri: String, carried: Option<String>| {
-            let t = t.clone();
-            async move {
-                let mut b = http::Request::get(uri);
-                if let Some(c) = carried {
-                    b = b.extension(RequestUrl(url(&c)));
+    /// A body sent as the chunks a channel receives.
+    struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl futures_core::Stream for Chunks {
+        type Item = std::result::Result<Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx).map(|c| c.map(Ok))
+        }
+    }
+
+    /// A body of `chunks`, each sent after its delay.
+    fn body_of(chunks: Vec<(Duration, Bytes)>) -> axum::body::Body {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            for (delay, c) in chunks {
+                tokio::time::sleep(delay).await;
+                if tx.send(c).await.is_err() {
+                    return;
                 }
-                let req = b.body(Vec::new()).expect("request");
-                let resp = t
-                    .execute(RetryPolicy::Idempotent, move || Ok(req.clone()))
-                    .await
-                    .expect("response");
-                String::from_utf8(resp.body().to_vec()).expect("utf-8")
             }
-        };
-        // Carried and equal to the URI: sent there, query included.
-        let u = format!("{base}/a?x=1");
-        assert_eq!(send(u.clone(), Some(u.clone())).await, "/a?x=1");
-        // A carried URL that is not the URI is ignored: the URI is what is sent.
-        assert_eq!(
-            send(u.clone(), Some(format!("{base}/stale"))).await,
-            "/a?x=1"
+        });
+        axum::body::Body::from_stream(Chunks(rx))
+    }
+
+    /// A server answering `/n/<k>` with a body in `k` chunks of 100 bytes (byte `i` of chunk `j`
+    /// is `j`), and `/slow` with a first chunk at once and the rest after 2 s.
+    async fn chunked_server() -> String {
+        let router = axum::Router::new()
+            .route(
+                "/n/{k}",
+                axum::routing::get(
+                    |axum::extract::Path(k): axum::extract::Path<u8>| async move {
+                        body_of(
+                            (0..k)
+                                .map(|j| (Duration::from_millis(1), Bytes::from(vec![j; 100])))
+                                .collect(),
+                        )
+                    },
+                ),
+            )
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    body_of(vec![
+                        (Duration::ZERO, Bytes::from_static(b"part")),
+                        (Duration::from_secs(2), Bytes::from_static(b"part")),
+                    ])
+                }),
+            );
+        serve(router).await
+    }
+
+    #[tokio::test]
+    async fn transport_body_in_chunks_is_read_whole_and_capped_across_chunks() {
+        let base = chunked_server().await;
+        let t = HttpTransport::with_config(fast_config()).expect("transport");
+        for k in [0u8, 1, 2, 3, 10] {
+            let resp = t
+                .execute(RetryPolicy::Idempotent, || get(&format!("{base}/n/{k}")))
+                .await
+                .expect("response");
+            let want: Vec<u8> = (0..k).flat_map(|j| vec![j; 100]).collect();
+            assert_eq!(resp.body().as_ref(), &want[..], "{k} chunks");
+        }
+        // 11 chunks of 100 bytes pass the 1024-byte cap on the 11th.
+        let err = t
+            .execute(RetryPolicy::Idempotent, || get(&format!("{base}/n/11")))
+            .await
+            .expect_err("over the cap");
+        assert!(
+            matches!(err, Error::BodyTooLarge { limit: 1024 }),
+            "{err:?}"
         );
-        // None carried: the URI is parsed.
-        assert_eq!(send(u, None).await, "/a?x=1");
+    }
+
+    #[tokio::test]
+    async fn transport_request_timeout_covers_reading_the_body() {
+        let base = chunked_server().await;
+        let t = HttpTransport::with_config(TransportConfig {
+            request_timeout: Duration::from_millis(300),
+            max_attempts: 1,
+            ..fast_config()
+        })
+        .expect("transport");
+        let started = std::time::Instant::now();
+        let err = t
+            .execute(RetryPolicy::Idempotent, || get(&format!("{base}/slow")))
+            .await
+            .expect_err("the body is too slow");
+        assert!(
+            matches!(
+                err,
+                Error::Transport {
+                    kind: TransportErrorKind::Timeout,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     /// Records the nonce of every response observed.

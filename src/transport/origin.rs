@@ -100,8 +100,9 @@ impl std::ops::Deref for OriginKey {
 /// What one response teaches about its origin, read once by the transport: the latest valid
 /// `DPoP-Nonce` (RFC 9449 §8.1, §9) and the server's `Date` (its clock offset).
 ///
-/// The transport attaches it to every response it returns (as an `http` extension), so that
-/// error parsing, the nonce retry and the nonce store never parse the headers again.
+/// The transport attaches it (as an `http` extension) to every response it returns with a
+/// nonce, so that error parsing, the nonce retry and the nonce store never parse that again; a
+/// response without one carries nothing, and costs no extension map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct OriginFacts {
     /// The response's `DPoP-Nonce`, when valid.
@@ -122,12 +123,17 @@ impl OriginFacts {
         }
     }
 
-    /// The facts the transport attached to `resp`, or (for a response built elsewhere) read
-    /// from its headers now.
+    /// What `resp` says of its nonce: the facts the transport attached to it, or the nonce
+    /// read from its headers now (the transport attaches facts only to a response with a
+    /// nonce; a response built elsewhere has none). `date` is the transport's alone: it reads
+    /// it when the response arrives, and it is `None` here unless attached.
     pub(crate) fn of<B>(resp: &http::Response<B>) -> std::borrow::Cow<'_, OriginFacts> {
         match resp.extensions().get::<OriginFacts>() {
             Some(f) => std::borrow::Cow::Borrowed(f),
-            None => std::borrow::Cow::Owned(OriginFacts::parse(resp.headers())),
+            None => std::borrow::Cow::Owned(OriginFacts {
+                dpop_nonce: dpop_nonce(resp.headers()).map(str::to_owned),
+                date: None,
+            }),
         }
     }
 }
@@ -200,6 +206,18 @@ mod tests {
         assert_eq!(*OriginFacts::of(&resp), OriginFacts::default());
         resp.extensions_mut().insert(f.clone());
         assert_eq!(*OriginFacts::of(&resp), f);
+        // Without attached facts, the nonce is read from the headers and the date left alone.
+        let mut h = http::HeaderMap::new();
+        h.insert("dpop-nonce", http::HeaderValue::from_static("n-2"));
+        h.insert(
+            http::header::DATE,
+            http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        let mut resp = http::Response::new(());
+        *resp.headers_mut() = h;
+        let read = OriginFacts::of(&resp);
+        assert_eq!(read.dpop_nonce.as_deref(), Some("n-2"));
+        assert_eq!(read.date, None);
     }
 }
 
