@@ -118,8 +118,7 @@ impl OriginFacts {
             dpop_nonce: dpop_nonce(headers).map(str::to_owned),
             date: headers
                 .get(http::header::DATE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|d| httpdate::parse_http_date(d).ok()),
+                .and_then(|v| parse_date(v.as_bytes())),
         }
     }
 
@@ -136,6 +135,32 @@ impl OriginFacts {
             }),
         }
     }
+}
+
+/// The IMF-fixdate form of `Date` (RFC 9110 §5.6.7) is this long: `Sun, 06 Nov 1994 08:49:37 GMT`.
+const FIXDATE_LEN: usize = 29;
+
+thread_local! {
+    /// The last `Date` this thread parsed, and its time: a server's responses within one
+    /// second carry the same value, so most responses are not parsed again.
+    static LAST_DATE: std::cell::Cell<Option<([u8; FIXDATE_LEN], std::time::SystemTime)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A `Date` header value as a time, `None` when it is not an HTTP date. The last
+/// IMF-fixdate value seen on this thread is remembered with its time.
+fn parse_date(value: &[u8]) -> Option<std::time::SystemTime> {
+    let fixed: Option<[u8; FIXDATE_LEN]> = value.try_into().ok();
+    if let (Some(v), Some((last, at))) = (fixed, LAST_DATE.get()) {
+        if v == last {
+            return Some(at);
+        }
+    }
+    let at = httpdate::parse_http_date(std::str::from_utf8(value).ok()?).ok()?;
+    if let Some(v) = fixed {
+        LAST_DATE.set(Some((v, at)));
+    }
+    Some(at)
 }
 
 /// Something that keeps per-origin state learnt from responses (the DPoP nonce store). The
@@ -185,6 +210,29 @@ impl OriginClocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_facts_date_remembered_value_never_answers_for_another() {
+        let t = |d: &str| parse_date(d.as_bytes());
+        let a = t("Wed, 21 Oct 2015 07:28:00 GMT").expect("date");
+        assert_eq!(t("Wed, 21 Oct 2015 07:28:00 GMT"), Some(a));
+        // Same length, one second later: parsed, not the remembered time.
+        let b = t("Wed, 21 Oct 2015 07:28:01 GMT").expect("date");
+        assert_eq!(
+            b.duration_since(a).ok(),
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(t("Wed, 21 Oct 2015 07:28:00 GMT"), Some(a));
+        // The obsolete forms are still dates; garbage of the remembered length is not.
+        assert_eq!(t("Wednesday, 21-Oct-15 07:28:00 GMT"), Some(a));
+        assert_eq!(t("Wed Oct 21 07:28:00 2015"), Some(a));
+        assert_eq!(t("Wed, 21 Oct 2015 07:28:00 XYZ"), None);
+        assert_eq!(t("Wed, 21 Oct 2015 07:28:00 GM\u{e9}"), None);
+        assert_eq!(t(""), None);
+        let mut invalid = *b"Wed, 21 Oct 2015 07:28:00 GMT";
+        invalid[0] = 0xff;
+        assert_eq!(parse_date(&invalid), None);
+    }
 
     #[test]
     fn origin_facts_parsed_once_and_attached() {
