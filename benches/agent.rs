@@ -5,7 +5,7 @@
 //! | `agent/access_token_hit` | `Agent::access_token(Some(resource))` on a cached token | `cache/hit_1_thread` |
 //! | `agent/request_noop_signer_via_middleware` | a GET through `AgentMiddleware` to a stub answering 200, the DPoP signature a fixed value | `agent/bare_middleware_chain` |
 //! | `agent/bare_middleware_chain` | the same GET through the chain without the agent | |
-//! | `agent/request_headers_ring` | what the agent adds to that GET with the real ring signer (the GET minus the bare chain, timed in the same sample) | `dpop/raw_sign_ring` |
+//! | `agent/request_headers_ring` | what the agent adds to that GET with the real ring signer (the GET minus the bare chain, timed in the same sample) | raw signatures of the same key and input, timed in the same samples (`ratio ...` line) |
 //! | `cache/hit_2x64`, `cache/hit_1x64` | `TokenHandle::get` hits, 64 tasks per worker, time per hit per worker thread | each other |
 //! | `agent/access_token_hit_2x64`, `agent/access_token_hit_1x64` | the same through `Agent::access_token` | each other |
 //! | `control/coarse_clock_2x64`, `control/coarse_clock_1x64` | the same reading the coarse clock: whether the machine's two cores are independent | each other |
@@ -25,8 +25,9 @@
 //!
 //! Besides criterion's timings, each bench prints one-line figures to standard error that
 //! `benches/report.sh` reads: `allocs <bench>: <n> allocs/op, <n> B/op` (allocations of the
-//! client side; in-process servers run on threads that are not counted), and `latency ...` /
-//! `requests ...` lines for the stampede and the nonce.
+//! client side; in-process servers run on threads that are not counted), `latency ...` /
+//! `requests ...` lines for the stampede and the nonce, and a `ratio ...` line for the request
+//! headers against the raw signatures timed in the same samples.
 #![allow(missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 #[path = "support/alloc.rs"]
@@ -191,10 +192,11 @@ fn middleware(c: &mut Criterion) {
                 .build(),
         )
         .unwrap();
+    let ring_key = DpopKey::generate();
     let ring_agent = rt
         .block_on(
             fixtures::builder(&server, STUB_RESOURCE)
-                .dpop(DpopKey::generate())
+                .dpop(ring_key.clone())
                 .build(),
         )
         .unwrap();
@@ -209,16 +211,22 @@ fn middleware(c: &mut Criterion) {
     });
     fixed.fix();
     // What is measured: `Authorization: DPoP <token>` and a proof, its signature the fixed one.
-    rt.block_on(async {
+    // The ring agent's signing input, for the raw signatures timed beside its requests.
+    let signing_input = rt.block_on(async {
+        let mut input = Vec::new();
         for (agent, fixed_signature) in [(&noop_agent, true), (&ring_agent, false)] {
             let h = headers_sent(agent).await;
             let auth = h[http::header::AUTHORIZATION].to_str().unwrap();
             assert!(auth.starts_with("DPoP "), "{auth}");
             let proof = h["dpop"].to_str().unwrap();
-            let signature = proof.rsplit('.').next().unwrap();
+            let (head, signature) = proof.rsplit_once('.').unwrap();
             assert_eq!(signature == FIXED_SIGNATURE_B64, fixed_signature);
+            input = head.as_bytes().to_vec();
         }
+        input
     });
+    // Totals of the same samples: the request headers' time and raw signatures' time.
+    let (mut headers_total, mut raw_total, mut signs) = (Duration::ZERO, Duration::ZERO, 0u64);
 
     let mut ran = [false; 3];
     c.bench_function("agent/bare_middleware_chain", |b| {
@@ -229,7 +237,10 @@ fn middleware(c: &mut Criterion) {
         ran[1] = true;
         b.to_async(&rt).iter(|| get_ok(&noop))
     });
-    // The difference is taken inside each sample, so both halves see the same machine.
+    // The difference is taken inside each sample, so both halves see the same machine; each
+    // sample also times as many raw signatures of the same key and input, so that the ratio
+    // to a signature comes from the same moments (one signature varies by ±10 % from run to
+    // run on a shared machine, as much as the target's margin).
     c.bench_function("agent/request_headers_ring", |b| {
         ran[2] = true;
         b.iter_custom(|iters| {
@@ -243,10 +254,28 @@ fn middleware(c: &mut Criterion) {
                 for _ in 0..iters {
                     black_box(get_ok(&bare).await);
                 }
-                with_agent.saturating_sub(start.elapsed())
+                let headers = with_agent.saturating_sub(start.elapsed());
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(ring_key.signer().sign(black_box(&signing_input)).unwrap());
+                }
+                raw_total += start.elapsed();
+                headers_total += headers;
+                signs += iters;
+                headers
             })
         })
     });
+    if signs > 0 {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / signs as f64;
+        eprintln!(
+            "ratio agent/request_headers_ring: {:.4}, headers {:.3} µs, raw sign {:.3} µs in the \
+             same samples ({signs} each)",
+            headers_total.as_secs_f64() / raw_total.as_secs_f64(),
+            per(headers_total),
+            per(raw_total),
+        );
+    }
 
     rt.block_on(async {
         let floor = if ran.iter().any(|r| *r) {

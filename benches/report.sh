@@ -151,12 +151,21 @@ row "per-request work but the signature (no-op signer via AgentMiddleware), abov
     "$(met "$above <= 800 && $above_a <= 8" "$above" "$above_a")"
 
 # 3. Request headers with ring against one raw signature.
+# The floor is the raw signatures the bench times in the same samples as the requests (a
+# signature alone varies by about as much as the target's margin from one run to the next);
+# dpop/raw_sign_ring, run apart, is shown beside it.
 headers="$(median agent/request_headers_ring)"
 raw="$(median dpop/raw_sign_ring)"
-hr="$(ratio "$headers" "$raw")"
+same="$(grep '^ratio agent/request_headers_ring:' "$log" | tail -1 || true)"
+same_ratio="$(sed -n 's/^ratio [^:]*: \([0-9.]*\),.*/\1/p' <<<"$same")"
+same_raw="$(sed -n 's/.*raw sign \([0-9.]*\) µs.*/\1/p' <<<"$same")"
+same_headers="$(sed -n 's/.*headers \([0-9.]*\) µs.*/\1/p' <<<"$same")"
+hr="n/a"
+[[ -n "$same_ratio" ]] && hr="$(printf '%.3fx' "$same_ratio")"
 row "DPoP request headers, ring signer (what a request adds)" \
-    "$(t "$headers")$(with_allocs agent/request_headers_ring)" "dpop/raw_sign_ring $(t "$raw")" \
-    "$hr" "≤ 1.08x" "$(met "$headers <= 1.08 * $raw" "$headers" "$raw")"
+    "$(t "$headers") (same samples: ${same_headers:-n/a} µs)$(with_allocs agent/request_headers_ring)" \
+    "raw signs in the same samples ${same_raw:-n/a} µs; dpop/raw_sign_ring apart $(t "$raw")" \
+    "$hr" "≤ 1.08x" "$(met "${same_ratio:-0} > 0 && ${same_ratio:-0} <= 1.08" "$same_ratio")"
 
 # 4. Hits on two workers against one.
 for pair in cache/hit agent/access_token_hit control/coarse_clock; do
