@@ -185,15 +185,22 @@ for pair in cache/hit agent/access_token_hit control/coarse_clock; do
         "$target" "$ok"
 done
 
-# 5. Cold stampede.
+# 5. Cold stampede. The floor is a lone caller's cold call, timed before each stampede: the
+# server's 50 ms sleep overshoots by its timer's resolution, and its token endpoint and the
+# client's request take time of their own, none of which the crowd adds.
 l="$(line latency stampede/10k_50ms)"
-p50="$(field "$l" 'p50 ')"
-p99="$(field "$l" 'p99 ')"
-pmax="$(field "$l" 'max ')"
+head="${l%%; lone*}"
+p50="$(field "$head" 'p50 ')"
+p99="$(field "$head" 'p99 ')"
+pmax="$(field "$head" 'max ')"
+lone="$(field "$l" 'lone caller ')"
+over="$(sed -n 's/.*above the lone caller: \(.*\)$/\1/p' <<<"$l")"
+over_p99="$(field "$over" 'p99 ')"
 reqs="$(field "$(line requests stampede/10k_50ms)" ': ')"
-row "cold stampede: 10,000 callers, token endpoint 50 ms (latency above the delay)" \
-    "p99 ${p99:-n/a} ms (p50 ${p50:-n/a}, max ${pmax:-n/a}; ${reqs:-n/a} token requests)" \
-    "50 ms delay" "-" "p99 ≤ +3 ms" "$(met "$p99 <= 3" "$p99")"
+row "cold stampede: 10,000 callers, token endpoint 50 ms" \
+    "above a lone caller: ${over:-n/a} (above the 50 ms delay: p99 ${p99:-n/a} ms, p50 ${p50:-n/a}, max ${pmax:-n/a}; ${reqs:-n/a} token requests)" \
+    "lone cold caller ${lone:-n/a} ms above the delay" "-" "p99 ≤ +3 ms" \
+    "$(met "$over_p99 <= 3" "$over_p99")"
 
 # 6. Loopback GET against plain reqwest.
 agent_get="$(median agent/loopback_get)"
