@@ -210,8 +210,13 @@ transport="$(median transport/loopback_get)"
 # it ran; the two separate medians otherwise (noisier: they come from different minutes).
 above="$(median agent/loopback_get_above_reqwest)"
 [[ -z "$above" && -n "$agent_get" && -n "$plain" ]] && above="$(calc "$agent_get - $plain")"
+# The budget's signature: the raw signatures the bench times in the same samples, when it
+# printed them; dpop/raw_sign_ring (run apart) otherwise.
+same_sign="$(sed -n 's/.*raw sign \([0-9.]*\) µs.*/\1/p' <<<"$(line budget agent/loopback_get_above_reqwest)")"
+sign="$raw"
+[[ -n "$same_sign" ]] && sign="$(calc "$same_sign * 1000")"
 budget=""
-[[ -n "$raw" ]] && budget="$(calc "$raw + 8000")"
+[[ -n "$sign" ]] && budget="$(calc "$sign + 8000")"
 row "loopback GET via Agent::get(url).send(), above plain reqwest" \
     "$(dt "$above")$(with_allocs agent/loopback_get)" \
     "reqwest $(t "$plain")$(with_allocs reqwest/loopback_get)" "$(ratio "$agent_get" "$plain")" \
