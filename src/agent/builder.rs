@@ -574,7 +574,7 @@ impl AgentBuilder {
                 learnt: tokio::sync::Mutex::new(Vec::new()),
                 discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
-                fast: arc_swap::ArcSwap::default(),
+                fast: super::fast::FastHandles::default(),
                 handles_epoch: std::sync::atomic::AtomicU64::new(0),
                 metadata_policy: self.metadata_policy,
                 discover_resources: self.discover_resources,

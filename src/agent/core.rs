@@ -166,7 +166,7 @@ impl Agent {
                 learnt: tokio::sync::Mutex::new(Vec::new()),
                 discovery: tokio::sync::Mutex::new(()),
                 resources: RwLock::new(resources),
-                fast: arc_swap::ArcSwap::default(),
+                fast: super::fast::FastHandles::default(),
                 handles_epoch: std::sync::atomic::AtomicU64::new(0),
                 metadata_policy: old.metadata_policy.clone(),
                 discover_resources: old.discover_resources,
@@ -221,7 +221,6 @@ impl Agent {
 
     /// Forget `access_token`'s handles (after a resource, its scope or its authority changed).
     pub(super) fn forget_fast_handles(&self) {
-        self.inner.fast.store(Arc::default());
         self.inner
             .handles_epoch
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -309,18 +308,15 @@ impl Agent {
             return self.principal_access_token(acting, resource).await;
         }
         let name = resource.unwrap_or("");
-        let handle = {
-            let fast = self.inner.fast.load();
-            match fast.iter().find(|(k, _)| **k == *name) {
-                Some((_, h)) => match h.peek() {
-                    Some(hit) => return Ok(hit),
-                    None => h.clone(),
-                },
-                None => {
-                    drop(fast);
-                    self.resolve_handle(resource)?
-                }
-            }
+        let epoch = self.handles_epoch();
+        let handle = match self
+            .inner
+            .fast
+            .with(epoch, name, |h| h.peek().ok_or_else(|| h.clone()))
+        {
+            Some(Ok(hit)) => return Ok(hit),
+            Some(Err(h)) => h,
+            None => self.resolve_handle(resource)?,
         };
         // The shared flight clock bounds the wait: no timer per caller (a stampede of first
         // calls would arm and cancel thousands).
@@ -332,7 +328,8 @@ impl Agent {
     /// The handle `access_token(resource)` uses, kept for the next call (up to 16 resources;
     /// a principal's handle keeps its own, see `principal_access_token`).
     pub(super) fn resolve_handle(&self, resource: Option<&str>) -> Result<TokenHandle> {
-        const KEPT: usize = 16;
+        // Read first: a handle resolved across a change is kept for the epoch before it.
+        let epoch = self.handles_epoch();
         let r = resource.map(parse_resource).transpose()?;
         let known = r
             .as_ref()
@@ -358,21 +355,7 @@ impl Agent {
                 handle
             }
         };
-        let name = resource.unwrap_or("");
-        let kept = self.inner.fast.load();
-        if kept.len() >= KEPT || kept.iter().any(|(k, _)| **k == *name) {
-            // Full, or another caller kept it first (a stampede of first calls).
-            return Ok(handle);
-        }
-        drop(kept);
-        let name: Box<str> = name.into();
-        self.inner.fast.rcu(|kept| {
-            let mut next = (**kept).clone();
-            if next.len() < KEPT && !next.iter().any(|(k, _)| *k == name) {
-                next.push((name.clone(), handle.clone()));
-            }
-            next
-        });
+        self.inner.fast.keep(epoch, resource.unwrap_or(""), &handle);
         Ok(handle)
     }
 

@@ -11,6 +11,7 @@ mod authority;
 mod authorize;
 mod builder;
 mod core;
+mod fast;
 mod login;
 mod machine;
 mod principal;
@@ -75,9 +76,10 @@ struct AgentInner {
     discovery: tokio::sync::Mutex<()>,
     resources: RwLock<Vec<Arc<ResourceInfo>>>,
     /// `access_token`'s handles by the resource string the caller passed (`""`: none), so a
-    /// hit builds no URL and no key. Emptied whenever resources change.
-    fast: arc_swap::ArcSwap<Vec<(Box<str>, TokenHandle)>>,
-    /// Bumped whenever `fast` is emptied, so the principals' kept handles are dropped too.
+    /// hit builds no URL and no key. Valid for the `handles_epoch` they were kept in.
+    fast: fast::FastHandles,
+    /// Moved whenever resources change: the kept handles (the agent's and the principals')
+    /// no longer answer.
     handles_epoch: std::sync::atomic::AtomicU64,
     metadata_policy: MetadataPolicy,
     discover_resources: bool,
