@@ -95,6 +95,47 @@ async fn agent_insufficient_scope_is_typed_error_or_upgraded() {
 }
 
 #[tokio::test]
+async fn access_token_after_a_step_up_is_the_upgraded_token_not_the_kept_one() {
+    let server = TestServer::start().await;
+    let resource = server.resource_url();
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .scope("read")
+        .resource(&resource)
+        .allow_scope_upgrade(true)
+        .build()
+        .await
+        .expect("agent");
+    let scope_of = |t: &agent_oauth::cache::TokenRef| t.token().scope.to_string();
+    // Kept for the next call: a hit after the step-up would serve this handle's token.
+    let before = agent.access_token(Some(&resource)).await.expect("token");
+    let (before_scope, before_id) = (scope_of(&before), before.token().access_token.fingerprint());
+    assert!(!before_scope.contains("admin"), "{before_scope}");
+    drop(before);
+    let hit = agent.access_token(Some(&resource)).await.expect("hit");
+    assert_eq!(
+        hit.token().access_token.fingerprint(),
+        before_id,
+        "served from the cache"
+    );
+    drop(hit);
+
+    let admin = format!("{resource}/admin/users");
+    let resp = agent.get(&admin).send().await.expect("upgraded");
+    assert_eq!(resp.status(), 200);
+
+    let after = agent.access_token(Some(&resource)).await.expect("token");
+    let after_scope = scope_of(&after);
+    assert!(
+        after_scope.contains("admin") && after_scope.contains("read"),
+        "the resource's token after its step-up: {after_scope}"
+    );
+    assert_ne!(after.token().access_token.fingerprint(), before_id);
+}
+
+#[tokio::test]
 async fn agent_never_sends_a_token_to_another_origin() {
     let server = TestServer::start().await;
     let other = TestServer::start().await; // another origin, another AS
