@@ -1,11 +1,10 @@
 //! The reqwest client, its limits, and the retry loop.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder as _;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use rand::Rng as _;
 use url::Url;
 
@@ -13,6 +12,7 @@ pub use super::config::TransportConfig;
 use super::origin::{OriginFacts, OriginObserver};
 pub(crate) use super::outgoing::Outgoing;
 use super::retry::{parse_retry_after, Decision, RetryPolicy};
+use super::secure_url::check_url;
 pub(crate) use super::stream::{into_streaming, BodyMode};
 use super::stream::{unread, StreamingResponse};
 use super::{HttpRequest, HttpResponse};
@@ -550,32 +550,27 @@ async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<HttpRe
         return Err(Error::BodyTooLarge { limit });
     }
     // A body in one chunk (most) is kept as it came; only a second chunk starts a copy.
-    let mut first: Option<Bytes> = None;
-    let mut copy: Option<BytesMut> = None;
-    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
-        let held = match (&copy, &first) {
-            (Some(c), _) => c.len(),
-            (None, Some(f)) => f.len(),
-            (None, None) => 0,
-        };
-        if held + chunk.len() > limit {
-            return Err(Error::BodyTooLarge { limit });
-        }
-        match (&mut copy, first.take()) {
-            (Some(c), _) => c.extend_from_slice(&chunk),
-            (None, None) => first = Some(chunk),
-            (None, Some(f)) => {
-                let mut c = BytesMut::with_capacity(f.len() + chunk.len());
-                c.extend_from_slice(&f);
-                c.extend_from_slice(&chunk);
-                copy = Some(c);
-            }
-        }
+    let mut body = resp
+        .chunk()
+        .await
+        .map_err(transport_error)?
+        .unwrap_or_default();
+    if body.len() > limit {
+        return Err(Error::BodyTooLarge { limit });
     }
-    let body = match copy {
-        Some(c) => c.freeze(),
-        None => first.unwrap_or_default(),
-    };
+    if let Some(second) = resp.chunk().await.map_err(transport_error)? {
+        let mut copy = BytesMut::with_capacity(body.len() + second.len());
+        copy.extend_from_slice(&body);
+        let mut next = Some(second);
+        while let Some(chunk) = next {
+            if copy.len() + chunk.len() > limit {
+                return Err(Error::BodyTooLarge { limit });
+            }
+            copy.extend_from_slice(&chunk);
+            next = resp.chunk().await.map_err(transport_error)?;
+        }
+        body = copy.freeze();
+    }
     let mut out = http::Response::new(body);
     *out.status_mut() = resp.status();
     *out.version_mut() = resp.version();
@@ -583,67 +578,10 @@ async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<HttpRe
     Ok(out)
 }
 
-/// Is `url` acceptable to send credentials to? HTTPS anywhere; plain HTTP only on loopback
-/// (127.0.0.0/8, ::1, `localhost`) unless `allow_insecure` is set. Fragments and userinfo are refused.
-pub(crate) fn check_url(url: &Url, allow_insecure: bool) -> Result<()> {
-    let refuse = |reason| {
-        Err(Error::InsecureUrl {
-            url: url.origin().ascii_serialization(),
-            reason,
-        })
-    };
-    if url.fragment().is_some() {
-        return refuse("URL has a fragment");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return refuse("URL has user information");
-    }
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if allow_insecure || is_loopback(url) => Ok(()),
-        "http" => refuse("plain http is only allowed for loopback hosts"),
-        _ => refuse("scheme must be https"),
-    }
-}
-
-/// True for 127.0.0.0/8, ::1 and `localhost` (RFC 6761 §6.3, also `*.localhost`).
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn url(s: &str) -> Url {
-        Url::parse(s).expect("url")
-    }
-
-    #[test]
-    fn transport_https_required_off_loopback() {
-        assert!(check_url(&url("https://as.example.com/x"), false).is_ok());
-        assert!(check_url(&url("http://127.0.0.1:8080/"), false).is_ok());
-        assert!(check_url(&url("http://127.9.9.9/"), false).is_ok());
-        assert!(check_url(&url("http://[::1]:99/"), false).is_ok());
-        assert!(check_url(&url("http://localhost/"), false).is_ok());
-        assert!(check_url(&url("http://api.localhost/"), false).is_ok());
-        let err = check_url(&url("http://as.example.com/?secret=1"), false).expect_err("http");
-        assert!(matches!(err, Error::InsecureUrl { .. }));
-        assert!(!err.to_string().contains("secret"));
-        assert!(check_url(&url("http://as.example.com/"), true).is_ok());
-        assert!(check_url(&url("http://localhost.example.com/"), false).is_err());
-        assert!(check_url(&url("ftp://127.0.0.1/"), false).is_err());
-        assert!(check_url(&url("https://a.example/#frag"), false).is_err());
-        assert!(check_url(&url("https://user:pw@a.example/"), false).is_err());
-    }
+    use bytes::Bytes;
 
     /// A body sent as the chunks a channel receives.
     struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);

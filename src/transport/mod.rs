@@ -25,6 +25,7 @@ pub(crate) mod origin;
 mod outgoing;
 mod response;
 mod retry;
+mod secure_url;
 mod sse;
 mod stream;
 #[cfg(feature = "mtls")]
@@ -32,12 +33,12 @@ pub(crate) mod tls;
 
 pub use crate::clock::ClockOffset;
 pub use crate::error::TransportErrorKind;
-pub(crate) use client::is_loopback;
 pub(crate) use client::{into_streaming, BodyMode, HttpTransport, Outgoing, TransportConfig};
 pub use form::FormRequest;
 pub(crate) use response::{expect_json, json_body, oauth_error};
 pub(crate) use retry::parse_retry_after;
 pub use retry::RetryPolicy;
+pub(crate) use secure_url::is_loopback;
 pub(crate) use sse::fuzz as fuzz_sse;
 pub use sse::{SseEvent, SseParser};
 pub use stream::{BodyStream, SseStream, StreamingResponse};
