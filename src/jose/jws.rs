@@ -107,6 +107,30 @@ mod tests {
                 "{n} bytes"
             );
         }
+        // Every 16-bit value at each pair of positions of the six-byte words (and the group
+        // after them), the rest of the bytes varied as well.
+        for v in 0..=u16::MAX {
+            let [a, b] = v.to_be_bytes();
+            let data = [
+                a,
+                b,
+                !a,
+                b ^ 0x3c,
+                a.rotate_left(3),
+                b.rotate_right(2),
+                b,
+                a,
+                a ^ b,
+                0xff,
+            ];
+            for at in [0, 2, 4] {
+                let mut d = data;
+                d.rotate_left(at);
+                let mut out = Vec::new();
+                b64_append(&d, &mut out);
+                assert_eq!(out, b64(&d).into_bytes(), "{d:?}");
+            }
+        }
         // Every one- and two-byte tail, and every 12-bit half of a three-byte group.
         for v in 0..=u16::MAX {
             let [a, b] = v.to_be_bytes();
