@@ -14,10 +14,11 @@ use reqwest_middleware::{Middleware, Next};
 use std::borrow::Cow;
 
 use crate::agent::Agent;
+use crate::cache::CachedToken;
 use crate::challenge::challenges_from_headers;
-use crate::dpop::Answer;
+use crate::dpop::{Answer, ProofNonce};
 use crate::error::Error;
-use crate::session::{protected_call, Outcome, Session};
+use crate::session::{protected_call, Outcome, Session, Within};
 use crate::transport::oauth_error;
 use crate::transport::origin::{OriginFacts, OriginObserver as _};
 
@@ -75,9 +76,10 @@ impl Answer for ChainAnswer {
 
 /// What a replay is rebuilt from: the request itself, or, for a request without a body (most
 /// calls), its parts: copying those allocates nothing when it has no headers, where
-/// `try_clone` copies the URL and builds an extension map for the timeout every time.
+/// `try_clone` copies the URL and builds an extension map for the timeout every time. The
+/// request is boxed, so the call's future carries the smaller parts only.
 enum Spare {
-    Request(reqwest::Request),
+    Request(Box<reqwest::Request>),
     Bodyless {
         method: http::Method,
         headers: http::HeaderMap,
@@ -90,7 +92,7 @@ impl Spare {
     /// A copy of `req` to replay, if it can be replayed (a streaming body cannot).
     fn of(req: &reqwest::Request) -> Option<Spare> {
         if req.body().is_some() {
-            return req.try_clone().map(Spare::Request);
+            return req.try_clone().map(|r| Spare::Request(Box::new(r)));
         }
         Some(Spare::Bodyless {
             method: req.method().clone(),
@@ -100,10 +102,24 @@ impl Spare {
         })
     }
 
+    /// `req` itself, kept for its first attempt: a request without a body as its parts (moved,
+    /// not copied; its URL is the one the call keeps).
+    fn from_request(mut req: reqwest::Request) -> Spare {
+        if req.body().is_some() {
+            return Spare::Request(Box::new(req));
+        }
+        Spare::Bodyless {
+            method: std::mem::take(req.method_mut()),
+            headers: std::mem::take(req.headers_mut()),
+            version: req.version(),
+            timeout: req.timeout().copied(),
+        }
+    }
+
     /// The request, to `url` (the URL of the request the copy was made of).
     fn into_request(self, url: &url::Url) -> reqwest::Request {
         match self {
-            Spare::Request(r) => r,
+            Spare::Request(r) => *r,
             Spare::Bodyless {
                 method,
                 headers,
@@ -122,113 +138,183 @@ impl Spare {
     }
 }
 
-#[async_trait::async_trait]
+/// The future `handle` returns (the trait's, boxed).
+type Handled<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a,
+    >,
+>;
+
+// Written out rather than with `#[async_trait]`: the request is moved once, into the state
+// the call's future owns, and the future boxed is the call's own (no outer block holding a
+// second copy of the request), so each request allocates a smaller box.
 impl Middleware for AgentMiddleware {
-    async fn handle(
-        &self,
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
         req: reqwest::Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> Handled<'async_trait>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
         // One deadline for the whole call: discovery, token requests, nonce and token retries.
         let deadline = self.agent.transport().config().deadline;
-        match tokio::time::timeout(deadline, self.handle_inner(req, extensions, next)).await {
-            Ok(r) => r,
-            Err(_) => Err(mw(Error::Timeout(deadline))),
+        let agent = &self.agent;
+        let url = req.url().clone();
+        if let Err(e) = agent.transport().check(&url) {
+            return Box::pin(std::future::ready(Err(mw(e))));
+        }
+        match agent.resource_for(&url) {
+            Some(info) => Box::pin(timed(
+                deadline,
+                Call::new(req, extensions).run(agent, info, url, next),
+            )),
+            None if agent.discovers_resources() => Box::pin(timed(
+                deadline,
+                discover_then_call(agent, req, url, extensions, next),
+            )),
+            None => Box::pin(std::future::ready(Err(mw(Error::config(format!(
+                "no configured resource covers {}",
+                url.origin().ascii_serialization()
+            )))))),
         }
     }
 }
 
-impl AgentMiddleware {
-    async fn handle_inner(
+/// `call` under the agent's deadline.
+fn timed<F>(
+    deadline: std::time::Duration,
+    call: F,
+) -> Within<F, impl Fn(std::time::Duration) -> reqwest_middleware::Error>
+where
+    F: std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>>,
+{
+    Within::new(deadline, call, |d| mw(Error::Timeout(d)))
+}
+
+/// The first call to a URL of no known resource: send it without a token and, if the
+/// resource answers 401, learn it from its metadata and make the call.
+async fn discover_then_call(
+    agent: &Agent,
+    req: reqwest::Request,
+    url: url::Url,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<reqwest::Response> {
+    let Some(probe) = req.try_clone() else {
+        return Err(mw(Error::config(
+            "cannot discover the resource of a request whose body cannot be cloned",
+        )));
+    };
+    let resp = next.clone().run(probe, extensions).await?;
+    if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Ok(resp);
+    }
+    let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
+    let info = agent
+        .discover_resource(&url, &challenges)
+        .await
+        .map_err(mw)?;
+    Box::pin(Call::new(req, extensions).run(agent, info, url, next)).await
+}
+
+/// What one call through the middleware shares between its attempts.
+struct Call<'e> {
+    /// Replays (a nonce, a renewed token, more scope) need a copy of the request: the request
+    /// until the first attempt takes it, then a copy of it (if it can be copied).
+    spare: std::sync::Mutex<Option<Spare>>,
+    /// Lent to one attempt at a time (taken out for its send, put back after), so that no
+    /// lock is held across the send.
+    extensions: std::sync::Mutex<&'e mut Extensions>,
+    /// The chain's own error, handed back as it is once the loop stops.
+    chain_error: std::sync::Mutex<Option<reqwest_middleware::Error>>,
+}
+
+impl<'e> Call<'e> {
+    fn new(req: reqwest::Request, extensions: &'e mut Extensions) -> Self {
+        Call {
+            spare: std::sync::Mutex::new(Some(Spare::from_request(req))),
+            extensions: std::sync::Mutex::new(extensions),
+            chain_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The request of the next attempt, `Authorization` and proof set; a copy of it kept for
+    /// a replay. Not `async`: nothing here is held across the send.
+    fn prepare(
         &self,
-        req: reqwest::Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
-        let agent = &self.agent;
-        let url = req.url().clone();
-        agent.transport().check(&url).map_err(mw)?;
-        let info = match agent.resource_for(&url) {
-            Some(i) => i,
-            None if agent.discovers_resources() => {
-                let Some(probe) = req.try_clone() else {
-                    return Err(mw(Error::config(
-                        "cannot discover the resource of a request whose body cannot be cloned",
-                    )));
-                };
-                let resp = next.clone().run(probe, extensions).await?;
-                if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
-                    return Ok(resp);
-                }
-                let challenges = challenges_from_headers(resp.headers()).unwrap_or_default();
-                // Boxed: the first call's path only, kept out of every call's future.
-                Box::pin(agent.discover_resource(&url, &challenges))
-                    .await
-                    .map_err(mw)?
-            }
-            None => {
-                return Err(mw(Error::config(format!(
-                    "no configured resource covers {}",
-                    url.origin().ascii_serialization()
-                ))))
-            }
-        };
-        // Replays (a nonce, a renewed token, more scope) need a copy of the request.
-        let spare = std::sync::Mutex::new(Some(Spare::Request(req)));
-        let take = || crate::sync::lock(&spare).take();
-        let replayable = || crate::sync::lock(&spare).is_some();
-        // Lent to one attempt at a time (taken out for its send, put back after), so that no
-        // lock is held across the send.
-        let extensions = std::sync::Mutex::new(extensions);
-        let chain_error = std::sync::Mutex::new(None);
-        let (url, take, next, extensions) = (&url, &take, &next, &extensions);
-        let (spare, chain_error) = (&spare, &chain_error);
-        let outcome = protected_call(
+        agent: &Agent,
+        url: &url::Url,
+        token: &CachedToken,
+        nonce: &ProofNonce<'_>,
+    ) -> Result<reqwest::Request, Error> {
+        let mut attempt = crate::sync::lock(&self.spare)
+            .take()
+            .ok_or_else(|| Error::config("request consumed"))?
+            .into_request(url);
+        if let Some(copy) = Spare::of(&attempt) {
+            *crate::sync::lock(&self.spare) = Some(copy);
+        }
+        let method = attempt.method().clone();
+        Session::authorize(
             agent,
-            agent.call_for(&info),
+            attempt.headers_mut(),
+            &method,
             url,
-            replayable,
-            |token, nonce| async move {
-                let original = take()
-                    .ok_or_else(|| Error::config("request consumed"))?
-                    .into_request(url);
-                if let Some(copy) = Spare::of(&original) {
-                    *crate::sync::lock(spare) = Some(copy);
-                }
-                let mut attempt = original;
-                let method = attempt.method().clone();
-                Session::authorize(
-                    agent,
-                    attempt.headers_mut(),
-                    &method,
-                    url,
-                    &token,
-                    Some(&nonce),
-                )?;
-                let mut lent = std::mem::take(&mut **crate::sync::lock(extensions));
-                let sent = next.clone().run(attempt, &mut lent).await;
-                **crate::sync::lock(extensions) = lent;
-                let response = match sent {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // Handed back as it is, once the loop stops.
-                        *crate::sync::lock(chain_error) = Some(e);
-                        return Err(Error::config("the middleware chain failed"));
-                    }
-                };
-                // Not sent by the transport: record what the response says about its origin.
-                let facts = OriginFacts::parse(response.headers());
-                agent.nonces().observe(url, &facts);
-                Ok(ChainAnswer { response, facts })
-            },
-        )
-        .await;
-        match outcome {
-            Ok(Outcome::Done(a)) | Ok(Outcome::Rejected { response: a, .. }) => Ok(a.response),
-            Err(e) => Err(crate::sync::lock(chain_error)
-                .take()
-                .unwrap_or_else(|| mw(e))),
+            token,
+            Some(nonce),
+        )?;
+        Ok(attempt)
+    }
+
+    // A block, not an `async fn`: its arguments are kept once, not copied into locals.
+    #[allow(clippy::manual_async_fn)]
+    fn run<'a>(
+        self,
+        agent: &'a Agent,
+        info: std::sync::Arc<crate::agent::ResourceInfo>,
+        url: url::Url,
+        next: Next<'a>,
+    ) -> impl std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>> + use<'a, 'e>
+    where
+        'e: 'a,
+    {
+        async move {
+            let (this, url, next) = (&self, &url, &next);
+            let outcome = protected_call(
+                agent,
+                agent.call_for(&info),
+                url,
+                || crate::sync::lock(&this.spare).is_some(),
+                |token, nonce| async move {
+                    let attempt = this.prepare(agent, url, &token, &nonce)?;
+                    let mut lent = std::mem::take(&mut **crate::sync::lock(&this.extensions));
+                    let sent = next.clone().run(attempt, &mut lent).await;
+                    **crate::sync::lock(&this.extensions) = lent;
+                    let response = match sent {
+                        Ok(r) => r,
+                        Err(e) => {
+                            *crate::sync::lock(&this.chain_error) = Some(e);
+                            return Err(Error::config("the middleware chain failed"));
+                        }
+                    };
+                    // Not sent by the transport: record what the response says about its origin.
+                    let facts = OriginFacts::parse(response.headers());
+                    agent.nonces().observe(url, &facts);
+                    Ok(ChainAnswer { response, facts })
+                },
+            )
+            .await;
+            match outcome {
+                Ok(Outcome::Done(a)) | Ok(Outcome::Rejected { response: a, .. }) => Ok(a.response),
+                Err(e) => Err(crate::sync::lock(&self.chain_error)
+                    .take()
+                    .unwrap_or_else(|| mw(e))),
+            }
         }
     }
 }

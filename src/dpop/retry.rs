@@ -137,49 +137,55 @@ pub(crate) fn is_use_dpop_nonce(err: &Error) -> bool {
 ///
 /// # Errors
 /// Whatever `send` returns.
-pub(crate) async fn send_with_nonce_retry<'a, R, F, Fut>(
+// A block, not an `async fn`: the arguments are kept in the future once, not copied into
+// locals as well.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn send_with_nonce_retry<'a, R, F, Fut, P>(
     nonces: &'a NonceCache,
     url: &'a Url,
     role: NonceRole,
     dpop: bool,
-    replayable: impl Fn() -> bool,
+    replayable: P,
     mut send: F,
-) -> Result<Answered<R>>
+) -> impl Future<Output = Result<Answered<R>>> + use<'a, R, F, Fut, P>
 where
     R: Answer,
+    P: Fn() -> bool,
     F: FnMut(ProofNonce<'a>) -> Fut,
     Fut: Future<Output = Result<R>>,
 {
-    // The first DPoP request to an origin without a nonce goes alone; the others wait for its
-    // answer (bounded) and then read the nonce it brought.
-    let nonce = ProofNonce::new(nonces, url, role);
-    let first_use = if dpop {
-        nonces.acquire_key(nonce.key()).await.1
-    } else {
-        None
-    };
-    let response = match send(nonce.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            drop(first_use);
-            return Err(e);
-        }
-    };
-    let fresh = response.facts().dpop_nonce.clone();
-    let error = (!response.status().is_success()).then(|| response.error());
-    let wants_nonce = error.as_ref().is_some_and(is_use_dpop_nonce);
-    if first_use.is_some() && fresh.is_none() && !wants_nonce {
-        nonces.settle(url, role);
-    }
-    drop(first_use);
-    if wants_nonce && dpop && fresh.is_some() && fresh != nonce.used() && replayable() {
-        tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
-        // Boxed: a retry is rare, and its future would otherwise double every request's.
-        let response = Box::pin(send(ProofNonce::new(nonces, url, role))).await?;
+    async move {
+        // The first DPoP request to an origin without a nonce goes alone; the others wait for its
+        // answer (bounded) and then read the nonce it brought.
+        let nonce = ProofNonce::new(nonces, url, role);
+        let first_use = if dpop {
+            nonces.acquire_key(nonce.key()).await.1
+        } else {
+            None
+        };
+        let response = match send(nonce.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                drop(first_use);
+                return Err(e);
+            }
+        };
+        let fresh = response.facts().dpop_nonce.clone();
         let error = (!response.status().is_success()).then(|| response.error());
-        return Ok(Answered { response, error });
+        let wants_nonce = error.as_ref().is_some_and(is_use_dpop_nonce);
+        if first_use.is_some() && fresh.is_none() && !wants_nonce {
+            nonces.settle(url, role);
+        }
+        drop(first_use);
+        if wants_nonce && dpop && fresh.is_some() && fresh != nonce.used() && replayable() {
+            tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
+            // Boxed: a retry is rare, and its future would otherwise double every request's.
+            let response = Box::pin(send(ProofNonce::new(nonces, url, role))).await?;
+            let error = (!response.status().is_success()).then(|| response.error());
+            return Ok(Answered { response, error });
+        }
+        Ok(Answered { response, error })
     }
-    Ok(Answered { response, error })
 }
 
 #[cfg(test)]

@@ -93,6 +93,94 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
     assert!(Spare::of(&streaming).is_none());
 }
 
+#[test]
+fn middleware_first_attempt_keeps_the_request_as_it_came() {
+    let url = url::Url::parse("https://api.example/v1/items").unwrap();
+    let mut req = reqwest::Request::new(http::Method::PATCH, url.clone());
+    req.headers_mut()
+        .insert("x-request-id", http::HeaderValue::from_static("abc"));
+    *req.version_mut() = http::Version::HTTP_11;
+    *req.timeout_mut() = Some(std::time::Duration::from_secs(3));
+    let headers = req.headers().clone();
+    // Without a body: its parts, moved, rebuilt on the call's URL.
+    let spare = Spare::from_request(req);
+    assert!(matches!(spare, Spare::Bodyless { .. }));
+    let first = spare.into_request(&url);
+    assert_eq!(first.method(), http::Method::PATCH);
+    assert_eq!(first.url(), &url);
+    assert_eq!(first.headers(), &headers);
+    assert_eq!(first.version(), http::Version::HTTP_11);
+    assert_eq!(first.timeout(), Some(&std::time::Duration::from_secs(3)));
+    assert!(first.body().is_none());
+
+    // With a body (a streaming one included, which cannot be copied): the request itself.
+    let mut streaming = reqwest::Request::new(http::Method::POST, url.clone());
+    *streaming.body_mut() = Some(reqwest::Body::wrap_stream(futures_util_stream()));
+    let spare = Spare::from_request(streaming);
+    assert!(matches!(spare, Spare::Request(_)));
+    let first = spare.into_request(&url);
+    assert_eq!(first.method(), http::Method::POST);
+    assert!(first.body().is_some());
+}
+
+/// A chain that never answers.
+struct Stall;
+
+#[async_trait::async_trait]
+impl Middleware for Stall {
+    async fn handle(
+        &self,
+        _req: reqwest::Request,
+        _extensions: &mut Extensions,
+        _next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn middleware_deadline_bounds_a_chain_that_never_answers() {
+    let s = testing::start().await;
+    let deadline = std::time::Duration::from_millis(400);
+    let agent = Agent::builder()
+        .issuer(&s.base)
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("secret"))
+        .scope("read")
+        .resource(format!("{}/scoped", s.base))
+        .transport_config(crate::transport::TransportConfig {
+            deadline,
+            ..fast_transport()
+        })
+        .build()
+        .await
+        .expect("agent");
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AgentMiddleware::new(agent))
+        .with(Stall)
+        .build();
+    let started = std::time::Instant::now();
+    // Bounded from outside too, so that a deadline that does not hold fails the test.
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.get(format!("{}/scoped", s.base)).send(),
+    )
+    .await
+    .expect("the agent's deadline ends the call")
+    .expect_err("the chain never answers");
+    let elapsed = started.elapsed();
+    let reqwest_middleware::Error::Middleware(e) = err else {
+        panic!("not the agent's error: {err:?}");
+    };
+    assert!(
+        matches!(e.downcast_ref::<Error>(), Some(Error::Timeout(d)) if *d == deadline),
+        "{e:?}"
+    );
+    // The token was fetched inside the same deadline; generous slack for a loaded machine.
+    assert!(elapsed >= deadline, "{elapsed:?}");
+    assert!(elapsed < std::time::Duration::from_secs(5), "{elapsed:?}");
+}
+
 fn futures_util_stream(
 ) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync + 'static
 {

@@ -1,6 +1,11 @@
 //! One protected-call attempt: the shared nonce retry, classification of the
 //! answer and rejection events; and the deadline that bounds a whole call.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use http::Method;
 use url::Url;
 
@@ -51,66 +56,74 @@ pub(crate) enum Outcome<R> {
 ///
 /// `send` builds and sends the request for one attempt, signing every proof with the nonce
 /// [`ProofNonce::current`] gives at that moment (transport retries included).
-pub(crate) async fn attempt<'a, R, F, Fut>(
+// A block, not an `async fn`: the arguments are kept in the future once, not copied into
+// locals as well.
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn attempt<'a, 't, R, F, Fut, P>(
     nonces: &'a NonceCache,
-    events: Option<&EventHook>,
+    events: Option<&'t EventHook>,
     url: &'a Url,
-    token: &TokenSet,
-    replayable: impl Fn() -> bool,
+    token: &'t TokenSet,
+    replayable: P,
     send: F,
-) -> Result<Outcome<R>>
+) -> impl Future<Output = Result<Outcome<R>>> + use<'a, 't, R, F, Fut, P>
 where
+    'a: 't,
     R: Answer,
-    F: FnMut(ProofNonce<'a>) -> Fut,
-    Fut: std::future::Future<Output = Result<R>>,
+    P: Fn() -> bool + 't,
+    F: FnMut(ProofNonce<'a>) -> Fut + 't,
+    Fut: Future<Output = Result<R>>,
 {
-    let dpop = token.token_type == TokenType::Dpop;
-    let Answered { response, error } =
-        send_with_nonce_retry(nonces, url, NonceRole::Resource, dpop, replayable, send).await?;
-    let Some(err) = error else {
-        return Ok(Outcome::Done(response));
-    };
-    // The resource may echo the token it was sent: never let it into the error.
-    let mut sent = crate::secret::SentSecrets::new();
-    sent.add(token.access_token.secret());
-    let err = err.redacted(&sent);
-    let status = response.status();
-    let code = err.oauth_error().map(|o| o.error.clone());
-    let rejected = |code: &str| {
-        EventHook::emit(
-            events,
-            AgentEvent::TokenRejected {
-                origin: url.origin().ascii_serialization(),
-                error: code.to_owned(),
-                fingerprint: token.access_token.fingerprint(),
-            },
-        );
-    };
-    if status == http::StatusCode::UNAUTHORIZED {
-        rejected(code.as_ref().map_or("unauthorized", |c| c.as_str()));
-        let error = ensure_oauth(err, status.as_u16(), OAuthErrorCode::InvalidToken);
-        // Only a rejected token is worth renewing: `invalid_token`, or a 401 that names no
-        // error. Anything else (`invalid_request`, a nonce the resource keeps refusing, ...)
-        // would fail the same way with a new token.
-        let rejection = match code {
-            None | Some(OAuthErrorCode::InvalidToken) => Rejection::Unauthorized,
-            Some(_) => Rejection::Refused,
+    async move {
+        let dpop = token.token_type == TokenType::Dpop;
+        let Answered { response, error } =
+            send_with_nonce_retry(nonces, url, NonceRole::Resource, dpop, replayable, send).await?;
+        let Some(err) = error else {
+            return Ok(Outcome::Done(response));
         };
-        return Ok(Outcome::Rejected {
-            rejection,
-            error,
-            response,
-        });
+        // The resource may echo the token it was sent: never let it into the error.
+        let mut sent = crate::secret::SentSecrets::new();
+        sent.add(token.access_token.secret());
+        let err = err.redacted(&sent);
+        let status = response.status();
+        let code = err.oauth_error().map(|o| o.error.clone());
+        let rejected = |code: &str| {
+            EventHook::emit(
+                events,
+                AgentEvent::TokenRejected {
+                    origin: url.origin().ascii_serialization(),
+                    error: code.to_owned(),
+                    fingerprint: token.access_token.fingerprint(),
+                },
+            );
+        };
+        if status == http::StatusCode::UNAUTHORIZED {
+            rejected(code.as_ref().map_or("unauthorized", |c| c.as_str()));
+            let error = ensure_oauth(err, status.as_u16(), OAuthErrorCode::InvalidToken);
+            // Only a rejected token is worth renewing: `invalid_token`, or a 401 that names no
+            // error. Anything else (`invalid_request`, a nonce the resource keeps refusing, ...)
+            // would fail the same way with a new token.
+            let rejection = match code {
+                None | Some(OAuthErrorCode::InvalidToken) => Rejection::Unauthorized,
+                Some(_) => Rejection::Refused,
+            };
+            return Ok(Outcome::Rejected {
+                rejection,
+                error,
+                response,
+            });
+        }
+        if status == http::StatusCode::FORBIDDEN && code == Some(OAuthErrorCode::InsufficientScope)
+        {
+            rejected("insufficient_scope");
+            return Ok(Outcome::Rejected {
+                rejection: Rejection::InsufficientScope,
+                error: err,
+                response,
+            });
+        }
+        Ok(Outcome::Done(response))
     }
-    if status == http::StatusCode::FORBIDDEN && code == Some(OAuthErrorCode::InsufficientScope) {
-        rejected("insufficient_scope");
-        return Ok(Outcome::Rejected {
-            rejection: Rejection::InsufficientScope,
-            error: err,
-            response,
-        });
-    }
-    Ok(Outcome::Done(response))
 }
 
 /// Run one user-visible call under the transport's [`deadline`](TransportConfig::deadline):
@@ -118,14 +131,76 @@ where
 ///
 /// Token fetches run in the cache's own task, so a call that times out never cancels a refresh
 /// midway (a rotated refresh token is still stored).
-pub(crate) async fn within_deadline<T>(
+pub(crate) fn within_deadline<T, F>(
     transport: &HttpTransport,
-    call: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let deadline = transport.config().deadline;
-    match tokio::time::timeout(deadline, call).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::Timeout(deadline)),
+    call: F,
+) -> Within<F, fn(Duration) -> Error>
+where
+    F: Future<Output = Result<T>>,
+{
+    Within::new(
+        transport.config().deadline,
+        call,
+        Error::Timeout as fn(_) -> _,
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// `call` under a time limit: its output, or `expired(limit)` once `limit` has passed since
+    /// it was first polled.
+    ///
+    /// As `tokio::time::timeout`, but the timer is armed only when `call` first waits: a call
+    /// that completes on its first poll (a cached answer, a middleware chain that answers at
+    /// once) registers no timer. The timer is boxed then, so that a future holding a `Within`
+    /// (boxed per request by the middleware) stays small. A limit too far ahead for the clock
+    /// never expires.
+    pub(crate) struct Within<F, X> {
+        #[pin]
+        call: F,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+        start: Option<tokio::time::Instant>,
+        limit: Duration,
+        expired: X,
+    }
+}
+
+impl<F, X> Within<F, X> {
+    /// `call` limited to `limit`; `expired` makes the error it ends with when the limit passes.
+    pub(crate) fn new(limit: Duration, call: F, expired: X) -> Self {
+        Within {
+            call,
+            timer: None,
+            start: None,
+            limit,
+            expired,
+        }
+    }
+}
+
+impl<F, T, E, X> Future for Within<F, X>
+where
+    F: Future<Output = std::result::Result<T, E>>,
+    X: Fn(Duration) -> E,
+{
+    type Output = std::result::Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let start = *this.start.get_or_insert_with(tokio::time::Instant::now);
+        if let Poll::Ready(out) = this.call.poll(cx) {
+            return Poll::Ready(out);
+        }
+        let timer = match this.timer {
+            Some(t) => t,
+            None => match start.checked_add(*this.limit) {
+                Some(end) => this.timer.insert(Box::pin(tokio::time::sleep_until(end))),
+                None => return Poll::Pending,
+            },
+        };
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err((this.expired)(*this.limit))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -133,5 +208,69 @@ pub(crate) fn ensure_oauth(err: Error, status: u16, default: OAuthErrorCode) -> 
     match err {
         Error::OAuth(_) => err,
         _ => OAuthError::new(default, status).into(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn timed_out(d: Duration) -> Error {
+        Error::Timeout(d)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_within_answer_ready_at_once_wins_even_with_no_time_left() {
+        let call = std::future::ready(Ok::<_, Error>(7));
+        let r = Within::new(Duration::ZERO, call, timed_out).await;
+        assert_eq!(r.unwrap(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_within_expires_the_limit_after_the_first_poll() {
+        let start = tokio::time::Instant::now();
+        let call = std::future::pending::<Result<()>>();
+        let r = Within::new(Duration::from_millis(50), call, timed_out).await;
+        assert!(
+            matches!(r, Err(Error::Timeout(d)) if d == Duration::from_millis(50)),
+            "{r:?}"
+        );
+        assert_eq!(start.elapsed(), Duration::from_millis(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_within_counts_from_the_first_poll_not_from_creation() {
+        let limit = Duration::from_millis(50);
+        let call = async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            Ok::<_, Error>("answer")
+        };
+        let within = Within::new(limit, call, timed_out);
+        // Built, then left unpolled for longer than the limit: the limit has not started.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(within.await.unwrap(), "answer");
+
+        // A call that waits past the limit once polled does time out.
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            Ok::<_, Error>("late")
+        };
+        assert!(matches!(
+            Within::new(limit, late, timed_out).await,
+            Err(Error::Timeout(_))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_within_a_limit_beyond_the_clock_never_expires() {
+        let call = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, Error>(1)
+        };
+        assert_eq!(
+            Within::new(Duration::MAX, call, timed_out).await.unwrap(),
+            1
+        );
     }
 }

@@ -15,7 +15,7 @@ mod grant;
 mod protected;
 mod request;
 
-pub(crate) use attempt::{within_deadline, Outcome, Rejection};
+pub(crate) use attempt::{within_deadline, Outcome, Rejection, Within};
 pub use grant::RefreshingSource;
 pub(crate) use grant::{Grant, GrantKey};
 pub(crate) use protected::{protected_call, Session};

@@ -103,40 +103,45 @@ pub(crate) trait Session: Send + Sync {
 ///
 /// # Errors
 /// Token errors and whatever `send` returns; rejections are [`Outcome::Rejected`].
-pub(crate) async fn protected_call<'a, S, R, F, Fut>(
+// A block, not an `async fn`: the arguments are kept in the future once, not copied into
+// locals as well (the future of every protected call, boxed per request by the middleware).
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn protected_call<'a, S, R, F, Fut>(
     session: &'a S,
     mut call: S::Call,
     url: &'a Url,
-    replayable: impl Fn() -> bool,
+    replayable: impl Fn() -> bool + 'a,
     mut send: F,
-) -> Result<Outcome<R>>
+) -> impl Future<Output = Result<Outcome<R>>> + 'a
 where
     S: Session,
-    R: Answer,
-    F: FnMut(Arc<CachedToken>, ProofNonce<'a>) -> Fut,
-    Fut: Future<Output = Result<R>>,
+    R: Answer + 'a,
+    F: FnMut(Arc<CachedToken>, ProofNonce<'a>) -> Fut + 'a,
+    Fut: Future<Output = Result<R>> + 'a,
 {
-    loop {
-        let token = match session.cached_token(&mut call) {
-            Some(hit) => hit,
-            None => session.token(&mut call).await?,
-        };
-        let outcome = attempt(
-            session.nonces(),
-            session.events(),
-            url,
-            token.token(),
-            &replayable,
-            |nonce| send(token.clone(), nonce),
-        )
-        .await?;
-        match outcome {
-            Outcome::Rejected {
-                rejection,
-                ref error,
-                ..
-            } if replayable() && session.retry_after(&mut call, rejection, error) => {}
-            other => return Ok(other),
+    async move {
+        loop {
+            let token = match session.cached_token(&mut call) {
+                Some(hit) => hit,
+                None => session.token(&mut call).await?,
+            };
+            let outcome = attempt(
+                session.nonces(),
+                session.events(),
+                url,
+                token.token(),
+                &replayable,
+                |nonce| send(token.clone(), nonce),
+            )
+            .await?;
+            match outcome {
+                Outcome::Rejected {
+                    rejection,
+                    ref error,
+                    ..
+                } if replayable() && session.retry_after(&mut call, rejection, error) => {}
+                other => return Ok(other),
+            }
         }
     }
 }
