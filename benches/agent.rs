@@ -5,6 +5,7 @@
 //! | `agent/access_token_hit` | `Agent::access_token(Some(resource))` on a cached token | `cache/hit_1_thread` |
 //! | `agent/request_noop_signer_via_middleware` | a GET through `AgentMiddleware` to a stub answering 200, the DPoP signature a fixed value | `agent/bare_middleware_chain` |
 //! | `agent/bare_middleware_chain` | the same GET through the chain without the agent | |
+//! | `agent/request_noop_above_bare` | the no-op agent GET minus the bare one, timed back to back in each iteration (`above ...` line) | the bare GETs of the same iterations |
 //! | `agent/request_headers_ring` | what the agent adds to that GET with the real ring signer (the GET minus the bare chain, timed in the same sample) | raw signatures of the same key and input, timed in the same samples (`ratio ...` line) |
 //! | `cache/hit_2x64`, `cache/hit_1x64` | `TokenHandle::get` hits, 64 tasks per worker, time per hit per worker thread | each other |
 //! | `agent/access_token_hit_2x64`, `agent/access_token_hit_1x64` | the same through `Agent::access_token` | each other |
@@ -50,6 +51,53 @@ use agent_oauth::{Agent, AgentMiddleware, DpopKey, TokenSet, TokenType};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use tokio::runtime::Runtime;
+
+/// Per-sample figures of a bench that times a floor in the same samples as itself: each
+/// sample's figure and floor per iteration. Criterion takes its 100 samples after the
+/// warm-up, so the last 100 entries are the measured samples.
+#[derive(Default)]
+struct SameSamples {
+    per_iter: Vec<(f64, f64)>,
+}
+
+impl SameSamples {
+    const MEASURED: usize = 100;
+
+    fn push(&mut self, figure: Duration, floor: Duration, iters: u64) {
+        let n = iters.max(1) as f64;
+        self.per_iter
+            .push((figure.as_secs_f64() / n, floor.as_secs_f64() / n));
+    }
+
+    fn measured(&self) -> &[(f64, f64)] {
+        let v = &self.per_iter;
+        &v[v.len().saturating_sub(Self::MEASURED)..]
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    /// Median of the measured samples' figures, in µs.
+    fn figure_us(&self) -> f64 {
+        Self::median(self.measured().iter().map(|p| p.0 * 1e6).collect())
+    }
+
+    /// Median of the measured samples' floors, in µs.
+    fn floor_us(&self) -> f64 {
+        Self::median(self.measured().iter().map(|p| p.1 * 1e6).collect())
+    }
+
+    /// Median of the measured samples' figure / floor.
+    fn ratio(&self) -> f64 {
+        Self::median(self.measured().iter().map(|p| p.0 / p.1).collect())
+    }
+}
 
 /// Calls counted per allocation figure.
 const COUNTED: u64 = 2_000;
@@ -225,8 +273,8 @@ fn middleware(c: &mut Criterion) {
         }
         input
     });
-    // Totals of the same samples: the request headers' time and raw signatures' time.
-    let (mut headers_total, mut raw_total, mut signs) = (Duration::ZERO, Duration::ZERO, 0u64);
+    // The request headers' time and the raw signatures' time of each sample.
+    let mut same = SameSamples::default();
 
     let mut ran = [false; 3];
     c.bench_function("agent/bare_middleware_chain", |b| {
@@ -237,6 +285,37 @@ fn middleware(c: &mut Criterion) {
         ran[1] = true;
         b.to_async(&rt).iter(|| get_ok(&noop))
     });
+    // The same difference timed inside each sample, one bare GET and one agent GET back to
+    // back in every iteration: drift and noise of the machine fall on both (two runs of the
+    // separate benches above differ by as much as the target).
+    let mut pairs = SameSamples::default();
+    c.bench_function("agent/request_noop_above_bare", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let (mut with_agent, mut without) = (Duration::ZERO, Duration::ZERO);
+                for _ in 0..iters {
+                    let t0 = Instant::now();
+                    black_box(get_ok(&bare).await);
+                    let t1 = Instant::now();
+                    black_box(get_ok(&noop).await);
+                    with_agent += t1.elapsed();
+                    without += t1 - t0;
+                }
+                let above = with_agent.saturating_sub(without);
+                pairs.push(above, without, iters);
+                above
+            })
+        })
+    });
+    if !pairs.per_iter.is_empty() {
+        eprintln!(
+            "above agent/request_noop_above_bare: {:.3} µs, bare {:.3} µs (medians of the same \
+             {} samples)",
+            pairs.figure_us(),
+            pairs.floor_us(),
+            pairs.measured().len(),
+        );
+    }
     // The difference is taken inside each sample, so both halves see the same machine; each
     // sample also times as many raw signatures of the same key and input, so that the ratio
     // to a signature comes from the same moments (one signature varies by ±10 % from run to
@@ -259,21 +338,19 @@ fn middleware(c: &mut Criterion) {
                 for _ in 0..iters {
                     black_box(ring_key.signer().sign(black_box(&signing_input)).unwrap());
                 }
-                raw_total += start.elapsed();
-                headers_total += headers;
-                signs += iters;
+                same.push(headers, start.elapsed(), iters);
                 headers
             })
         })
     });
-    if signs > 0 {
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / signs as f64;
+    if !same.per_iter.is_empty() {
         eprintln!(
-            "ratio agent/request_headers_ring: {:.4}, headers {:.3} µs, raw sign {:.3} µs in the \
-             same samples ({signs} each)",
-            headers_total.as_secs_f64() / raw_total.as_secs_f64(),
-            per(headers_total),
-            per(raw_total),
+            "ratio agent/request_headers_ring: {:.4}, headers {:.3} µs, raw sign {:.3} µs \
+             (medians of the same {} samples: of each sample's ratio, headers, signature)",
+            same.ratio(),
+            same.figure_us(),
+            same.floor_us(),
+            same.measured().len(),
         );
     }
 
@@ -628,10 +705,8 @@ fn loopback_same_thread(c: &mut Criterion, server: &TestServer) {
         )
         .unwrap();
     let signing_input = proof.rsplit_once('.').unwrap().0.as_bytes().to_vec();
-    let (mut above_total, mut raw_total, mut count) = (Duration::ZERO, Duration::ZERO, 0u64);
-    let mut ran = false;
+    let mut same = SameSamples::default();
     c.bench_function("agent/loopback_get_above_reqwest", |b| {
-        ran = true;
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let (mut agent_total, mut plain_total) = (Duration::ZERO, Duration::ZERO);
@@ -647,21 +722,19 @@ fn loopback_same_thread(c: &mut Criterion, server: &TestServer) {
                 for _ in 0..iters {
                     black_box(key.signer().sign(black_box(&signing_input)).unwrap());
                 }
-                raw_total += start.elapsed();
                 let above = agent_total.saturating_sub(plain_total);
-                above_total += above;
-                count += iters;
+                same.push(above, start.elapsed(), iters);
                 above
             })
         })
     });
-    if ran && count > 0 {
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / count as f64;
+    if !same.per_iter.is_empty() {
         eprintln!(
-            "budget agent/loopback_get_above_reqwest: above {:.3} µs, raw sign {:.3} µs in the \
-             same samples ({count} each)",
-            per(above_total),
-            per(raw_total),
+            "budget agent/loopback_get_above_reqwest: above {:.3} µs, raw sign {:.3} µs \
+             (medians of the same {} samples)",
+            same.figure_us(),
+            same.floor_us(),
+            same.measured().len(),
         );
     }
     drop(agent);
