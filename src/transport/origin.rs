@@ -10,7 +10,7 @@ use crate::clock::{ClockOffset, ClockSkew};
 pub(crate) const MAX_NONCE_LEN: usize = 512;
 
 /// The response header carrying a DPoP nonce (RFC 9449 §8.1).
-pub(crate) const DPOP_NONCE: &str = "dpop-nonce";
+pub(crate) const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
 /// True when `nonce` is an acceptable `DPoP-Nonce` value: 1 to 512 `NQCHAR`
 /// (`%x21 / %x23-5B / %x5D-7E`, RFC 9449 §8.1).
@@ -25,7 +25,7 @@ pub(crate) fn is_valid_nonce(nonce: &str) -> bool {
 /// The `DPoP-Nonce` of a response, when it is a valid nonce.
 pub(crate) fn dpop_nonce(headers: &http::HeaderMap) -> Option<&str> {
     headers
-        .get(DPOP_NONCE)
+        .get(&DPOP_NONCE)
         .and_then(|v| v.to_str().ok())
         .filter(|n| is_valid_nonce(n))
 }
