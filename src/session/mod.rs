@@ -15,7 +15,9 @@ mod grant;
 mod protected;
 mod request;
 
-pub(crate) use attempt::{within_deadline, Outcome, Rejection, Within};
+#[cfg(feature = "middleware")]
+pub(crate) use attempt::Within;
+pub(crate) use attempt::{within_deadline, Outcome, Rejection};
 pub use grant::RefreshingSource;
 pub(crate) use grant::{Grant, GrantKey};
 pub(crate) use protected::{protected_call, Session};
