@@ -25,6 +25,7 @@ use crate::transport::{HttpTransport, TransportConfig};
 use super::authority::DpopChoice;
 use super::authorize::Authorizer;
 use super::machine::MachineGrant;
+use super::resources::parse_resource;
 use super::{Agent, AgentInner, Authority, AuthorizationPrompt, Registrar, ResourceInfo};
 use crate::registration::{ClientMetadata, RegistrationKind};
 
@@ -590,15 +591,4 @@ impl AgentBuilder {
             }),
         })
     }
-}
-
-pub(crate) fn parse_resource(r: &str) -> Result<Url> {
-    let url = Url::parse(r)
-        .map_err(|_| Error::config(format!("resource `{r}` is not an absolute URL")))?;
-    if url.fragment().is_some() {
-        return Err(Error::config(
-            "a resource must not have a fragment (RFC 8707 §2)",
-        ));
-    }
-    Ok(url)
 }

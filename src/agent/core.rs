@@ -21,7 +21,7 @@ use crate::session::{Grant, GrantKey};
 use crate::token::Scope;
 use crate::transport::HttpTransport;
 
-use super::builder::parse_resource;
+use super::resources::parse_resource;
 use super::resources::AgentSource;
 #[cfg(feature = "mtls")]
 use super::AgentInner;

@@ -10,7 +10,7 @@ use crate::grant::{DeviceAuthorization, PendingAuthorization, TokenParams};
 use crate::session::within_deadline;
 use crate::token::TokenSet;
 
-use super::builder::parse_resource;
+use super::resources::parse_resource;
 use super::{Agent, Authority};
 
 impl Agent {

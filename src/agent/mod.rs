@@ -22,9 +22,9 @@ pub(crate) use authority::Authority;
 use authority::Registrar;
 use authorize::Authorizer;
 pub use authorize::{AuthorizationPrompt, AuthorizationReason};
-pub(crate) use builder::parse_resource;
 pub use builder::{AgentBuilder, DpopMode};
 pub use request::AgentRequest;
+pub(crate) use resources::parse_resource;
 
 use std::fmt;
 use std::sync::{Arc, RwLock};

@@ -17,7 +17,6 @@ use crate::session::{RefreshingSource, Rejection, Session};
 use crate::token::{Scope, TokenSet};
 use crate::transport::HttpTransport;
 
-use super::builder::parse_resource;
 use super::{Agent, AgentInner, Authority, AuthorizationReason, ResourceInfo};
 use crate::discovery::choose_issuer;
 
@@ -470,4 +469,16 @@ impl Agent {
         );
         tokens
     }
+}
+
+/// A resource indicator (RFC 8707 §2): an absolute URL without a fragment.
+pub(crate) fn parse_resource(r: &str) -> Result<Url> {
+    let url = Url::parse(r)
+        .map_err(|_| Error::config(format!("resource `{r}` is not an absolute URL")))?;
+    if url.fragment().is_some() {
+        return Err(Error::config(
+            "a resource must not have a fragment (RFC 8707 §2)",
+        ));
+    }
+    Ok(url)
 }
