@@ -5,6 +5,7 @@ mod agent;
 mod challenge;
 mod client_auth;
 mod clock;
+mod deadline;
 mod error;
 mod event;
 mod jwt;

@@ -16,9 +16,10 @@ use std::borrow::Cow;
 use crate::agent::Agent;
 use crate::cache::CachedToken;
 use crate::challenge::challenges_from_headers;
+use crate::deadline::Within;
 use crate::dpop::{Answer, ProofNonce};
 use crate::error::Error;
-use crate::session::{protected_call, Outcome, Session, Within};
+use crate::session::{protected_call, Outcome, Session};
 use crate::transport::oauth_error;
 use crate::transport::origin::{OriginFacts, OriginObserver as _};
 

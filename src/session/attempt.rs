@@ -2,13 +2,12 @@
 //! answer and rejection events; and the deadline that bounds a whole call.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Method;
 use url::Url;
 
+use crate::deadline::Within;
 use crate::dpop::{send_with_nonce_retry, Answer, Answered, NonceCache, NonceRole, ProofNonce};
 use crate::error::{Error, OAuthError, OAuthErrorCode, Result};
 use crate::event::{AgentEvent, EventHook};
@@ -145,132 +144,9 @@ where
     )
 }
 
-pin_project_lite::pin_project! {
-    /// `call` under a time limit: its output, or `expired(limit)` once `limit` has passed since
-    /// it was first polled.
-    ///
-    /// As `tokio::time::timeout`, but the timer is armed only when `call` first waits: a call
-    /// that completes on its first poll (a cached answer, a middleware chain that answers at
-    /// once) registers no timer. The timer is boxed then, so that a future holding a `Within`
-    /// (boxed per request by the middleware) stays small. A limit too far ahead for the clock
-    /// never expires.
-    pub(crate) struct Within<F, X> {
-        #[pin]
-        call: F,
-        timer: Option<Pin<Box<tokio::time::Sleep>>>,
-        start: Option<tokio::time::Instant>,
-        limit: Duration,
-        expired: X,
-    }
-}
-
-impl<F, X> Within<F, X> {
-    /// `call` limited to `limit`; `expired` makes the error it ends with when the limit passes.
-    pub(crate) fn new(limit: Duration, call: F, expired: X) -> Self {
-        Within {
-            call,
-            timer: None,
-            start: None,
-            limit,
-            expired,
-        }
-    }
-}
-
-impl<F, T, E, X> Future for Within<F, X>
-where
-    F: Future<Output = std::result::Result<T, E>>,
-    X: Fn(Duration) -> E,
-{
-    type Output = std::result::Result<T, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let start = *this.start.get_or_insert_with(tokio::time::Instant::now);
-        if let Poll::Ready(out) = this.call.poll(cx) {
-            return Poll::Ready(out);
-        }
-        let timer = match this.timer {
-            Some(t) => t,
-            None => match start.checked_add(*this.limit) {
-                Some(end) => this.timer.insert(Box::pin(tokio::time::sleep_until(end))),
-                None => return Poll::Pending,
-            },
-        };
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err((this.expired)(*this.limit))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
 pub(crate) fn ensure_oauth(err: Error, status: u16, default: OAuthErrorCode) -> Error {
     match err {
         Error::OAuth(_) => err,
         _ => OAuthError::new(default, status).into(),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn timed_out(d: Duration) -> Error {
-        Error::Timeout(d)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn deadline_within_answer_ready_at_once_wins_even_with_no_time_left() {
-        let call = std::future::ready(Ok::<_, Error>(7));
-        let r = Within::new(Duration::ZERO, call, timed_out).await;
-        assert_eq!(r.unwrap(), 7);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn deadline_within_expires_the_limit_after_the_first_poll() {
-        let start = tokio::time::Instant::now();
-        let call = std::future::pending::<Result<()>>();
-        let r = Within::new(Duration::from_millis(50), call, timed_out).await;
-        assert!(
-            matches!(r, Err(Error::Timeout(d)) if d == Duration::from_millis(50)),
-            "{r:?}"
-        );
-        assert_eq!(start.elapsed(), Duration::from_millis(50));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn deadline_within_counts_from_the_first_poll_not_from_creation() {
-        let limit = Duration::from_millis(50);
-        let call = async {
-            tokio::time::sleep(Duration::from_millis(40)).await;
-            Ok::<_, Error>("answer")
-        };
-        let within = Within::new(limit, call, timed_out);
-        // Built, then left unpolled for longer than the limit: the limit has not started.
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        assert_eq!(within.await.unwrap(), "answer");
-
-        // A call that waits past the limit once polled does time out.
-        let late = async {
-            tokio::time::sleep(Duration::from_millis(60)).await;
-            Ok::<_, Error>("late")
-        };
-        assert!(matches!(
-            Within::new(limit, late, timed_out).await,
-            Err(Error::Timeout(_))
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn deadline_within_a_limit_beyond_the_clock_never_expires() {
-        let call = async {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok::<_, Error>(1)
-        };
-        assert_eq!(
-            Within::new(Duration::MAX, call, timed_out).await.unwrap(),
-            1
-        );
     }
 }

@@ -15,8 +15,6 @@ mod grant;
 mod protected;
 mod request;
 
-#[cfg(feature = "middleware")]
-pub(crate) use attempt::Within;
 pub(crate) use attempt::{within_deadline, Outcome, Rejection};
 pub use grant::RefreshingSource;
 pub(crate) use grant::{Grant, GrantKey};

@@ -17,6 +17,7 @@ pub(crate) use super::stream::{into_streaming, BodyMode};
 use super::stream::{unread, StreamingResponse};
 use super::{HttpRequest, HttpResponse};
 use crate::clock::{Clock, ClockOffset, ClockSkew, SystemClock};
+use crate::deadline::Within;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::event::{AgentEvent, EventHook};
 
@@ -496,9 +497,7 @@ impl HttpTransport {
             }
             Ok(out)
         };
-        let outcome = tokio::time::timeout(cfg.request_timeout, attempt)
-            .await
-            .unwrap_or_else(|_| Err(attempt_timeout(cfg.request_timeout)));
+        let outcome = Within::new(cfg.request_timeout, attempt, attempt_timeout).await;
         (outcome, Some(url))
     }
 }
