@@ -90,17 +90,22 @@ enum Spare {
 }
 
 impl Spare {
-    /// A copy of `req` to replay, if it can be replayed (a streaming body cannot).
-    fn of(req: &reqwest::Request) -> Option<Spare> {
-        if req.body().is_some() {
-            return req.try_clone().map(|r| Spare::Request(Box::new(r)));
+    /// A copy to replay, if the request can be replayed (a streaming body cannot).
+    fn copy(&self) -> Option<Spare> {
+        match self {
+            Spare::Request(r) => r.try_clone().map(|r| Spare::Request(Box::new(r))),
+            Spare::Bodyless {
+                method,
+                headers,
+                version,
+                timeout,
+            } => Some(Spare::Bodyless {
+                method: method.clone(),
+                headers: headers.clone(),
+                version: *version,
+                timeout: *timeout,
+            }),
         }
-        Some(Spare::Bodyless {
-            method: req.method().clone(),
-            headers: req.headers().clone(),
-            version: req.version(),
-            timeout: req.timeout().copied(),
-        })
     }
 
     /// `req` itself, kept for its first attempt: a request without a body as its parts (moved,
@@ -223,53 +228,70 @@ async fn discover_then_call(
     Box::pin(Call::new(req, extensions).run(agent, info, url, next)).await
 }
 
-/// What one call through the middleware shares between its attempts.
+/// What one call through the middleware shares between its attempts, under one lock taken
+/// once before an attempt's send and once after it (never across it).
 struct Call<'e> {
+    state: std::sync::Mutex<CallState<'e>>,
+}
+
+struct CallState<'e> {
     /// Replays (a nonce, a renewed token, more scope) need a copy of the request: the request
     /// until the first attempt takes it, then a copy of it (if it can be copied).
-    spare: std::sync::Mutex<Option<Spare>>,
-    /// Lent to one attempt at a time (taken out for its send, put back after), so that no
-    /// lock is held across the send.
-    extensions: std::sync::Mutex<&'e mut Extensions>,
+    spare: Option<Spare>,
+    /// Lent to one attempt at a time (taken out for its send, put back after).
+    extensions: &'e mut Extensions,
     /// The chain's own error, handed back as it is once the loop stops.
-    chain_error: std::sync::Mutex<Option<reqwest_middleware::Error>>,
+    chain_error: Option<reqwest_middleware::Error>,
 }
 
 impl<'e> Call<'e> {
     fn new(req: reqwest::Request, extensions: &'e mut Extensions) -> Self {
         Call {
-            spare: std::sync::Mutex::new(Some(Spare::from_request(req))),
-            extensions: std::sync::Mutex::new(extensions),
-            chain_error: std::sync::Mutex::new(None),
+            state: std::sync::Mutex::new(CallState {
+                spare: Some(Spare::from_request(req)),
+                extensions,
+                chain_error: None,
+            }),
         }
     }
 
-    /// The request of the next attempt, `Authorization` and proof set; a copy of it kept for
-    /// a replay. Not `async`: nothing here is held across the send.
+    fn state(&self) -> std::sync::MutexGuard<'_, CallState<'e>> {
+        crate::sync::lock(&self.state)
+    }
+
+    /// The request of the next attempt, `Authorization` and proof set, and the extensions
+    /// lent to its send; a copy of the request is kept for a replay. Not `async`: nothing here
+    /// is held across the send.
     fn prepare(
         &self,
         agent: &Agent,
         url: &url::Url,
         token: &CachedToken,
         nonce: &ProofNonce<'_>,
-    ) -> Result<reqwest::Request, Error> {
-        let mut attempt = crate::sync::lock(&self.spare)
-            .take()
-            .ok_or_else(|| Error::config("request consumed"))?
-            .into_request(url);
-        if let Some(copy) = Spare::of(&attempt) {
-            *crate::sync::lock(&self.spare) = Some(copy);
-        }
+    ) -> Result<(reqwest::Request, Extensions), Error> {
+        let (spare, lent) = {
+            let mut st = self.state();
+            let spare = st
+                .spare
+                .take()
+                .ok_or_else(|| Error::config("request consumed"))?;
+            st.spare = spare.copy();
+            (spare, std::mem::take(&mut *st.extensions))
+        };
+        let mut attempt = spare.into_request(url);
         let method = attempt.method().clone();
-        Session::authorize(
+        if let Err(e) = Session::authorize(
             agent,
             attempt.headers_mut(),
             &method,
             url,
             token,
             Some(nonce),
-        )?;
-        Ok(attempt)
+        ) {
+            *self.state().extensions = lent;
+            return Err(e);
+        }
+        Ok((attempt, lent))
     }
 
     // A block, not an `async fn`: its arguments are kept once, not copied into locals.
@@ -290,17 +312,19 @@ impl<'e> Call<'e> {
                 agent,
                 agent.call_for(&info),
                 url,
-                || crate::sync::lock(&this.spare).is_some(),
+                || this.state().spare.is_some(),
                 |token, nonce| async move {
-                    let attempt = this.prepare(agent, url, &token, &nonce)?;
-                    let mut lent = std::mem::take(&mut **crate::sync::lock(&this.extensions));
+                    let (attempt, mut lent) = this.prepare(agent, url, &token, &nonce)?;
                     let sent = next.clone().run(attempt, &mut lent).await;
-                    **crate::sync::lock(&this.extensions) = lent;
-                    let response = match sent {
-                        Ok(r) => r,
-                        Err(e) => {
-                            *crate::sync::lock(&this.chain_error) = Some(e);
-                            return Err(Error::config("the middleware chain failed"));
+                    let response = {
+                        let mut st = this.state();
+                        *st.extensions = lent;
+                        match sent {
+                            Ok(r) => r,
+                            Err(e) => {
+                                st.chain_error = Some(e);
+                                return Err(Error::config("the middleware chain failed"));
+                            }
                         }
                     };
                     // Not sent by the transport: record what the response says about its origin.
@@ -312,9 +336,7 @@ impl<'e> Call<'e> {
             .await;
             match outcome {
                 Ok(Outcome::Done(a)) | Ok(Outcome::Rejected { response: a, .. }) => Ok(a.response),
-                Err(e) => Err(crate::sync::lock(&self.chain_error)
-                    .take()
-                    .unwrap_or_else(|| mw(e))),
+                Err(e) => Err(self.state().chain_error.take().unwrap_or_else(|| mw(e))),
             }
         }
     }

@@ -62,8 +62,14 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
         .insert("x-request-id", http::HeaderValue::from_static("abc"));
     *req.version_mut() = http::Version::HTTP_2;
     *req.timeout_mut() = Some(std::time::Duration::from_secs(7));
-    let copy = Spare::of(&req).unwrap().into_request(&url);
-    assert!(matches!(Spare::of(&req), Some(Spare::Bodyless { .. })));
+    let copy = Spare::from_request(req.try_clone().unwrap())
+        .copy()
+        .unwrap()
+        .into_request(&url);
+    assert!(matches!(
+        Spare::from_request(req.try_clone().unwrap()).copy(),
+        Some(Spare::Bodyless { .. })
+    ));
     assert_eq!(copy.method(), http::Method::DELETE);
     assert_eq!(copy.url(), &url);
     assert_eq!(copy.headers(), req.headers());
@@ -73,14 +79,18 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
     // Without a timeout, none is set on the copy.
     let plain = reqwest::Request::new(http::Method::GET, url.clone());
     assert_eq!(
-        Spare::of(&plain).unwrap().into_request(&url).timeout(),
+        Spare::from_request(plain)
+            .copy()
+            .unwrap()
+            .into_request(&url)
+            .timeout(),
         None
     );
 
     // A body that can be replayed is copied with the request.
     let mut post = reqwest::Request::new(http::Method::POST, url.clone());
     *post.body_mut() = Some(reqwest::Body::from("payload"));
-    let copy = Spare::of(&post).unwrap().into_request(&url);
+    let copy = Spare::from_request(post).copy().unwrap().into_request(&url);
     assert_eq!(
         copy.body().and_then(reqwest::Body::as_bytes),
         Some(&b"payload"[..])
@@ -90,7 +100,7 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
     let stream = futures_util_stream();
     let mut streaming = reqwest::Request::new(http::Method::POST, url.clone());
     *streaming.body_mut() = Some(reqwest::Body::wrap_stream(stream));
-    assert!(Spare::of(&streaming).is_none());
+    assert!(Spare::from_request(streaming).copy().is_none());
 }
 
 #[test]
