@@ -259,3 +259,55 @@ fn futures_executor_block_on<F: Future>(f: F) -> F::Output {
         std::thread::park();
     }
 }
+
+/// Many calls at once on two worker threads (tasks moving between the threads' clocks), half
+/// answering quickly and half never: every quick one gets its answer, every other one ends with
+/// its own limit, never before it, and none hangs.
+#[test]
+fn deadline_clock_concurrent_calls_on_two_workers_end_on_their_own_terms() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut calls = Vec::new();
+        for i in 0..2_000u64 {
+            let limit = Duration::from_millis(200 + (i * 37) % 200);
+            let quick = i % 2 == 0;
+            calls.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let call = async move {
+                    if quick {
+                        tokio::time::sleep(Duration::from_millis(i % 20)).await;
+                        Ok::<_, Error>(i)
+                    } else {
+                        std::future::pending().await
+                    }
+                };
+                let r = Within::new(limit, call, timed_out).await;
+                (quick, limit, r, start.elapsed())
+            }));
+        }
+        let all = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut out = Vec::new();
+            for c in calls {
+                out.push(c.await.unwrap());
+            }
+            out
+        })
+        .await
+        .expect("no call hangs");
+        for (quick, limit, r, took) in all {
+            if quick {
+                assert!(r.is_ok(), "a quick call gets its answer: {r:?}");
+            } else {
+                assert!(matches!(r, Err(Error::Timeout(d)) if d == limit), "{r:?}");
+                assert!(
+                    took >= limit,
+                    "never before its limit: {took:?} < {limit:?}"
+                );
+            }
+        }
+    });
+}
