@@ -43,14 +43,6 @@ pin_project_lite::pin_project! {
         limit: Duration,
         expired: X,
     }
-
-    impl<F, X> PinnedDrop for Within<F, X> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(place) = this.project().place.take() {
-                place.leave();
-            }
-        }
-    }
 }
 
 impl<F, X> Within<F, X> {
@@ -77,9 +69,8 @@ where
         let this = self.project();
         let start = *this.start.get_or_insert_with(Instant::now);
         if let Poll::Ready(out) = this.call.poll(cx) {
-            if let Some(place) = this.place.take() {
-                place.leave();
-            }
+            // Leave the clock now, not when the caller drops this.
+            *this.place = None;
             return Poll::Ready(out);
         }
         let Some(at) = start.checked_add(*this.limit) else {
@@ -93,17 +84,11 @@ where
             match place.check(cx.waker()) {
                 Standing::Waiting => return Poll::Pending,
                 Standing::Expired => {
-                    if let Some(place) = this.place.take() {
-                        place.leave();
-                    }
+                    *this.place = None;
                     return Poll::Ready(Err((this.expired)(*this.limit)));
                 }
                 // The ticker's runtime went away: join the clock of the runtime polling now.
-                Standing::Orphaned => {
-                    if let Some(place) = this.place.take() {
-                        place.leave();
-                    }
-                }
+                Standing::Orphaned => *this.place = None,
             }
         }
     }
@@ -146,15 +131,15 @@ impl Place {
             Some(Slot::Orphaned) | Some(Slot::Free) | None => Standing::Orphaned,
         }
     }
+}
 
-    fn leave(self) {
+/// A place is left when it is dropped: the call ended, timed out, moved to another clock or
+/// was dropped itself.
+impl Drop for Place {
+    fn drop(&mut self) {
         let mut st = crate::sync::lock(&self.clock.state);
         if let Some(slot) = st.slots.get_mut(self.index) {
-            let was_waiting = matches!(slot, Slot::Waiting { .. });
             *slot = Slot::Free;
-            if was_waiting {
-                st.waiting -= 1;
-            }
             st.free.push(self.index);
         }
     }
@@ -182,8 +167,6 @@ pub(crate) struct Clock {
 struct State {
     slots: Vec<Slot>,
     free: Vec<usize>,
-    /// How many slots are `Waiting`.
-    waiting: usize,
     ticker: Ticker,
     /// The shortest limit registered since the ticker last woke.
     shortest: Option<Duration>,
@@ -228,7 +211,6 @@ impl Clock {
             state: Mutex::new(State {
                 slots: Vec::new(),
                 free: Vec::new(),
-                waiting: 0,
                 ticker: Ticker::Idle,
                 shortest: None,
                 broken: false,
@@ -258,7 +240,6 @@ impl Clock {
                 st.slots.len() - 1
             }
         };
-        st.waiting += 1;
         st.shortest = Some(st.shortest.map_or(limit, |s| s.min(limit)));
         let mut spawn = false;
         let mut rearm = None;
@@ -306,7 +287,6 @@ impl Clock {
                 }
             }
         }
-        st.waiting -= woken.len();
         let shortest = st.shortest.take();
         // Nothing waits: sleep once more for the shortest recent limit, so that the calls of a
         // steady stream, each later than that, find the ticker armed; after a quiet period, end.
@@ -339,7 +319,6 @@ impl Clock {
                 }
             }
         }
-        st.waiting = 0;
         self.epoch.fetch_add(1, Ordering::AcqRel);
         drop(st);
         for w in woken {

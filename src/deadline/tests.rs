@@ -20,8 +20,13 @@ fn arms(c: &Clock) -> u64 {
     crate::sync::lock(&c.state).arms
 }
 
+/// How many calls wait in `c`.
 fn waiting(c: &Clock) -> usize {
-    crate::sync::lock(&c.state).waiting
+    crate::sync::lock(&c.state)
+        .slots
+        .iter()
+        .filter(|s| matches!(s, Slot::Waiting { .. }))
+        .count()
 }
 
 #[tokio::test(start_paused = true)]
