@@ -30,7 +30,8 @@ use tokio::time::Instant;
 
 pin_project_lite::pin_project! {
     /// `call` under a time limit: its output, or `expired(limit)` once `limit` has passed since
-    /// it was first polled.
+    /// its first poll returned (the time is read then, so a call that completes on its first
+    /// poll never reads it).
     ///
     /// A call that completes on its first poll (a cached answer, a middleware chain that answers
     /// at once) registers nothing. Polled outside a tokio runtime, or on one without timers, the
@@ -67,12 +68,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let start = *this.start.get_or_insert_with(Instant::now);
         if let Poll::Ready(out) = this.call.poll(cx) {
             // Leave the clock now, not when the caller drops this.
             *this.place = None;
             return Poll::Ready(out);
         }
+        // Read once the first poll is over: a call that completes on it never reads the time.
+        let start = *this.start.get_or_insert_with(Instant::now);
         let Some(at) = start.checked_add(*this.limit) else {
             return Poll::Pending;
         };

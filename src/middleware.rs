@@ -17,7 +17,7 @@ use crate::agent::Agent;
 use crate::cache::CachedToken;
 use crate::challenge::challenges_from_headers;
 use crate::deadline::Within;
-use crate::dpop::{Answer, ProofNonce};
+use crate::dpop::{Answer, NonceRole, NonceSlot, ProofNonce};
 use crate::error::Error;
 use crate::session::{protected_call, Outcome, Session};
 use crate::transport::oauth_error;
@@ -75,11 +75,13 @@ impl Answer for ChainAnswer {
     }
 }
 
-/// What a replay is rebuilt from: the request itself, or, for a request without a body (most
-/// calls), its parts: copying those allocates nothing when it has no headers, where
-/// `try_clone` copies the URL and builds an extension map for the timeout every time. The
-/// request is boxed, so the call's future carries the smaller parts only.
+/// The request of a call's next attempt: the request itself until its first attempt sends it,
+/// then a copy to replay. A copy of a request without a body (most calls) is its parts:
+/// copying those allocates nothing when it has no headers, where `try_clone` copies the URL
+/// and builds an extension map for the timeout every time; a copy with a body is boxed, so
+/// the call's future carries the smaller parts only.
 enum Spare {
+    First(reqwest::Request),
     Request(Box<reqwest::Request>),
     Bodyless {
         method: http::Method,
@@ -90,9 +92,23 @@ enum Spare {
 }
 
 impl Spare {
-    /// A copy to replay, if the request can be replayed (a streaming body cannot).
+    /// A copy of `req` to replay, if it can be replayed (a streaming body cannot).
+    fn copy_of(req: &reqwest::Request) -> Option<Spare> {
+        if req.body().is_some() {
+            return req.try_clone().map(|r| Spare::Request(Box::new(r)));
+        }
+        Some(Spare::Bodyless {
+            method: req.method().clone(),
+            headers: req.headers().clone(),
+            version: req.version(),
+            timeout: req.timeout().copied(),
+        })
+    }
+
+    /// A copy to replay, if the request can be replayed.
     fn copy(&self) -> Option<Spare> {
         match self {
+            Spare::First(r) => Spare::copy_of(r),
             Spare::Request(r) => r.try_clone().map(|r| Spare::Request(Box::new(r))),
             Spare::Bodyless {
                 method,
@@ -108,23 +124,10 @@ impl Spare {
         }
     }
 
-    /// `req` itself, kept for its first attempt: a request without a body as its parts (moved,
-    /// not copied; its URL is the one the call keeps).
-    fn from_request(mut req: reqwest::Request) -> Spare {
-        if req.body().is_some() {
-            return Spare::Request(Box::new(req));
-        }
-        Spare::Bodyless {
-            method: std::mem::take(req.method_mut()),
-            headers: std::mem::take(req.headers_mut()),
-            version: req.version(),
-            timeout: req.timeout().copied(),
-        }
-    }
-
     /// The request, to `url` (the URL of the request the copy was made of).
     fn into_request(self, url: &url::Url) -> reqwest::Request {
         match self {
+            Spare::First(r) => r,
             Spare::Request(r) => *r,
             Spare::Bodyless {
                 method,
@@ -236,7 +239,7 @@ struct Call<'e> {
 
 struct CallState<'e> {
     /// Replays (a nonce, a renewed token, more scope) need a copy of the request: the request
-    /// until the first attempt takes it, then a copy of it (if it can be copied).
+    /// until the first attempt sends it, then a copy of it (if it can be copied).
     spare: Option<Spare>,
     /// Lent to one attempt at a time (taken out for its send, put back after).
     extensions: &'e mut Extensions,
@@ -248,7 +251,7 @@ impl<'e> Call<'e> {
     fn new(req: reqwest::Request, extensions: &'e mut Extensions) -> Self {
         Call {
             state: std::sync::Mutex::new(CallState {
-                spare: Some(Spare::from_request(req)),
+                spare: Some(Spare::First(req)),
                 extensions,
                 chain_error: None,
             }),
@@ -307,11 +310,13 @@ impl<'e> Call<'e> {
         'e: 'a,
     {
         async move {
-            let (this, url, next) = (&self, &url, &next);
+            let slot = NonceSlot::with_key(&info.nonce_key, NonceRole::Resource);
+            let (this, url, next, slot) = (&self, &url, &next, &slot);
             let outcome = protected_call(
                 agent,
                 agent.call_for(&info),
                 url,
+                slot,
                 || this.state().spare.is_some(),
                 |token, nonce| async move {
                     let (attempt, mut lent) = this.prepare(agent, url, &token, &nonce)?;

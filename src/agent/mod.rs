@@ -48,11 +48,20 @@ pub(crate) struct ResourceInfo {
     /// The cache handle for this resource's tokens with its scope, made on first use: a call
     /// that asks for no more scope reaches its token without building a key.
     pub(crate) handle: std::sync::OnceLock<TokenHandle>,
+    /// The nonce store key of the resource's origin (the origin of every URL it covers), for
+    /// the calls' [`NonceSlot`](crate::dpop::NonceSlot)s: built once, not once a call.
+    pub(crate) nonce_key: Box<str>,
 }
 
 impl ResourceInfo {
     pub(crate) fn new(resource: Url, scope: Option<Scope>, authority: Arc<Authority>) -> Arc<Self> {
+        let nonce_key = (*crate::transport::origin::OriginKey::of_with(
+            &resource,
+            crate::dpop::NonceRole::Resource.suffix(),
+        ))
+        .into();
         Arc::new(ResourceInfo {
+            nonce_key,
             resource,
             scope,
             authority,

@@ -136,10 +136,13 @@ impl AgentRequest {
         };
         let this = &self;
         let mut scope = None;
+        let slot =
+            crate::dpop::NonceSlot::with_key(&info.nonce_key, crate::dpop::NonceRole::Resource);
         let outcome = protected_call(
             &agent,
             agent.call_for(&info),
             &url,
+            &slot,
             || true,
             |token, nonce| {
                 let url = &url;

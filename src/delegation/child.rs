@@ -306,10 +306,12 @@ impl ChildRequest {
             )));
         }
         let this = &self;
+        let slot = crate::dpop::NonceSlot::new(&url, crate::dpop::NonceRole::Resource);
         let outcome = protected_call(
             &self.child,
             false,
             &url,
+            &slot,
             || true,
             |token, nonce| {
                 let url = &url;

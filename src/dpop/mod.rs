@@ -23,7 +23,7 @@ pub(crate) use key::DpopKey;
 pub use nonce::NonceCache;
 pub(crate) use nonce::{NonceRole, ServerNonces};
 pub use proof::{ath, normalize_htu};
-pub(crate) use retry::{send_with_nonce_retry, Answer, Answered, ProofNonce};
+pub(crate) use retry::{send_with_nonce_retry, Answer, Answered, NonceSlot, ProofNonce};
 
 /// The `DPoP` request header's name, as a constant: a custom name given as a string is copied
 /// into a new buffer on every insert.

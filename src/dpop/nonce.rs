@@ -185,13 +185,22 @@ impl NonceCache {
     }
 
     /// Record that `url`'s origin answered a DPoP request of `role` without sending a nonce.
+    #[cfg(test)]
     pub(crate) fn settle(&self, url: &url::Url, role: NonceRole) {
-        let key = role_key(url, role);
+        self.settle_key(&role_key(url, role));
+    }
+
+    /// Record that the origin and role of `key` (`OriginKey::of_with(url, role.suffix())`)
+    /// answered a DPoP request without sending a nonce.
+    pub(crate) fn settle_key(&self, key: &str) {
         let mut entries = self.lock();
+        if entries.settled.contains(key) {
+            return;
+        }
         if entries.settled.len() >= MAX_ORIGINS {
             entries.settled.clear();
         }
-        entries.settled.insert(key);
+        entries.settled.insert(key.to_owned());
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {

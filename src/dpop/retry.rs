@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use http::StatusCode;
 use url::Url;
@@ -51,66 +51,97 @@ impl Answer for HttpResponse {
     }
 }
 
-/// The nonce for the proofs of one attempt, read from the store each time a proof is signed
-/// and remembered, so the retry decision compares the nonce the server refused with the one it
-/// sent.
-#[derive(Debug, Clone)]
-pub(crate) struct ProofNonce<'a> {
-    nonces: &'a NonceCache,
-    shared: Arc<Shared>,
-}
-
-/// What the copies of one attempt's [`ProofNonce`] share: the store key of the origin and
-/// role (built once an attempt, not once a proof), and the nonce last signed with.
-struct Shared {
-    key: OriginKey,
+/// What the proofs of one DPoP request share, owned by whoever makes the request (so that
+/// reading it costs no allocation): the store key of the origin and role, built once a
+/// request rather than once a proof, and the nonce last signed with, so the retry decision
+/// compares the nonce the server refused with the one it sent.
+pub(crate) struct NonceSlot<'k> {
+    key: Cow<'k, str>,
     role: NonceRole,
     used: Mutex<Option<String>>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for NonceSlot<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("NonceSlot")
             .field("key", &&*self.key)
             .finish_non_exhaustive()
     }
 }
 
-impl<'a> ProofNonce<'a> {
-    fn new(nonces: &'a NonceCache, url: &Url, role: NonceRole) -> Self {
-        ProofNonce {
-            nonces,
-            shared: Arc::new(Shared {
-                key: OriginKey::of_with(url, role.suffix()),
-                role,
-                used: Mutex::new(None),
-            }),
+impl<'k> NonceSlot<'k> {
+    /// The slot of a request of `role` to `url`'s origin.
+    pub(crate) fn new(url: &Url, role: NonceRole) -> Self {
+        NonceSlot {
+            key: Cow::Owned(OriginKey::of_with(url, role.suffix()).to_owned()),
+            role,
+            used: Mutex::new(None),
+        }
+    }
+
+    /// The slot of a request of `role` whose store key (`OriginKey::of_with(url,
+    /// role.suffix())`) the caller keeps.
+    pub(crate) fn with_key(key: &'k str, role: NonceRole) -> Self {
+        NonceSlot {
+            key: Cow::Borrowed(key),
+            role,
+            used: Mutex::new(None),
         }
     }
 
     /// The store key of the origin and role.
     fn key(&self) -> &str {
-        &self.shared.key
+        &self.key
+    }
+}
+
+/// The nonce for the proofs of one attempt: read from the store each time a proof is signed
+/// and remembered in the request's [`NonceSlot`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProofNonce<'a> {
+    nonces: &'a NonceCache,
+    slot: &'a NonceSlot<'a>,
+}
+
+impl<'a> ProofNonce<'a> {
+    fn new(nonces: &'a NonceCache, slot: &'a NonceSlot<'a>) -> Self {
+        ProofNonce { nonces, slot }
+    }
+
+    /// The store key of the origin and role.
+    fn key(&self) -> &str {
+        self.slot.key()
     }
 
     /// The origin's key (`scheme://host:port`, as `OriginKey::of` builds it): the store key
     /// without its role.
     pub(crate) fn origin(&self) -> &str {
-        let key: &str = &self.shared.key;
-        key.strip_suffix(self.shared.role.suffix()).unwrap_or(key)
+        let key = self.slot.key();
+        key.strip_suffix(self.slot.role.suffix()).unwrap_or(key)
     }
 
     /// The nonce to sign the next proof with: the newest the origin sent. Call it once per
     /// proof (per transport attempt).
     pub(crate) fn current(&self) -> Option<String> {
-        let nonce = self.nonces.get_key(&self.shared.key);
-        nonce.clone_into(&mut crate::sync::lock(&self.shared.used));
+        let nonce = self.nonces.get_key(self.key());
+        let mut used = crate::sync::lock(&self.slot.used);
+        match (&nonce, &mut *used) {
+            // The common case: the same nonce again, copied into the same buffer.
+            (Some(n), Some(u)) => n.clone_into(u),
+            _ => nonce.clone_into(&mut *used),
+        }
         nonce
     }
 
     /// The nonce the last proof was signed with.
+    #[cfg(test)]
     fn used(&self) -> Option<String> {
-        crate::sync::lock(&self.shared.used).clone()
+        crate::sync::lock(&self.slot.used).clone()
+    }
+
+    /// Whether the last proof was signed with `nonce`.
+    fn signed_with(&self, nonce: &str) -> bool {
+        crate::sync::lock(&self.slot.used).as_deref() == Some(nonce)
     }
 }
 
@@ -129,8 +160,8 @@ pub(crate) fn is_use_dpop_nonce(err: &Error) -> bool {
         .is_some_and(|o| o.error == OAuthErrorCode::UseDpopNonce)
 }
 
-/// Send with the nonce retry: `send` is called for each attempt with the [`ProofNonce`] its
-/// proofs must read; a second attempt is made only for a `use_dpop_nonce` answer bringing a
+/// Send with the nonce retry: `send` is called for each attempt with the [`ProofNonce`] (of
+/// `slot`, the request's origin and role) its proofs must read; a second attempt is made only for a `use_dpop_nonce` answer bringing a
 /// nonce other than the one sent, and only when `replayable()` (the request can be sent again).
 ///
 /// With `dpop` false (a Bearer request) there is no proof: the request is sent once.
@@ -142,8 +173,7 @@ pub(crate) fn is_use_dpop_nonce(err: &Error) -> bool {
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn send_with_nonce_retry<'a, R, F, Fut, P>(
     nonces: &'a NonceCache,
-    url: &'a Url,
-    role: NonceRole,
+    slot: &'a NonceSlot<'a>,
     dpop: bool,
     replayable: P,
     mut send: F,
@@ -157,33 +187,40 @@ where
     async move {
         // The first DPoP request to an origin without a nonce goes alone; the others wait for its
         // answer (bounded) and then read the nonce it brought.
-        let nonce = ProofNonce::new(nonces, url, role);
+        let nonce = ProofNonce::new(nonces, slot);
         let first_use = if dpop {
             nonces.acquire_key(nonce.key()).await.1
         } else {
             None
         };
-        let response = match send(nonce.clone()).await {
-            Ok(r) => r,
-            Err(e) => {
-                drop(first_use);
-                return Err(e);
-            }
-        };
-        let fresh = response.facts().dpop_nonce.clone();
-        let error = (!response.status().is_success()).then(|| response.error());
-        let wants_nonce = error.as_ref().is_some_and(is_use_dpop_nonce);
-        if first_use.is_some() && fresh.is_none() && !wants_nonce {
-            nonces.settle(url, role);
-        }
-        drop(first_use);
-        if wants_nonce && dpop && fresh.is_some() && fresh != nonce.used() && replayable() {
-            tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
-            // Boxed: a retry is rare, and its future would otherwise double every request's.
-            let response = Box::pin(send(ProofNonce::new(nonces, url, role))).await?;
+        // The first answer lives in this statement only: a retry does not keep it in the future.
+        if let Some(answered) = {
+            let response = match send(nonce).await {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(first_use);
+                    return Err(e);
+                }
+            };
             let error = (!response.status().is_success()).then(|| response.error());
-            return Ok(Answered { response, error });
+            let wants_nonce = error.as_ref().is_some_and(is_use_dpop_nonce);
+            let retry = {
+                let facts = response.facts();
+                let fresh = facts.dpop_nonce.as_deref();
+                if first_use.is_some() && fresh.is_none() && !wants_nonce {
+                    nonces.settle_key(slot.key());
+                }
+                wants_nonce && dpop && fresh.is_some_and(|f| !nonce.signed_with(f)) && replayable()
+            };
+            drop(first_use);
+            (!retry).then_some(Answered { response, error })
+        } {
+            return Ok(answered);
         }
+        tracing::debug!(target: "agent_oauth", "retrying with the server's DPoP nonce");
+        // Boxed: a retry is rare, and its future would otherwise double every request's.
+        let response = Box::pin(send(nonce)).await?;
+        let error = (!response.status().is_success()).then(|| response.error());
         Ok(Answered { response, error })
     }
 }

@@ -11,7 +11,7 @@ use super::request::TokenParams;
 use super::response::{parse_token_response, ParseOptions};
 use crate::client_auth::ClientAuth;
 use crate::discovery::{AuthorizationServer, Endpoint, ServerMetadata};
-use crate::dpop::{send_with_nonce_retry, DpopKey, NonceCache, NonceRole, ServerNonces};
+use crate::dpop::{send_with_nonce_retry, DpopKey, NonceCache, NonceRole, NonceSlot, ServerNonces};
 use crate::error::{sanitize, Error, ErrorContext, OAuthError, OAuthErrorCode, Result};
 use crate::secret::SentSecrets;
 use crate::token::{Binding, TokenSet, TokenType};
@@ -390,10 +390,10 @@ impl OAuthClient {
         let server_nonces = ServerNonces(nonces);
         let server_nonces = &server_nonces;
         let sent = std::sync::Mutex::new(sent);
+        let slot = NonceSlot::new(&url, NonceRole::AuthorizationServer);
         let answered = send_with_nonce_retry(
             nonces,
-            &url,
-            NonceRole::AuthorizationServer,
+            &slot,
             dpop.is_some(),
             || true,
             |nonce| {

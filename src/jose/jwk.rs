@@ -1,5 +1,6 @@
 //! Public JSON Web Keys (RFC 7517) and their thumbprints (RFC 7638).
 
+use super::jws::b64_len;
 use base64::Engine as _;
 use sha2::Digest as _;
 
@@ -12,16 +13,27 @@ pub(crate) fn b64(data: &[u8]) -> String {
 
 /// Append the base64url (no padding) encoding of `data` to `out`, without a temporary string.
 pub(crate) fn b64_into(data: &[u8], out: &mut String) {
-    // Encoded slice by slice through a stack buffer: the engine's block encoder, without the
-    // per-call set-up of `encode_string`'s chunked writer (a proof encodes three values).
+    // A short value (a proof's `jti`) is encoded on the stack by the table encoder below; a
+    // longer one slice by slice through a stack buffer, by the engine's block encoder (without
+    // the per-call set-up of `encode_string`'s chunked writer).
+    const SHORT: usize = 48;
+    if data.len() <= SHORT {
+        let mut buf = [0u8; SHORT / 3 * 4];
+        let n = b64_len(data.len());
+        if let Some(dst) = buf.get_mut(..n) {
+            encode_to(data, dst);
+            // base64 output is ASCII.
+            out.push_str(std::str::from_utf8(dst).unwrap_or_default());
+        }
+        return;
+    }
     const IN: usize = 768;
     let mut buf = [0u8; IN / 3 * 4];
-    out.reserve(data.len() / 3 * 4 + [0, 2, 3][data.len() % 3]);
+    out.reserve(b64_len(data.len()));
     for chunk in data.chunks(IN) {
         let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode_slice(chunk, &mut buf)
             .unwrap_or(0);
-        // base64 output is ASCII.
         out.push_str(std::str::from_utf8(buf.get(..n).unwrap_or_default()).unwrap_or_default());
     }
 }
@@ -44,11 +56,15 @@ static B64URL_PAIRS: [[u8; 2]; 4096] = {
 /// path, which builds bytes and checks them once as a header value or string at the end.
 pub(crate) fn b64_append(data: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
+    out.resize(start + b64_len(data.len()), 0);
+    if let Some(dst) = out.get_mut(start..) {
+        encode_to(data, dst);
+    }
+}
+
+/// Encode `data` into `dst`, exactly `b64_len(data.len())` bytes long.
+fn encode_to(data: &[u8], dst: &mut [u8]) {
     let tail = data.len() % 3;
-    out.resize(start + data.len() / 3 * 4 + [0, 2, 3][tail], 0);
-    let Some(dst) = out.get_mut(start..) else {
-        return;
-    };
     let (whole, rest) = data.split_at(data.len() - tail);
     // Six input bytes (read as one word, of which eight bytes must be there) give eight
     // output bytes from four lookups, written at once.
@@ -308,6 +324,36 @@ mod tests {
 
     /// RFC 9449 §4.1 / §5 example proof key.
     const RFC9449_JWK: &str = r#"{"kty":"EC","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA","crv":"P-256"}"#;
+
+    #[test]
+    fn jose_b64_encoders_equal_the_base64_engine_at_every_length() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        // Lengths across the short (stack) and long (chunked) paths of `b64_into` and every
+        // tail of the table encoder; RFC 4648 §10 vectors among them.
+        let data: Vec<u8> = (0..2000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for n in (0..200).chain([767, 768, 769, 1536, 2000]) {
+            let want = URL_SAFE_NO_PAD.encode(&data[..n]);
+            let mut s = String::from("x");
+            b64_into(&data[..n], &mut s);
+            assert_eq!(&s[1..], want, "b64_into {n}");
+            let mut v = b"y".to_vec();
+            b64_append(&data[..n], &mut v);
+            assert_eq!(&v[1..], want.as_bytes(), "b64_append {n}");
+        }
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let mut s = String::new();
+            b64_into(input.as_bytes(), &mut s);
+            assert_eq!(s, want);
+        }
+    }
 
     #[test]
     fn jose_rfc7638_rsa_thumbprint_vector() {

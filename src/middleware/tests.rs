@@ -62,12 +62,12 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
         .insert("x-request-id", http::HeaderValue::from_static("abc"));
     *req.version_mut() = http::Version::HTTP_2;
     *req.timeout_mut() = Some(std::time::Duration::from_secs(7));
-    let copy = Spare::from_request(req.try_clone().unwrap())
+    let copy = Spare::First(req.try_clone().unwrap())
         .copy()
         .unwrap()
         .into_request(&url);
     assert!(matches!(
-        Spare::from_request(req.try_clone().unwrap()).copy(),
+        Spare::First(req.try_clone().unwrap()).copy(),
         Some(Spare::Bodyless { .. })
     ));
     assert_eq!(copy.method(), http::Method::DELETE);
@@ -79,7 +79,7 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
     // Without a timeout, none is set on the copy.
     let plain = reqwest::Request::new(http::Method::GET, url.clone());
     assert_eq!(
-        Spare::from_request(plain)
+        Spare::First(plain)
             .copy()
             .unwrap()
             .into_request(&url)
@@ -90,7 +90,7 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
     // A body that can be replayed is copied with the request.
     let mut post = reqwest::Request::new(http::Method::POST, url.clone());
     *post.body_mut() = Some(reqwest::Body::from("payload"));
-    let copy = Spare::from_request(post).copy().unwrap().into_request(&url);
+    let copy = Spare::First(post).copy().unwrap().into_request(&url);
     assert_eq!(
         copy.body().and_then(reqwest::Body::as_bytes),
         Some(&b"payload"[..])
@@ -100,7 +100,7 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
     let stream = futures_util_stream();
     let mut streaming = reqwest::Request::new(http::Method::POST, url.clone());
     *streaming.body_mut() = Some(reqwest::Body::wrap_stream(stream));
-    assert!(Spare::from_request(streaming).copy().is_none());
+    assert!(Spare::First(streaming).copy().is_none());
 }
 
 #[test]
@@ -112,10 +112,12 @@ fn middleware_first_attempt_keeps_the_request_as_it_came() {
     *req.version_mut() = http::Version::HTTP_11;
     *req.timeout_mut() = Some(std::time::Duration::from_secs(3));
     let headers = req.headers().clone();
-    // Without a body: its parts, moved, rebuilt on the call's URL.
-    let spare = Spare::from_request(req);
-    assert!(matches!(spare, Spare::Bodyless { .. }));
-    let first = spare.into_request(&url);
+    // The first attempt sends the request itself (not rebuilt on the call's URL: another URL
+    // given here is ignored); its replay copy, made first, is its parts.
+    let spare = Spare::First(req);
+    assert!(matches!(spare.copy(), Some(Spare::Bodyless { .. })));
+    let other = url::Url::parse("https://other.example/").unwrap();
+    let first = spare.into_request(&other);
     assert_eq!(first.method(), http::Method::PATCH);
     assert_eq!(first.url(), &url);
     assert_eq!(first.headers(), &headers);
@@ -126,8 +128,8 @@ fn middleware_first_attempt_keeps_the_request_as_it_came() {
     // With a body (a streaming one included, which cannot be copied): the request itself.
     let mut streaming = reqwest::Request::new(http::Method::POST, url.clone());
     *streaming.body_mut() = Some(reqwest::Body::wrap_stream(futures_util_stream()));
-    let spare = Spare::from_request(streaming);
-    assert!(matches!(spare, Spare::Request(_)));
+    let spare = Spare::First(streaming);
+    assert!(spare.copy().is_none());
     let first = spare.into_request(&url);
     assert_eq!(first.method(), http::Method::POST);
     assert!(first.body().is_some());

@@ -8,7 +8,7 @@ use http::Method;
 use url::Url;
 
 use crate::deadline::Within;
-use crate::dpop::{send_with_nonce_retry, Answer, Answered, NonceCache, NonceRole, ProofNonce};
+use crate::dpop::{send_with_nonce_retry, Answer, Answered, NonceCache, NonceSlot, ProofNonce};
 use crate::error::{Error, OAuthError, OAuthErrorCode, Result};
 use crate::event::{AgentEvent, EventHook};
 use crate::token::{TokenSet, TokenType};
@@ -54,12 +54,14 @@ pub(crate) enum Outcome<R> {
 /// classify the answer. Rejections are reported as audit events.
 ///
 /// `send` builds and sends the request for one attempt, signing every proof with the nonce
-/// [`ProofNonce::current`] gives at that moment (transport retries included).
+/// [`ProofNonce::current`] gives at that moment (transport retries included); `slot` is the
+/// request's ([`NonceSlot::new`] of its URL and the resource role).
 // A block, not an `async fn`: the arguments are kept in the future once, not copied into
 // locals as well.
 #[allow(clippy::manual_async_fn)]
 pub(crate) fn attempt<'a, 't, R, F, Fut, P>(
     nonces: &'a NonceCache,
+    slot: &'a NonceSlot<'a>,
     events: Option<&'t EventHook>,
     url: &'a Url,
     token: &'t TokenSet,
@@ -76,7 +78,7 @@ where
     async move {
         let dpop = token.token_type == TokenType::Dpop;
         let Answered { response, error } =
-            send_with_nonce_retry(nonces, url, NonceRole::Resource, dpop, replayable, send).await?;
+            send_with_nonce_retry(nonces, slot, dpop, replayable, send).await?;
         let Some(err) = error else {
             return Ok(Outcome::Done(response));
         };

@@ -11,7 +11,7 @@ use url::Url;
 
 use super::attempt::{attempt, Outcome, Rejection};
 use crate::cache::{BoxFuture, CachedToken};
-use crate::dpop::{Answer, DpopKey, NonceCache, ProofNonce};
+use crate::dpop::{Answer, DpopKey, NonceCache, NonceSlot, ProofNonce};
 use crate::error::{Error, Result};
 use crate::event::EventHook;
 use crate::token::TokenType;
@@ -99,7 +99,8 @@ pub(crate) trait Session: Send + Sync {
 /// `replayable()` (a request whose body cannot be replayed is sent once).
 ///
 /// `send` sends one attempt with the given token; every proof it signs must read the nonce
-/// from the [`ProofNonce`] at signing time.
+/// from the [`ProofNonce`] at signing time. `slot` is the call's, owned by the caller
+/// ([`NonceSlot::new`] of `url` for the resource role): the attempts share it.
 ///
 /// # Errors
 /// Token errors and whatever `send` returns; rejections are [`Outcome::Rejected`].
@@ -110,6 +111,7 @@ pub(crate) fn protected_call<'a, S, R, F, Fut>(
     session: &'a S,
     mut call: S::Call,
     url: &'a Url,
+    slot: &'a NonceSlot<'a>,
     replayable: impl Fn() -> bool + 'a,
     mut send: F,
 ) -> impl Future<Output = Result<Outcome<R>>> + 'a
@@ -127,6 +129,7 @@ where
             };
             let outcome = attempt(
                 session.nonces(),
+                slot,
                 session.events(),
                 url,
                 token.token(),

@@ -39,10 +39,10 @@ async fn run(
     let url = url();
     let script = Mutex::new(script.into_iter());
     let used = Mutex::new(Vec::new());
+    let slot = NonceSlot::new(&url, NonceRole::Resource);
     let answered = send_with_nonce_retry(
         nonces,
-        &url,
-        NonceRole::Resource,
+        &slot,
         dpop,
         || replayable,
         |nonce| {
@@ -158,10 +158,10 @@ async fn nonce_proof_reads_the_nonce_current_at_each_transport_attempt() {
     let c = NonceCache::new();
     let url = url();
     let used = Mutex::new(Vec::new());
+    let slot = NonceSlot::new(&url, NonceRole::Resource);
     let answered = send_with_nonce_retry(
         &c,
-        &url,
-        NonceRole::Resource,
+        &slot,
         true,
         || true,
         |nonce| {
@@ -189,7 +189,8 @@ fn dpop_proof_nonce_names_the_origin_of_its_url_for_both_roles() {
     ] {
         let url = Url::parse(u).unwrap();
         for role in [NonceRole::Resource, NonceRole::AuthorizationServer] {
-            let n = ProofNonce::new(&nonces, &url, role);
+            let slot = NonceSlot::new(&url, role);
+            let n = ProofNonce::new(&nonces, &slot);
             assert_eq!(n.origin(), &*OriginKey::of(&url), "{u} {role:?}");
         }
     }
@@ -197,8 +198,11 @@ fn dpop_proof_nonce_names_the_origin_of_its_url_for_both_roles() {
     let url = url();
     nonces.set(&url, "rs-nonce");
     nonces.set_token_endpoint_nonce(&url, "as-nonce");
-    let rs = ProofNonce::new(&nonces, &url, NonceRole::Resource);
-    let at = ProofNonce::new(&nonces, &url, NonceRole::AuthorizationServer);
+    let (rs, at) = (
+        NonceSlot::new(&url, NonceRole::Resource),
+        NonceSlot::new(&url, NonceRole::AuthorizationServer),
+    );
+    let (rs, at) = (ProofNonce::new(&nonces, &rs), ProofNonce::new(&nonces, &at));
     assert_eq!(rs.current().as_deref(), Some("rs-nonce"));
     assert_eq!(at.current().as_deref(), Some("as-nonce"));
     assert_eq!(rs.used().as_deref(), Some("rs-nonce"));
