@@ -7,9 +7,7 @@ use std::time::Duration;
 /// How many origins a [`NonceCache`] remembers; the least recently updated is dropped first.
 const MAX_ORIGINS: usize = 1024;
 
-use crate::transport::origin::{
-    is_valid_nonce, origin_key, OriginFacts, OriginKey, OriginObserver,
-};
+use crate::transport::origin::{is_valid_nonce, OriginFacts, OriginKey, OriginObserver};
 
 /// How long a request that finds no nonce for an origin waits, by default, for the answer to
 /// the first request to that origin (see [`NonceCache::with_first_use_wait`]).
@@ -46,8 +44,9 @@ type Hasher = foldhash::fast::RandomState;
 
 #[derive(Debug, Default)]
 struct Entries {
-    /// origin key -> (nonce, sequence number of its last update)
-    map: HashMap<String, (String, u64), Hasher>,
+    /// origin key -> (nonce, sequence number of its last update); the nonce shared, so that
+    /// the proofs reading it (every DPoP request) copy no string.
+    map: HashMap<String, (Arc<str>, u64), Hasher>,
     seq: u64,
     /// Origins whose first request is in flight, and the waiters for its answer.
     probing: HashMap<String, Arc<tokio::sync::Notify>, Hasher>,
@@ -74,12 +73,6 @@ impl NonceRole {
             NonceRole::Resource => " rs",
         }
     }
-}
-
-fn role_key(url: &url::Url, role: NonceRole) -> String {
-    let mut key = origin_key(url);
-    key.push_str(role.suffix());
-    key
 }
 
 /// The nonce store seen from the token endpoint: what the transport observes on token
@@ -132,40 +125,41 @@ impl NonceCache {
         url: &url::Url,
         role: NonceRole,
     ) -> (Option<String>, Option<FirstUse<'_>>) {
-        self.acquire_key(&OriginKey::of_with(url, role.suffix()))
-            .await
+        let key = OriginKey::of_with(url, role.suffix());
+        let guard = self.acquire_key(&key).await;
+        (self.get_key(&key).map(|n| n.to_string()), guard)
     }
 
-    /// [`acquire`](Self::acquire) for the key of an origin and role (`OriginKey::of_with(url,
-    /// role.suffix())`), built once by the caller.
-    pub(crate) async fn acquire_key(&self, probe: &str) -> (Option<String>, Option<FirstUse<'_>>) {
+    /// The first-use turn for the key of an origin and role (`OriginKey::of_with(url,
+    /// role.suffix())`, built once by the caller): `Some(guard)` for the first DPoP request to
+    /// an origin that has sent no nonce yet (it sends, the others wait for its answer); `None`
+    /// once a nonce is known (the proof reads it when it is signed, so it is not copied here),
+    /// the origin is known to do without, or after waiting (bounded) for the first answer.
+    pub(crate) async fn acquire_key(&self, probe: &str) -> Option<FirstUse<'_>> {
         let notify = {
             let mut entries = self.lock();
-            if let Some((nonce, _)) = entries.map.get(probe) {
-                return (Some(nonce.clone()), None);
-            }
-            if entries.settled.contains(probe) {
-                return (None, None);
+            if entries.map.contains_key(probe) || entries.settled.contains(probe) {
+                return None;
             }
             match entries.probing.get(probe) {
                 Some(n) => n.clone(),
                 None => {
                     if entries.probing.len() >= MAX_ORIGINS {
                         // Bounded: past this many origins in flight, nobody waits.
-                        return (None, None);
+                        return None;
                     }
                     let key = probe.to_owned();
                     entries
                         .probing
                         .insert(key.clone(), Arc::new(tokio::sync::Notify::new()));
-                    return (None, Some(FirstUse { cache: self, key }));
+                    return Some(FirstUse { cache: self, key });
                 }
             }
         };
         // Boxed: only the requests that find a first request in flight wait, and its timer
         // and waiter would otherwise sit in every DPoP request's future.
         Box::pin(self.wait_for_first_use(probe, notify)).await;
-        (self.get_key(probe), None)
+        None
     }
 
     /// Wait (bounded) until the first request to `probe`'s origin has its answer.
@@ -187,7 +181,7 @@ impl NonceCache {
     /// Record that `url`'s origin answered a DPoP request of `role` without sending a nonce.
     #[cfg(test)]
     pub(crate) fn settle(&self, url: &url::Url, role: NonceRole) {
-        self.settle_key(&role_key(url, role));
+        self.settle_key(&OriginKey::of_with(url, role.suffix()));
     }
 
     /// Record that the origin and role of `key` (`OriginKey::of_with(url, role.suffix())`)
@@ -213,6 +207,7 @@ impl NonceCache {
     /// origin are two servers.)
     pub fn get(&self, url: &url::Url) -> Option<String> {
         self.get_for(url, NonceRole::Resource)
+            .map(|n| n.to_string())
     }
 
     /// Remember `nonce` for resource requests to `url`'s origin. An invalid nonce (not
@@ -225,6 +220,7 @@ impl NonceCache {
     /// it sent one (RFC 9449 §8).
     pub fn token_endpoint_nonce(&self, url: &url::Url) -> Option<String> {
         self.get_for(url, NonceRole::AuthorizationServer)
+            .map(|n| n.to_string())
     }
 
     /// Remember `nonce` for token requests to `url`'s origin (invalid nonces are ignored).
@@ -233,12 +229,12 @@ impl NonceCache {
     }
 
     /// The nonce for a request of `role` to `url`'s origin.
-    pub(crate) fn get_for(&self, url: &url::Url, role: NonceRole) -> Option<String> {
+    pub(crate) fn get_for(&self, url: &url::Url, role: NonceRole) -> Option<Arc<str>> {
         self.get_key(&OriginKey::of_with(url, role.suffix()))
     }
 
     /// The nonce for the key of an origin and role (see [`acquire_key`](Self::acquire_key)).
-    pub(crate) fn get_key(&self, key: &str) -> Option<String> {
+    pub(crate) fn get_key(&self, key: &str) -> Option<Arc<str>> {
         self.lock().map.get(key).map(|(nonce, _)| nonce.clone())
     }
 
@@ -247,12 +243,16 @@ impl NonceCache {
         if !is_valid_nonce(nonce) {
             return;
         }
-        let key = role_key(url, role);
+        // The key on the stack: a server answering every request with the nonce it already
+        // sent (the usual case) costs no allocation.
+        let key = OriginKey::of_with(url, role.suffix());
         let mut entries = self.lock();
         entries.seq += 1;
         let seq = entries.seq;
-        if let Some(slot) = entries.map.get_mut(&key) {
-            nonce.clone_into(&mut slot.0);
+        if let Some(slot) = entries.map.get_mut(&*key) {
+            if *slot.0 != *nonce {
+                slot.0 = Arc::from(nonce);
+            }
             slot.1 = seq;
             return;
         }
@@ -266,7 +266,7 @@ impl NonceCache {
                 entries.map.remove(&oldest);
             }
         }
-        entries.map.insert(key, (nonce.to_owned(), seq));
+        entries.map.insert(key.to_owned(), (Arc::from(nonce), seq));
     }
 
     /// Read `DPoP-Nonce` from a response of `url`'s origin; if present and valid, remember it
@@ -392,6 +392,25 @@ mod tests {
         );
         assert_eq!(c.update_from_headers(&url, &h), None);
         assert_eq!(c.get(&url).as_deref(), Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"));
+    }
+
+    #[test]
+    fn dpop_nonce_store_shares_one_copy_with_every_proof_until_it_changes() {
+        let c = NonceCache::new();
+        let url = u("https://rs.example/a");
+        let key = OriginKey::of_with(&url, NonceRole::Resource.suffix());
+        c.set(&url, "n1");
+        let (a, b) = (c.get_key(&key).unwrap(), c.get_key(&key).unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "each read copies the nonce");
+        // The server sending the same nonce again changes nothing.
+        c.set(&url, "n1");
+        assert!(Arc::ptr_eq(&a, &c.get_key(&key).unwrap()));
+        // A new nonce replaces it; the old copy stays valid for whoever holds it.
+        c.set(&url, "n2");
+        let n2 = c.get_key(&key).unwrap();
+        assert_eq!((&*a, &*n2), ("n1", "n2"));
+        assert_eq!(c.get(&url).as_deref(), Some("n2"));
+        assert_eq!(c.token_endpoint_nonce(&url), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
 use url::Url;
@@ -58,7 +58,7 @@ impl Answer for HttpResponse {
 pub(crate) struct NonceSlot<'k> {
     key: Cow<'k, str>,
     role: NonceRole,
-    used: Mutex<Option<String>>,
+    used: Mutex<Option<Arc<str>>>,
 }
 
 impl std::fmt::Debug for NonceSlot<'_> {
@@ -122,21 +122,18 @@ impl<'a> ProofNonce<'a> {
 
     /// The nonce to sign the next proof with: the newest the origin sent. Call it once per
     /// proof (per transport attempt).
-    pub(crate) fn current(&self) -> Option<String> {
+    pub(crate) fn current(&self) -> Option<Arc<str>> {
         let nonce = self.nonces.get_key(self.key());
-        let mut used = crate::sync::lock(&self.slot.used);
-        match (&nonce, &mut *used) {
-            // The common case: the same nonce again, copied into the same buffer.
-            (Some(n), Some(u)) => n.clone_into(u),
-            _ => nonce.clone_into(&mut *used),
-        }
+        nonce.clone_into(&mut *crate::sync::lock(&self.slot.used));
         nonce
     }
 
     /// The nonce the last proof was signed with.
     #[cfg(test)]
     fn used(&self) -> Option<String> {
-        crate::sync::lock(&self.slot.used).clone()
+        crate::sync::lock(&self.slot.used)
+            .as_deref()
+            .map(str::to_owned)
     }
 
     /// Whether the last proof was signed with `nonce`.
@@ -189,7 +186,7 @@ where
         // answer (bounded) and then read the nonce it brought.
         let nonce = ProofNonce::new(nonces, slot);
         let first_use = if dpop {
-            nonces.acquire_key(nonce.key()).await.1
+            nonces.acquire_key(nonce.key()).await
         } else {
             None
         };

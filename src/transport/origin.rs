@@ -30,16 +30,17 @@ pub(crate) fn dpop_nonce(headers: &http::HeaderMap) -> Option<&str> {
         .filter(|n| is_valid_nonce(n))
 }
 
-/// The key per-origin state is kept under: scheme, host and effective port. Authorization
-/// server and resource server nonces are independent (RFC 9449 §8, §9), and so are different
-/// ports and schemes.
+/// The key per-origin state is kept under, as a string (what [`OriginKey`] holds).
+#[cfg(test)]
 pub(crate) fn origin_key(url: &url::Url) -> String {
     OriginKey::of(url).to_owned()
 }
 
-/// [`origin_key`] without allocating for keys up to 96 bytes (hosts of about 70 characters;
-/// longer ones are kept on the heap): what the per-request lookups (nonces, clock offsets)
-/// use.
+/// The key per-origin state is kept under: scheme, host and effective port (authorization
+/// server and resource server nonces are independent, RFC 9449 §8, §9, and so are different
+/// ports and schemes), without allocating for keys up to 96 bytes (hosts of about 70
+/// characters; longer ones are kept on the heap): what the per-request lookups (nonces, clock
+/// offsets) use.
 pub(crate) struct OriginKey {
     buf: [u8; 96],
     len: usize,

@@ -46,7 +46,9 @@ async fn run(
         dpop,
         || replayable,
         |nonce| {
-            used.lock().unwrap().push(nonce.current());
+            used.lock()
+                .unwrap()
+                .push(nonce.current().map(|n| n.to_string()));
             let resp = script.lock().unwrap().next().expect("script exhausted");
             nonces.observe(&url, &OriginFacts::of(&resp));
             async move { Ok(resp) }
@@ -167,7 +169,9 @@ async fn nonce_proof_reads_the_nonce_current_at_each_transport_attempt() {
         |nonce| {
             let first = answer(503, Some("n1"), None, "");
             c.observe(&url, &OriginFacts::of(&first));
-            used.lock().unwrap().push(nonce.current());
+            used.lock()
+                .unwrap()
+                .push(nonce.current().map(|n| n.to_string()));
             let second = answer(401, Some("n1"), Some(RS_NONCE), "");
             async move { Ok(second) }
         },
