@@ -583,6 +583,23 @@ fn stampede(c: &mut Criterion) {
             "requests stampede/10k_50ms: {:.2} token requests/round, {rounds} rounds",
             token_requests as f64 / rounds as f64
         );
+        // The machine's floor for waking that many tasks: idle tasks on the same runtime,
+        // woken by tokio's own `Notify::notify_waiters`, each timed from the wake-up to its
+        // end (no token, no cache: what the scheduler alone takes).
+        let mut woken = Vec::new();
+        for _ in 0..rounds.min(20) {
+            woken.extend(rt.block_on(wake_idle_tasks(STAMPEDE_TASKS)));
+        }
+        woken.sort_unstable();
+        eprintln!(
+            "latency control/wake_10k: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms after the \
+             wake-up, {} tasks in {} rounds",
+            fixtures::percentile(&woken, 50.0).as_secs_f64() * 1e3,
+            fixtures::percentile(&woken, 99.0).as_secs_f64() * 1e3,
+            fixtures::percentile(&woken, 100.0).as_secs_f64() * 1e3,
+            woken.len(),
+            rounds.min(20),
+        );
         let ((), counted) = alloc::measure(|| {
             round(&Mutex::new(Vec::new()), STAMPEDE_TASKS);
         });
@@ -592,6 +609,36 @@ fn stampede(c: &mut Criterion) {
         );
     }
     server_rt.block_on(async move { drop(server) });
+}
+
+/// `tasks` idle tasks waiting on one `tokio::sync::Notify`, woken at once: how long after the
+/// wake-up each one ended.
+async fn wake_idle_tasks(tasks: usize) -> Vec<Duration> {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let ready = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (notify, ready) = (notify.clone(), ready.clone());
+            tokio::spawn(async move {
+                let notified = notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                ready.fetch_add(1, Ordering::AcqRel);
+                notified.await;
+                Instant::now()
+            })
+        })
+        .collect();
+    while ready.load(Ordering::Acquire) < tasks as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let woke = Instant::now();
+    notify.notify_waiters();
+    let mut after = Vec::with_capacity(tasks);
+    for h in handles {
+        after.push(h.await.unwrap().saturating_duration_since(woke));
+    }
+    after
 }
 
 // ------------------------------------------------------------------ loopback GET

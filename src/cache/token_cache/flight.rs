@@ -176,7 +176,7 @@ impl FlightGuard {
     /// last). Each batch runs before the next is woken. A waiter not woken when this task is
     /// dropped (a runtime shutting down) is woken then.
     pub(super) async fn finish(mut self, result: Result<Arc<CachedToken>>) {
-        const BATCH: usize = 128;
+        const BATCH: usize = 64;
         let mut rest = Wakeup(self.end(result).into_iter());
         drop(self);
         loop {
