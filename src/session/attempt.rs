@@ -55,7 +55,7 @@ pub(crate) enum Outcome<R> {
 ///
 /// `send` builds and sends the request for one attempt, signing every proof with the nonce
 /// [`ProofNonce::current`] gives at that moment (transport retries included); `slot` is the
-/// request's ([`NonceSlot::new`] of its URL and the resource role).
+/// request's (for its origin and the resource role).
 // A block, not an `async fn`: the arguments are kept in the future once, not copied into
 // locals as well.
 #[allow(clippy::manual_async_fn)]

@@ -99,8 +99,8 @@ pub(crate) trait Session: Send + Sync {
 /// `replayable()` (a request whose body cannot be replayed is sent once).
 ///
 /// `send` sends one attempt with the given token; every proof it signs must read the nonce
-/// from the [`ProofNonce`] at signing time. `slot` is the call's, owned by the caller
-/// ([`NonceSlot::new`] of `url` for the resource role): the attempts share it.
+/// from the [`ProofNonce`] at signing time. `slot` is the call's, owned by the caller (for
+/// `url`'s origin and the resource role): the attempts share it.
 ///
 /// # Errors
 /// Token errors and whatever `send` returns; rejections are [`Outcome::Rejected`].
