@@ -70,3 +70,46 @@ async fn middleware_unknown_origin_without_discovery_is_refused() {
     assert!(err.to_string().contains("no configured resource"), "{err}");
     assert_eq!(other.stats().resource_requests, 0);
 }
+
+#[tokio::test]
+async fn middleware_later_calls_carry_the_resources_nonce_on_their_first_try() {
+    // The nonce a resource sent is read, for the next call's proof, under the key its resource
+    // entry keeps: once the resource has asked for one, no call through the middleware is
+    // refused for a missing nonce again.
+    let server = TestServer::start_with(
+        TestServerConfig::default()
+            .with_require_dpop_nonce(true)
+            .with_resource_require_dpop_nonce(true),
+    )
+    .await;
+    let agent = Agent::builder()
+        .issuer(server.issuer())
+        .client_id("agent")
+        .client_auth(ClientAuth::client_secret("agent-secret"))
+        .scope("read")
+        .resource(server.resource_url())
+        .build()
+        .await
+        .expect("agent");
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AgentMiddleware::new(agent))
+        .build();
+    let get = || async {
+        let resp = client
+            .get(format!("{}/reports", server.resource_url()))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+    };
+    get().await;
+    let first = server.stats();
+    assert!(first.nonce_challenges >= 1, "{first:?}");
+    for _ in 0..5 {
+        get().await;
+    }
+    let after = server.stats();
+    assert_eq!(after.nonce_challenges, first.nonce_challenges, "{after:?}");
+    assert_eq!(after.resource_requests, first.resource_requests + 5);
+    assert_eq!(after.resource_rejections, first.resource_rejections);
+}
