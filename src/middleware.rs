@@ -109,7 +109,7 @@ impl Spare {
     fn copy(&self) -> Option<Spare> {
         match self {
             Spare::First(r) => Spare::copy_of(r),
-            Spare::Request(r) => r.try_clone().map(|r| Spare::Request(Box::new(r))),
+            Spare::Request(r) => Spare::copy_of(r),
             Spare::Bodyless {
                 method,
                 headers,

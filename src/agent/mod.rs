@@ -55,11 +55,8 @@ pub(crate) struct ResourceInfo {
 
 impl ResourceInfo {
     pub(crate) fn new(resource: Url, scope: Option<Scope>, authority: Arc<Authority>) -> Arc<Self> {
-        let nonce_key = (*crate::transport::origin::OriginKey::of_with(
-            &resource,
-            crate::dpop::NonceRole::Resource.suffix(),
-        ))
-        .into();
+        let nonce_key =
+            crate::dpop::NonceSlot::store_key(&resource, crate::dpop::NonceRole::Resource).into();
         Arc::new(ResourceInfo {
             nonce_key,
             resource,

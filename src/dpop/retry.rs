@@ -73,14 +73,20 @@ impl<'k> NonceSlot<'k> {
     /// The slot of a request of `role` to `url`'s origin.
     pub(crate) fn new(url: &Url, role: NonceRole) -> Self {
         NonceSlot {
-            key: Cow::Owned(OriginKey::of_with(url, role.suffix()).to_owned()),
+            key: Cow::Owned(Self::store_key(url, role)),
             role,
             used: Mutex::new(None),
         }
     }
 
-    /// The slot of a request of `role` whose store key (`OriginKey::of_with(url,
-    /// role.suffix())`) the caller keeps.
+    /// The store key of `url`'s origin and `role`, for a caller that keeps it (a resource's,
+    /// built once) and makes its slots [`with_key`](Self::with_key).
+    pub(crate) fn store_key(url: &Url, role: NonceRole) -> String {
+        OriginKey::of_with(url, role.suffix()).to_owned()
+    }
+
+    /// The slot of a request of `role` whose store key ([`store_key`](Self::store_key)) the
+    /// caller keeps.
     pub(crate) fn with_key(key: &'k str, role: NonceRole) -> Self {
         NonceSlot {
             key: Cow::Borrowed(key),
@@ -158,8 +164,9 @@ pub(crate) fn is_use_dpop_nonce(err: &Error) -> bool {
 }
 
 /// Send with the nonce retry: `send` is called for each attempt with the [`ProofNonce`] (of
-/// `slot`, the request's origin and role) its proofs must read; a second attempt is made only for a `use_dpop_nonce` answer bringing a
-/// nonce other than the one sent, and only when `replayable()` (the request can be sent again).
+/// `slot`, the request's origin and role) its proofs must read; a second attempt is made only
+/// for a `use_dpop_nonce` answer bringing a nonce other than the one sent, and only when
+/// `replayable()` (the request can be sent again).
 ///
 /// With `dpop` false (a Bearer request) there is no proof: the request is sent once.
 ///

@@ -4,26 +4,38 @@
 use crate::support::prelude::{Agent, AgentMiddleware, ClientAuth};
 use crate::support::prelude::{TestServer, TestServerConfig};
 
-#[tokio::test]
-async fn middleware_adds_tokens_dpop_and_discovers_from_401() {
-    let server = TestServer::start_with(
+/// A server whose token endpoint and resource both demand DPoP nonces.
+async fn nonce_demanding_server() -> TestServer {
+    TestServer::start_with(
         TestServerConfig::default()
             .with_require_dpop_nonce(true)
             .with_resource_require_dpop_nonce(true),
     )
-    .await;
-    let agent = Agent::builder()
+    .await
+}
+
+/// The agent of these tests at `server`, asking for `read`.
+fn reader(server: &TestServer) -> agent_oauth::AgentBuilder {
+    Agent::builder()
         .issuer(server.issuer())
         .client_id("agent")
         .client_auth(ClientAuth::client_secret("agent-secret"))
         .scope("read")
+}
+
+/// A client whose requests go through `agent`'s middleware.
+fn through(agent: Agent) -> reqwest_middleware::ClientWithMiddleware {
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AgentMiddleware::new(agent))
         .build()
-        .await
-        .expect("agent");
+}
+
+#[tokio::test]
+async fn middleware_adds_tokens_dpop_and_discovers_from_401() {
+    let server = nonce_demanding_server().await;
+    let agent = reader(&server).build().await.expect("agent");
     let jkt = agent.dpop_key().expect("dpop").thumbprint().to_owned();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AgentMiddleware::new(agent.clone()))
-        .build();
+    let client = through(agent.clone());
     let resp = client
         .get(format!("{}/reports", server.resource_url()))
         .send()
@@ -58,9 +70,7 @@ async fn middleware_unknown_origin_without_discovery_is_refused() {
         .build()
         .await
         .expect("agent");
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AgentMiddleware::new(agent))
-        .build();
+    let client = through(agent);
     let other = TestServer::start().await;
     let err = client
         .get(other.resource_url())
@@ -76,24 +86,13 @@ async fn middleware_later_calls_carry_the_resources_nonce_on_their_first_try() {
     // The nonce a resource sent is read, for the next call's proof, under the key its resource
     // entry keeps: once the resource has asked for one, no call through the middleware is
     // refused for a missing nonce again.
-    let server = TestServer::start_with(
-        TestServerConfig::default()
-            .with_require_dpop_nonce(true)
-            .with_resource_require_dpop_nonce(true),
-    )
-    .await;
-    let agent = Agent::builder()
-        .issuer(server.issuer())
-        .client_id("agent")
-        .client_auth(ClientAuth::client_secret("agent-secret"))
-        .scope("read")
+    let server = nonce_demanding_server().await;
+    let agent = reader(&server)
         .resource(server.resource_url())
         .build()
         .await
         .expect("agent");
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(AgentMiddleware::new(agent))
-        .build();
+    let client = through(agent);
     let get = || async {
         let resp = client
             .get(format!("{}/reports", server.resource_url()))
