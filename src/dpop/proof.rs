@@ -4,7 +4,7 @@ use rand::RngCore as _;
 use sha2::Digest as _;
 
 use crate::error::{Error, Result};
-use crate::jose::{b64, b64_into, decimal, push_json_str, sign_compact_bytes, Signer};
+use crate::jose::{b64, push_json_str, sign_compact_bytes, Signer};
 
 /// The `ath` claim for an access token (RFC 9449 §4.2): base64url of its SHA-256 (over the
 /// token's ASCII bytes).
@@ -135,9 +135,7 @@ fn write_and_sign(
             + ath.map_or(0, |a| a.len() + 10),
     );
     claims.push_str("{\"jti\":\"");
-    let mut jti = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut jti);
-    b64_into(&jti, claims);
+    push_jti(claims);
     claims.push_str("\",\"htm\":");
     push_json_str(claims, htm);
     claims.push_str(",\"htu\":");
@@ -163,10 +161,33 @@ fn write_and_sign(
 
 /// Append the decimal digits of `n` (the `iat` of every proof, without the formatter).
 fn push_int(out: &mut String, n: i64) {
-    if n < 0 {
-        out.push('-');
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// The base64url alphabet (RFC 4648 §5).
+const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Characters of a proof's `jti`: the base64url of 16 bytes.
+const JTI_LEN: usize = 22;
+
+/// Append a new `jti`: 128 random bits as the base64url of 16 random bytes would write them,
+/// drawn straight from the generator's words (no bytes to encode): 21 characters of six bits,
+/// and a last one of two (its four low bits zero, as the encoding of 16 bytes ends).
+fn push_jti(out: &mut String) {
+    let mut rng = rand::thread_rng();
+    let words = [rng.next_u64(), rng.next_u64(), rng.next_u64()];
+    let mut jti = [0u8; JTI_LEN];
+    for (i, c) in jti.iter_mut().enumerate() {
+        // Ten characters (60 bits) from each word.
+        let bits = (words[i / 10] >> (6 * (i % 10))) & 63;
+        let bits = if i == JTI_LEN - 1 {
+            bits & 0b11_0000
+        } else {
+            bits
+        };
+        *c = B64URL[bits as usize];
     }
-    out.push_str(decimal(n.unsigned_abs(), &mut [0; 20]));
+    out.push_str(std::str::from_utf8(&jti).unwrap_or_default());
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub(crate) fn b64(data: &[u8]) -> String {
 
 /// Append the base64url (no padding) encoding of `data` to `out`, without a temporary string.
 pub(crate) fn b64_into(data: &[u8], out: &mut String) {
-    // A short value (a proof's `jti`) is encoded on the stack by the table encoder below; a
+    // A short value is encoded on the stack by the table encoder below; a
     // longer one slice by slice through a stack buffer, by the engine's block encoder (without
     // the per-call set-up of `encode_string`'s chunked writer).
     const SHORT: usize = 48;
@@ -106,23 +106,6 @@ fn encode_to(data: &[u8], dst: &mut [u8]) {
         }
         _ => {}
     }
-}
-
-/// The decimal digits of `n`, written into `buf` (no formatter, no allocation): the `iat` of
-/// every proof, the port of every origin key.
-pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    let mut v = n;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// Decode base64url without padding; rejects padding and the standard alphabet.

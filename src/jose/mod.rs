@@ -23,7 +23,7 @@ pub(crate) use claims::verify_parsed;
 pub use claims::{verify_jwt, Validation, VerifiedJwt};
 pub use jwk::PublicJwk;
 #[allow(unused_imports)]
-pub(crate) use jwk::{b64, b64_decode, b64_into, decimal, push_json_str, thumbprint_of_members};
+pub(crate) use jwk::{b64, b64_decode, b64_into, push_json_str, thumbprint_of_members};
 pub(crate) use jws::header_b64_with_jwk;
 pub use jws::sign_compact;
 pub(crate) use jws::sign_compact_bytes;

@@ -60,14 +60,14 @@ impl OriginKey {
             len: 0,
             heap: None,
         };
-        let mut digits = [0u8; 20];
+        let mut digits = itoa::Buffer::new();
         let port = url.port_or_known_default();
         let parts = [
             url.scheme(),
             "://",
             url.host_str().unwrap_or(""),
             if port.is_some() { ":" } else { "" },
-            port.map_or("", |p| crate::jose::decimal(u64::from(p), &mut digits)),
+            port.map_or("", |p| digits.format(p)),
             suffix,
         ];
         let total: usize = parts.iter().map(|p| p.len()).sum();

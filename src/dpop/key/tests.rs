@@ -202,17 +202,27 @@ fn dpop_proof_for_request_sets_iat_ath_and_nonce() {
 }
 
 #[test]
-fn dpop_jti_unique_across_1000_proofs() {
+fn dpop_jti_unique_across_1000_proofs_with_every_bit_random() {
     let key = DpopKey::generate();
     let u = url("https://rs.example/r");
     let mut seen = std::collections::HashSet::new();
+    // Each of the 128 bits, across the proofs: seen set, seen clear.
+    let (mut ones, mut zeros) = ([0u8; 16], [0u8; 16]);
     for _ in 0..1000 {
         let proof = key.proof("GET", &u, 1_700_000_000, None, None).unwrap();
         let (_, c, _) = decode(&proof);
         let jti = c["jti"].as_str().unwrap().to_owned();
         assert_eq!(jti.len(), 22);
+        // The base64url of 16 bytes, canonical (the decoder refuses stray low bits).
+        let bytes = b64_decode(&jti).unwrap();
+        assert_eq!(bytes.len(), 16, "{jti}");
+        for (i, b) in bytes.iter().enumerate() {
+            ones[i] |= b;
+            zeros[i] |= !b;
+        }
         assert!(seen.insert(jti));
     }
+    assert_eq!((ones, zeros), ([0xff; 16], [0xff; 16]));
     // Spot-check with both verifiers on a couple of them.
     let proof = key.proof("GET", &u, 1, None, None).unwrap();
     check_proof(&key, &proof, "GET", "https://rs.example/r", 1, None, None);
