@@ -20,6 +20,7 @@ use crate::deadline::Within;
 use crate::dpop::{Answer, NonceRole, NonceSlot, ProofNonce};
 use crate::error::Error;
 use crate::session::{protected_call, Outcome, Session};
+use crate::token::TokenType;
 use crate::transport::oauth_error;
 use crate::transport::origin::{OriginFacts, OriginObserver as _};
 
@@ -180,7 +181,7 @@ impl Middleware for AgentMiddleware {
         match agent.resource_for(&url) {
             Some(info) => Box::pin(timed(
                 deadline,
-                Call::new(req, extensions).run(agent, info, url, next),
+                call(agent, info, req, url, extensions, next),
             )),
             None if agent.discovers_resources() => Box::pin(timed(
                 deadline,
@@ -228,7 +229,79 @@ async fn discover_then_call(
         .discover_resource(&url, &challenges)
         .await
         .map_err(mw)?;
-    Box::pin(Call::new(req, extensions).run(agent, info, url, next)).await
+    Box::pin(Call::new(req, extensions).run(agent, info, url, next, None)).await
+}
+
+/// Whether `response` ends a call as it is: what the protected-call loop would hand back
+/// without a second look (a success; another status whose answer names no OAuth error and is
+/// no 401 or 403). Anything else goes to the loop (a rejection, a nonce to retry with).
+fn ends_call(response: &reqwest::Response) -> bool {
+    let status = response.status();
+    status.is_success()
+        || (status != reqwest::StatusCode::UNAUTHORIZED
+            && status != reqwest::StatusCode::FORBIDDEN
+            && !response
+                .headers()
+                .contains_key(http::header::WWW_AUTHENTICATE))
+}
+
+/// A call to a known resource. The plain case goes out from here: the cache holds a usable
+/// token and the origin's nonce state is known (no first DPoP request to it to wait for), and
+/// the answer ends the call. The protected-call loop ([`Call::run`]) runs only for the rest
+/// (a token to fetch, the origin's first request, a rejection, a nonce to retry with), in a
+/// future of its own, boxed: the plain call neither carries it nor runs through its layers.
+// A block, not an `async fn`: its arguments are kept once, not copied into locals.
+#[allow(clippy::manual_async_fn)]
+fn call<'a>(
+    agent: &'a Agent,
+    info: std::sync::Arc<crate::agent::ResourceInfo>,
+    mut req: reqwest::Request,
+    url: url::Url,
+    extensions: &'a mut Extensions,
+    next: Next<'a>,
+) -> impl std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>> + 'a {
+    async move {
+        let plain = agent.cached_token_of(&info).and_then(|token| {
+            let nonce = match token.token().token_type {
+                TokenType::Dpop => agent.nonces().known_key(&info.nonce_key)?,
+                _ => None,
+            };
+            Some((token, nonce))
+        });
+        let Some((token, nonce)) = plain else {
+            return Box::pin(Call::new(req, extensions).run(agent, info, url, next, None)).await;
+        };
+        // Copied before it is authorized, as every attempt's request is: a replay signs anew.
+        let spare = Spare::copy_of(&req);
+        let method = req.method().clone();
+        let origin = NonceSlot::origin_of(&info.nonce_key, NonceRole::Resource);
+        if let Err(e) = Session::authorize_with(
+            agent,
+            req.headers_mut(),
+            &method,
+            &url,
+            &token,
+            Some(origin),
+            nonce.as_deref(),
+        ) {
+            return Err(mw(e));
+        }
+        let response = next.clone().run(req, extensions).await?;
+        let facts = OriginFacts::parse(response.headers());
+        agent.nonces().observe(&url, &facts);
+        if ends_call(&response) {
+            return Ok(response);
+        }
+        let answer = ChainAnswer { response, facts };
+        Box::pin(Call::answered(spare, extensions, answer).run(
+            agent,
+            info,
+            url,
+            next,
+            Some((token, nonce)),
+        ))
+        .await
+    }
 }
 
 /// What one call through the middleware shares between its attempts, under one lock taken
@@ -245,6 +318,9 @@ struct CallState<'e> {
     extensions: &'e mut Extensions,
     /// The chain's own error, handed back as it is once the loop stops.
     chain_error: Option<reqwest_middleware::Error>,
+    /// The answer to a first attempt sent before the loop ([`call`]'s), for the loop's first
+    /// attempt to take instead of sending.
+    answered: Option<ChainAnswer>,
 }
 
 impl<'e> Call<'e> {
@@ -254,6 +330,20 @@ impl<'e> Call<'e> {
                 spare: Some(Spare::First(req)),
                 extensions,
                 chain_error: None,
+                answered: None,
+            }),
+        }
+    }
+
+    /// A call whose first attempt was sent already and brought `answer`; `spare` is the copy
+    /// of its request kept for a replay.
+    fn answered(spare: Option<Spare>, extensions: &'e mut Extensions, answer: ChainAnswer) -> Self {
+        Call {
+            state: std::sync::Mutex::new(CallState {
+                spare,
+                extensions,
+                chain_error: None,
+                answered: Some(answer),
             }),
         }
     }
@@ -297,6 +387,8 @@ impl<'e> Call<'e> {
         Ok((attempt, lent))
     }
 
+    /// The protected-call loop for this call. `first` is the token and nonce the call's first
+    /// attempt was sent with, when it was sent before the loop ([`Call::answered`]).
     // A block, not an `async fn`: its arguments are kept once, not copied into locals.
     #[allow(clippy::manual_async_fn)]
     fn run<'a>(
@@ -305,12 +397,17 @@ impl<'e> Call<'e> {
         info: std::sync::Arc<crate::agent::ResourceInfo>,
         url: url::Url,
         next: Next<'a>,
+        first: Option<(std::sync::Arc<CachedToken>, Option<std::sync::Arc<str>>)>,
     ) -> impl std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>> + use<'a, 'e>
     where
         'e: 'a,
     {
         async move {
-            let slot = NonceSlot::with_key(&info.nonce_key, NonceRole::Resource);
+            let (first, used) = match first {
+                Some((token, used)) => (Some(token), used),
+                None => (None, None),
+            };
+            let slot = NonceSlot::signed(&info.nonce_key, NonceRole::Resource, used);
             let (this, url, next, slot) = (&self, &url, &next, &slot);
             let outcome = protected_call(
                 agent,
@@ -318,7 +415,12 @@ impl<'e> Call<'e> {
                 url,
                 slot,
                 || this.state().spare.is_some(),
+                first,
                 |token, nonce| async move {
+                    let answered = this.state().answered.take();
+                    if let Some(answer) = answered {
+                        return Ok(answer);
+                    }
                     let (attempt, mut lent) = this.prepare(agent, url, &token, &nonce)?;
                     let sent = next.clone().run(attempt, &mut lent).await;
                     let response = {

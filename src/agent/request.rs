@@ -144,6 +144,7 @@ impl AgentRequest {
             &url,
             &slot,
             || true,
+            None,
             |token, nonce| {
                 let url = &url;
                 scope = Some(token.token().scope.clone());

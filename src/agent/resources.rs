@@ -181,6 +181,18 @@ pub(crate) struct AgentCall {
 
 impl Agent {
     /// A new call to `info`'s resource.
+    /// The cached token of a call to `info`'s resource asking no more scope, when the cache
+    /// holds a usable one: what [`Session::cached_token`] answers for a new call, without
+    /// making the call (the middleware's plain path). `None` when the cache has none, and
+    /// for a resource none of whose calls has bound its cache handle yet.
+    #[cfg(feature = "middleware")]
+    pub(crate) fn cached_token_of(&self, info: &Arc<ResourceInfo>) -> Option<Arc<CachedToken>> {
+        if self.acting.is_some() {
+            return self.cached_token(&mut self.call_for(info));
+        }
+        info.handle.get()?.peek().map(|t| t.share())
+    }
+
     pub(crate) fn call_for(&self, info: &Arc<ResourceInfo>) -> AgentCall {
         AgentCall {
             info: info.clone(),

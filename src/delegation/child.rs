@@ -313,6 +313,7 @@ impl ChildRequest {
             &url,
             &slot,
             || true,
+            None,
             |token, nonce| {
                 let url = &url;
                 async move { this.send_with(url, &token, &nonce).await }

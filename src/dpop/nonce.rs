@@ -234,6 +234,20 @@ impl NonceCache {
     }
 
     /// The nonce for the key of an origin and role (see [`acquire_key`](Self::acquire_key)).
+    /// What the store knows of the origin and role of `key` (a
+    /// [`NonceSlot::store_key`](super::NonceSlot::store_key)): `Some(Some(nonce))` for the
+    /// nonce it sent last, `Some(None)` once it answered without one, `None` while nothing is
+    /// known (its first request, with [`acquire_key`](Self::acquire_key)'s turn, is to come
+    /// or in flight). One lock, for a request that skips the turn when nothing is to wait for.
+    #[cfg(feature = "middleware")]
+    pub(crate) fn known_key(&self, key: &str) -> Option<Option<Arc<str>>> {
+        let entries = self.lock();
+        match entries.map.get(key) {
+            Some((nonce, _)) => Some(Some(nonce.clone())),
+            None => entries.settled.contains(key).then_some(None),
+        }
+    }
+
     pub(crate) fn get_key(&self, key: &str) -> Option<Arc<str>> {
         self.lock().map.get(key).map(|(nonce, _)| nonce.clone())
     }

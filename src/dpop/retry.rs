@@ -88,16 +88,33 @@ impl<'k> NonceSlot<'k> {
     /// The slot of a request of `role` whose store key ([`store_key`](Self::store_key)) the
     /// caller keeps.
     pub(crate) fn with_key(key: &'k str, role: NonceRole) -> Self {
+        Self::signed(key, role, None)
+    }
+
+    /// [`with_key`](Self::with_key) for a request whose first proof its caller signed
+    /// already, with `used` (read from the store when it signed).
+    pub(crate) fn signed(key: &'k str, role: NonceRole, used: Option<Arc<str>>) -> Self {
         NonceSlot {
             key: Cow::Borrowed(key),
             role,
-            used: Mutex::new(None),
+            used: Mutex::new(used),
         }
     }
 
     /// The store key of the origin and role.
     fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The origin's key (`scheme://host:port`, as `OriginKey::of` builds it): the store key
+    /// without its role.
+    pub(crate) fn origin(&self) -> &str {
+        Self::origin_of(&self.key, self.role)
+    }
+
+    /// The origin's key in a store key ([`store_key`](Self::store_key)) of `role`.
+    pub(crate) fn origin_of(key: &str, role: NonceRole) -> &str {
+        key.strip_suffix(role.suffix()).unwrap_or(key)
     }
 }
 
@@ -122,8 +139,7 @@ impl<'a> ProofNonce<'a> {
     /// The origin's key (`scheme://host:port`, as `OriginKey::of` builds it): the store key
     /// without its role.
     pub(crate) fn origin(&self) -> &str {
-        let key = self.slot.key();
-        key.strip_suffix(self.slot.role.suffix()).unwrap_or(key)
+        self.slot.origin()
     }
 
     /// The nonce to sign the next proof with: the newest the origin sent. Call it once per

@@ -37,7 +37,8 @@ impl Scripted {
     }
 }
 
-fn proof_nonce(headers: &HeaderMap) -> Option<String> {
+/// The nonce the request's DPoP proof carries, if any.
+pub(crate) fn proof_nonce(headers: &HeaderMap) -> Option<String> {
     let proof = headers.get("dpop")?.to_str().ok()?;
     let payload = proof.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -78,27 +79,35 @@ fn nonce_after_503(
     with_nonce(refusal)
 }
 
-/// Start the server. Routes: AS metadata, `POST /token` and `/data` (both answering 503 with a
-/// nonce first, see `nonce_after_503`), and `/scoped` (403 `insufficient_scope` asking for
-/// `read write` first, then 200).
-pub(crate) async fn start() -> Scripted {
+/// A loopback listener, its base URL (the issuer) and a router serving the metadata of an
+/// authorization server there whose token endpoint is `/token` (client credentials, DPoP with
+/// ES256).
+pub(crate) async fn listen() -> (tokio::net::TcpListener, String, axum::Router) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let seen: Seen = Arc::default();
     let metadata = serde_json::json!({
         "issuer": base,
         "token_endpoint": format!("{base}/token"),
         "dpop_signing_alg_values_supported": ["ES256"],
         "grant_types_supported": ["client_credentials"],
     });
+    let app = axum::Router::new().route(
+        "/.well-known/oauth-authorization-server",
+        axum::routing::get(move || async move { axum::Json(metadata) }),
+    );
+    (listener, base, app)
+}
+
+/// Start the server. Routes: AS metadata, `POST /token` and `/data` (both answering 503 with a
+/// nonce first, see `nonce_after_503`), and `/scoped` (403 `insufficient_scope` asking for
+/// `read write` first, then 200).
+pub(crate) async fn start() -> Scripted {
+    let (listener, base, app) = listen().await;
+    let seen: Seen = Arc::default();
     let (s1, s2, s3) = (seen.clone(), seen.clone(), seen.clone());
-    let app = axum::Router::new()
-        .route(
-            "/.well-known/oauth-authorization-server",
-            axum::routing::get(move || async move { axum::Json(metadata) }),
-        )
+    let app = app
         .route(
             "/token",
             axum::routing::post(move |headers: HeaderMap| async move {

@@ -259,3 +259,5 @@ async fn middleware_extensions_reach_every_attempt_and_keep_what_attempts_added(
     assert_eq!(resp.status(), 200);
     assert_eq!(*probe.0.lock().unwrap(), vec![(Some(7), 0), (Some(7), 1)]);
 }
+
+mod plain;

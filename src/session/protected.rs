@@ -64,6 +64,29 @@ pub(crate) trait Session: Send + Sync {
         token: &CachedToken,
         nonce: Option<&ProofNonce<'_>>,
     ) -> Result<()> {
+        // The attempt's nonce store key names the origin already: no key to build again.
+        let origin = nonce.map(ProofNonce::origin);
+        let dpop = token.token().token_type == TokenType::Dpop;
+        let current = if dpop {
+            nonce.and_then(ProofNonce::current)
+        } else {
+            None
+        };
+        self.authorize_with(headers, method, url, token, origin, current.as_deref())
+    }
+
+    /// [`authorize`](Self::authorize) with the nonce read already: `nonce` is what a proof
+    /// carries (the origin's current one), `origin` the key of `url`'s origin
+    /// (`OriginKey::of`) when the caller has it.
+    fn authorize_with(
+        &self,
+        headers: &mut HeaderMap,
+        method: &Method,
+        url: &Url,
+        token: &CachedToken,
+        origin: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<()> {
         let key = self.dpop_key();
         let dpop = token.token().token_type == TokenType::Dpop;
         if dpop && key.is_none() {
@@ -74,20 +97,12 @@ pub(crate) trait Session: Send + Sync {
         }
         headers.insert(http::header::AUTHORIZATION, token.authorization()?);
         if let (true, Some(key)) = (dpop, key) {
-            // The attempt's nonce store key names the origin already: no key to build again.
-            let now = match nonce {
-                Some(n) => self.transport().server_time_at(n.origin()),
+            let now = match origin {
+                Some(o) => self.transport().server_time_at(o),
                 None => self.transport().server_time(url),
             };
             let iat = crate::clock::unix_secs(now);
-            let current = nonce.and_then(ProofNonce::current);
-            let v = key.proof_header(
-                method.as_str(),
-                url,
-                iat,
-                current.as_deref(),
-                Some(token.ath()),
-            )?;
+            let v = key.proof_header(method.as_str(), url, iat, nonce, Some(token.ath()))?;
             headers.insert(crate::dpop::DPOP_HEADER, v);
         }
         Ok(())
@@ -100,7 +115,10 @@ pub(crate) trait Session: Send + Sync {
 ///
 /// `send` sends one attempt with the given token; every proof it signs must read the nonce
 /// from the [`ProofNonce`] at signing time. `slot` is the call's, owned by the caller (for
-/// `url`'s origin and the resource role): the attempts share it.
+/// `url`'s origin and the resource role): the attempts share it. `first` is the token of a
+/// first attempt the caller sent already, before the loop (its `send` answers the loop's
+/// first attempt with that attempt's response): the loop's first attempt is that token's, not
+/// the one the cache holds by then.
 ///
 /// # Errors
 /// Token errors and whatever `send` returns; rejections are [`Outcome::Rejected`].
@@ -113,6 +131,7 @@ pub(crate) fn protected_call<'a, S, R, F, Fut>(
     url: &'a Url,
     slot: &'a NonceSlot<'a>,
     replayable: impl Fn() -> bool + 'a,
+    mut first: Option<Arc<CachedToken>>,
     mut send: F,
 ) -> impl Future<Output = Result<Outcome<R>>> + 'a
 where
@@ -123,8 +142,11 @@ where
 {
     async move {
         loop {
-            let token = match session.cached_token(&mut call) {
-                Some(hit) => hit,
+            // The cache is asked even for a first token given: that binds the call to its
+            // cache entry, which a rejection renews.
+            let hit = session.cached_token(&mut call);
+            let token = match first.take().or(hit) {
+                Some(token) => token,
                 None => session.token(&mut call).await?,
             };
             let outcome = attempt(
