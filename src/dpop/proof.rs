@@ -4,7 +4,7 @@ use rand::RngCore as _;
 use sha2::Digest as _;
 
 use crate::error::{Error, Result};
-use crate::jose::{b64, push_json_str, sign_compact_bytes, Signer};
+use crate::jose::{b64, b64_into, push_json_str, sign_compact_parts, Signer};
 
 /// The `ath` claim for an access token (RFC 9449 §4.2): base64url of its SHA-256 (over the
 /// token's ASCII bytes).
@@ -73,7 +73,10 @@ fn is_method_token(htm: &str) -> bool {
 /// Build and sign a DPoP proof, as bytes (base64url and dots: ready to become a header value).
 ///
 /// `header_b64` is the key's cached, already-encoded protected header. The claims are written
-/// by hand into one pre-sized buffer: this is the hot path of every DPoP request.
+/// by hand: this is the hot path of every DPoP request. Those that stay the same from one
+/// request to the next (`htm`, `htu`, `ath`) come first, and the base64url of their JSON is
+/// kept per thread (see [`ProofBufs`]): a request like the last one encodes only `iat`,
+/// `nonce` and `jti`.
 pub(crate) fn build_proof(
     header_b64: &str,
     signer: &dyn Signer,
@@ -86,77 +89,174 @@ pub(crate) fn build_proof(
     if !is_method_token(htm) {
         return Err(Error::config("DPoP `htm` is not an HTTP method token"));
     }
-    let (htu_a, htu_b) = htu_parts(htu);
-    // The claims are written into a buffer kept per thread (a proof is built per request);
-    // a signer that builds a proof itself while signing gets a buffer of its own.
-    let sign = |claims: &mut String| {
-        write_and_sign(
-            claims,
-            header_b64,
-            signer,
-            (htm, htu, htu_a, htu_b),
-            iat,
-            nonce,
-            ath,
-        )
+    let fixed = Fixed {
+        htm,
+        htu,
+        parts: htu_parts(htu),
+        ath,
     };
-    CLAIMS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut claims) => {
-            claims.clear();
-            let proof = sign(&mut claims);
-            if claims.capacity() > 4096 {
-                // A huge URL or nonce once: do not keep its buffer.
-                *claims = String::new();
-            }
+    // A signer that builds a proof itself while signing gets buffers of its own.
+    BUFS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let proof = bufs.sign(header_b64, signer, &fixed, iat, nonce);
+            bufs.trim();
             proof
         }
-        Err(_) => sign(&mut String::new()),
+        Err(_) => ProofBufs::default().sign(header_b64, signer, &fixed, iat, nonce),
     })
 }
 
 thread_local! {
-    static CLAIMS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static BUFS: std::cell::RefCell<ProofBufs> = std::cell::RefCell::default();
 }
 
-fn write_and_sign(
-    claims: &mut String,
-    header_b64: &str,
-    signer: &dyn Signer,
-    (htm, htu, htu_a, htu_b): (&str, &url::Url, &str, &str),
-    iat: i64,
-    nonce: Option<&str>,
-    ath: Option<&str>,
-) -> Result<Vec<u8>> {
-    claims.reserve(
-        80 + htm.len()
-            + htu_a.len()
-            + htu_b.len()
-            + nonce.map_or(0, |n| n.len() + 12)
-            + ath.map_or(0, |a| a.len() + 10),
-    );
-    claims.push_str("{\"jti\":\"");
-    push_jti(claims);
-    claims.push_str("\",\"htm\":");
-    push_json_str(claims, htm);
-    claims.push_str(",\"htu\":");
-    if htu_b.is_empty() {
-        push_json_str(claims, htu_a);
-    } else {
-        push_json_str(claims, &normalize_htu(htu));
-    }
-    claims.push_str(",\"iat\":");
-    push_int(claims, iat);
-    if let Some(nonce) = nonce {
-        claims.push_str(",\"nonce\":");
-        push_json_str(claims, nonce);
-    }
-    if let Some(ath) = ath {
-        claims.push_str(",\"ath\":");
-        push_json_str(claims, ath);
-    }
-    claims.push('}');
+/// The claims a request fixes: the same for every proof of one token to one URL.
+struct Fixed<'a> {
+    htm: &'a str,
+    htu: &'a url::Url,
+    /// [`htu_parts`] of `htu`.
+    parts: (&'a str, &'a str),
+    ath: Option<&'a str>,
+}
 
-    sign_compact_bytes(header_b64, claims.as_bytes(), signer)
+/// A thread's proof buffers: the claims of the proof being built, and the fixed claims of the
+/// last one, encoded.
+///
+/// The fixed claims' JSON (`{"htm":..,"htu":..,"ath":..`) is kept as the base64url of its
+/// whole 3-byte groups and the 0–2 bytes after them: the base64url of the whole payload is
+/// that encoding followed by the encoding of those bytes and the per-proof claims (a 3-byte
+/// boundary is a boundary of the encoding).
+#[derive(Default)]
+struct ProofBufs {
+    /// The per-proof part of the payload being built (after the fixed claims' last bytes).
+    claims: String,
+    /// What the kept encoding is of: method, `htu`, `ath` (`None`: nothing kept yet).
+    htm: String,
+    htu: String,
+    ath: Option<String>,
+    /// The base64url of the fixed claims' JSON, its whole 3-byte groups.
+    encoded: String,
+    /// The JSON's bytes after those groups (at most 2).
+    rest: String,
+}
+
+impl ProofBufs {
+    /// Whether the kept encoding is of `fixed`'s claims.
+    fn holds(&self, fixed: &Fixed<'_>) -> bool {
+        let (a, b) = fixed.parts;
+        let htu = self.htu.as_bytes();
+        !self.encoded.is_empty()
+            && htu.len() == a.len() + b.len()
+            && same(self.htm.as_bytes(), fixed.htm.as_bytes())
+            && same(htu.get(..a.len()).unwrap_or_default(), a.as_bytes())
+            && same(htu.get(a.len()..).unwrap_or_default(), b.as_bytes())
+            && match (&self.ath, fixed.ath) {
+                (Some(kept), Some(ath)) => same(kept.as_bytes(), ath.as_bytes()),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+
+    /// Encode `fixed`'s claims and keep them.
+    fn keep(&mut self, fixed: &Fixed<'_>) {
+        let (a, b) = fixed.parts;
+        self.htm.clear();
+        self.htm.push_str(fixed.htm);
+        self.htu.clear();
+        if b.is_empty() {
+            self.htu.push_str(a);
+        } else {
+            self.htu.push_str(&normalize_htu(fixed.htu));
+        }
+        match (&mut self.ath, fixed.ath) {
+            (Some(kept), Some(ath)) => {
+                kept.clear();
+                kept.push_str(ath);
+            }
+            (kept, ath) => *kept = ath.map(str::to_owned),
+        }
+        let json = &mut self.claims;
+        json.clear();
+        json.push_str("{\"htm\":");
+        push_json_str(json, &self.htm);
+        json.push_str(",\"htu\":");
+        push_json_str(json, &self.htu);
+        if let Some(ath) = &self.ath {
+            json.push_str(",\"ath\":");
+            push_json_str(json, ath);
+        }
+        // Split where the encoding has a boundary; non-ASCII (an `ath` a caller gave) is
+        // encoded whole with every proof rather than split inside a character.
+        let whole = if json.is_ascii() {
+            json.len() / 3 * 3
+        } else {
+            0
+        };
+        let (head, tail) = json.split_at(whole);
+        self.encoded.clear();
+        // Left empty (nothing kept: `holds` is false) only for non-ASCII claims; ASCII ones
+        // are at least `{"htm":"X","htu":""`, whole groups of them.
+        b64_into(head.as_bytes(), &mut self.encoded);
+        self.rest.clear();
+        self.rest.push_str(tail);
+    }
+
+    fn sign(
+        &mut self,
+        header_b64: &str,
+        signer: &dyn Signer,
+        fixed: &Fixed<'_>,
+        iat: i64,
+        nonce: Option<&str>,
+    ) -> Result<Vec<u8>> {
+        if !self.holds(fixed) {
+            self.keep(fixed);
+        }
+        let claims = &mut self.claims;
+        claims.clear();
+        claims.reserve(self.rest.len() + 60 + nonce.map_or(0, |n| n.len() + 12));
+        claims.push_str(&self.rest);
+        claims.push_str(",\"iat\":");
+        push_int(claims, iat);
+        if let Some(nonce) = nonce {
+            claims.push_str(",\"nonce\":");
+            push_json_str(claims, nonce);
+        }
+        claims.push_str(",\"jti\":\"");
+        push_jti(claims);
+        claims.push_str("\"}");
+        sign_compact_parts(header_b64, &self.encoded, claims.as_bytes(), signer)
+    }
+
+    /// Let go of buffers a huge URL, token or nonce grew.
+    fn trim(&mut self) {
+        let big = |s: &String| s.capacity() > 4096;
+        if big(&self.claims)
+            || big(&self.htu)
+            || big(&self.encoded)
+            || self.ath.as_ref().is_some_and(big)
+        {
+            *self = ProofBufs::default();
+        }
+    }
+}
+
+/// Whether `a` and `b` are equal, compared a word at a time inline: for the few dozen bytes
+/// of a URL or an `ath`, a call to `memcmp` per string costs more than the comparing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = wa
+        .remainder()
+        .iter()
+        .zip(wb.remainder())
+        .fold(0u64, |acc, (x, y)| acc | u64::from(x ^ y));
+    wa.zip(wb)
+        .fold(tail, |acc, (x, y)| acc | (word(x) ^ word(y)))
+        == 0
 }
 
 /// Append the decimal digits of `n` (the `iat` of every proof, without the formatter).
@@ -274,6 +374,24 @@ mod tests {
             let mut out = String::from(":");
             push_int(&mut out, n);
             assert_eq!(out, format!(":{n}"));
+        }
+    }
+
+    #[test]
+    fn dpop_fixed_claims_compare_like_slices() {
+        // Every length around the word size, a difference at every position, and lengths
+        // that differ.
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same(&a, &b), "{n} {at}");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same(&a, &longer), "{n}");
         }
     }
 

@@ -43,14 +43,30 @@ pub(crate) fn sign_compact_bytes(
     claims_json: &[u8],
     signer: &dyn Signer,
 ) -> Result<Vec<u8>> {
+    sign_compact_parts(header_b64, "", claims_json, signer)
+}
+
+/// [`sign_compact_bytes`] for claims whose first bytes (a multiple of 3) the caller encoded
+/// already: the payload is `payload_b64` followed by the base64url of `claims_rest`.
+pub(crate) fn sign_compact_parts(
+    header_b64: &str,
+    payload_b64: &str,
+    claims_rest: &[u8],
+    signer: &dyn Signer,
+) -> Result<Vec<u8>> {
     // Sized exactly for the signature the algorithm produces, so that the buffer becomes a
     // header value without being copied again (`Bytes::from` keeps a full buffer as it is).
     let mut out = Vec::with_capacity(
-        header_b64.len() + 2 + b64_len(claims_json.len()) + b64_len(signature_len(signer.alg())),
+        header_b64.len()
+            + 2
+            + payload_b64.len()
+            + b64_len(claims_rest.len())
+            + b64_len(signature_len(signer.alg())),
     );
     out.extend_from_slice(header_b64.as_bytes());
     out.push(b'.');
-    b64_append(claims_json, &mut out);
+    out.extend_from_slice(payload_b64.as_bytes());
+    b64_append(claims_rest, &mut out);
     let sig = signer.sign(&out)?;
     if sig.is_empty() {
         return Err(Error::Crypto("signer returned an empty signature".into()));

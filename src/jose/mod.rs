@@ -26,7 +26,7 @@ pub use jwk::PublicJwk;
 pub(crate) use jwk::{b64, b64_decode, b64_into, push_json_str, thumbprint_of_members};
 pub(crate) use jws::header_b64_with_jwk;
 pub use jws::sign_compact;
-pub(crate) use jws::sign_compact_bytes;
+pub(crate) use jws::sign_compact_parts;
 pub(crate) use signer::public_jwk_of;
 pub use signer::{P256Signer, RingSigner, Signer};
 pub(crate) use verify::CompactJws;

@@ -457,3 +457,56 @@ fn dpop_key_is_send_sync_clone() {
     fn check<T: Send + Sync + Clone>() {}
     check::<DpopKey>();
 }
+
+#[test]
+fn dpop_proofs_reuse_the_last_requests_encoding_and_stay_exact() {
+    // Proofs in a row for the same request, then another, and back: every one verifies,
+    // carries exactly its own claims, and its payload is the one base64url encoding of them.
+    // The fixed claims' JSON takes every length modulo 3 (paths of 1, 2 and 3 bytes, with and
+    // without `ath`), userinfo is dropped from `htu`, and an `ath` that is not ASCII (which
+    // is encoded whole each time) works too.
+    let key = DpopKey::generate();
+    let t1 = ath("token-1");
+    let urls = [
+        "https://rs.example/a",
+        "https://rs.example/ab",
+        "https://rs.example/abc",
+        "https://user:pw@rs.example/abc?q=1",
+    ];
+    let aths = [None, Some(t1.as_str()), Some("é-ath")];
+    let methods = ["GET", "POST"];
+    // Three orders, so that each of method, URL and `ath` changes alone from one proof to
+    // the next somewhere.
+    let mut cases = Vec::new();
+    for u in urls {
+        for m in methods {
+            for a in aths {
+                cases.push((m, u, a));
+            }
+        }
+        for a in aths {
+            for m in methods {
+                cases.push((m, u, a));
+            }
+        }
+    }
+    for m in methods {
+        for a in aths {
+            for u in urls {
+                cases.push((m, u, a));
+            }
+        }
+    }
+    let mut iat = 1_700_000_000;
+    for (m, u, a) in cases {
+        let htu = url(u);
+        let want_htu = normalize_htu(&htu);
+        for nonce in [None, Some("n-1"), Some("n-22")] {
+            iat += 1;
+            let proof = key.proof(m, &htu, iat, nonce, a).unwrap();
+            check_proof(&key, &proof, m, &want_htu, iat, nonce, a);
+            let payload = proof.split('.').nth(1).unwrap();
+            assert_eq!(b64(&b64_decode(payload).unwrap()), payload);
+        }
+    }
+}
