@@ -77,12 +77,18 @@ impl Answer for ChainAnswer {
 }
 
 /// The request of a call's next attempt: the request itself until its first attempt sends it,
-/// then a copy to replay. A copy of a request without a body (most calls) is its parts:
-/// copying those allocates nothing when it has no headers, where `try_clone` copies the URL
-/// and builds an extension map for the timeout every time; a copy with a body is boxed, so
-/// the call's future carries the smaller parts only.
+/// then a copy to replay ([`Replay`]).
 enum Spare {
     First(reqwest::Request),
+    Copy(Replay),
+}
+
+/// A copy of a request to replay. A copy of a request without a body (most calls) is its
+/// parts: copying those allocates nothing when it has no headers, where `try_clone` copies
+/// the URL and builds an extension map for the timeout every time; a copy with a body is
+/// boxed. Either is about half a request's size, for the futures that keep one (the plain
+/// call's across its send).
+enum Replay {
     Request(Box<reqwest::Request>),
     Bodyless {
         method: http::Method,
@@ -92,50 +98,53 @@ enum Spare {
     },
 }
 
-impl Spare {
-    /// A copy of `req` to replay, if it can be replayed (a streaming body cannot).
-    fn copy_of(req: &reqwest::Request) -> Option<Spare> {
+impl Replay {
+    /// A copy of `req`, if it can be replayed (a streaming body cannot).
+    fn of(req: &reqwest::Request) -> Option<Replay> {
         if req.body().is_some() {
-            return req.try_clone().map(|r| Spare::Request(Box::new(r)));
+            return req.try_clone().map(|r| Replay::Request(Box::new(r)));
         }
-        Some(Spare::Bodyless {
+        Some(Replay::Bodyless {
             method: req.method().clone(),
             headers: req.headers().clone(),
             version: req.version(),
             timeout: req.timeout().copied(),
         })
     }
+}
 
+impl Spare {
     /// A copy to replay, if the request can be replayed.
     fn copy(&self) -> Option<Spare> {
-        match self {
-            Spare::First(r) => Spare::copy_of(r),
-            Spare::Request(r) => Spare::copy_of(r),
-            Spare::Bodyless {
+        let copy = match self {
+            Spare::First(r) => Replay::of(r)?,
+            Spare::Copy(Replay::Request(r)) => Replay::of(r)?,
+            Spare::Copy(Replay::Bodyless {
                 method,
                 headers,
                 version,
                 timeout,
-            } => Some(Spare::Bodyless {
+            }) => Replay::Bodyless {
                 method: method.clone(),
                 headers: headers.clone(),
                 version: *version,
                 timeout: *timeout,
-            }),
-        }
+            },
+        };
+        Some(Spare::Copy(copy))
     }
 
     /// The request, to `url` (the URL of the request the copy was made of).
     fn into_request(self, url: &url::Url) -> reqwest::Request {
         match self {
             Spare::First(r) => r,
-            Spare::Request(r) => *r,
-            Spare::Bodyless {
+            Spare::Copy(Replay::Request(r)) => *r,
+            Spare::Copy(Replay::Bodyless {
                 method,
                 headers,
                 version,
                 timeout,
-            } => {
+            }) => {
                 let mut r = reqwest::Request::new(method, url.clone());
                 *r.headers_mut() = headers;
                 *r.version_mut() = version;
@@ -272,7 +281,7 @@ fn call<'a>(
             return Box::pin(Call::new(req, extensions).run(agent, info, url, next, None)).await;
         };
         // Copied before it is authorized, as every attempt's request is: a replay signs anew.
-        let spare = Spare::copy_of(&req);
+        let spare = Replay::of(&req);
         let method = req.method().clone();
         let origin = NonceSlot::origin_of(&info.nonce_key, NonceRole::Resource);
         if let Err(e) = Session::authorize_with(
@@ -293,13 +302,15 @@ fn call<'a>(
             return Ok(response);
         }
         let answer = ChainAnswer { response, facts };
-        Box::pin(Call::answered(spare, extensions, answer).run(
-            agent,
-            info,
-            url,
-            next,
-            Some((token, nonce)),
-        ))
+        Box::pin(
+            Call::answered(spare.map(Spare::Copy), extensions, answer).run(
+                agent,
+                info,
+                url,
+                next,
+                Some((token, nonce)),
+            ),
+        )
         .await
     }
 }

@@ -68,7 +68,7 @@ fn middleware_replay_copy_keeps_method_headers_version_timeout_and_body() {
         .into_request(&url);
     assert!(matches!(
         Spare::First(req.try_clone().unwrap()).copy(),
-        Some(Spare::Bodyless { .. })
+        Some(Spare::Copy(Replay::Bodyless { .. }))
     ));
     assert_eq!(copy.method(), http::Method::DELETE);
     assert_eq!(copy.url(), &url);
@@ -115,7 +115,10 @@ fn middleware_first_attempt_keeps_the_request_as_it_came() {
     // The first attempt sends the request itself (not rebuilt on the call's URL: another URL
     // given here is ignored); its replay copy, made first, is its parts.
     let spare = Spare::First(req);
-    assert!(matches!(spare.copy(), Some(Spare::Bodyless { .. })));
+    assert!(matches!(
+        spare.copy(),
+        Some(Spare::Copy(Replay::Bodyless { .. }))
+    ));
     let other = url::Url::parse("https://other.example/").unwrap();
     let first = spare.into_request(&other);
     assert_eq!(first.method(), http::Method::PATCH);
