@@ -10,7 +10,7 @@
 //! | `cache/hit_2x64`, `cache/hit_1x64` | `TokenHandle::get` hits, 64 tasks per worker, time per hit per worker thread | each other |
 //! | `agent/access_token_hit_2x64`, `agent/access_token_hit_1x64` | the same through `Agent::access_token` | each other |
 //! | `control/coarse_clock_2x64`, `control/coarse_clock_1x64` | the same reading the coarse clock: whether the machine's two cores are independent | each other |
-//! | `stampede/10k_50ms` | 10,000 tasks on one cold key whose token endpoint answers after 50 ms: time per stampede, and each caller's latency above the delay | one caller's cold call on a new agent, run before each stampede (`latency ...` line) |
+//! | `stampede/10k_50ms` | 10,000 tasks on one cold key whose token endpoint answers after 50 ms: time per stampede, and each caller's latency above the delay | one caller's cold call on a new agent, run before each stampede (`latency ...` line); each caller's end after its round's first (`spread ...` line) |
 //! | `agent/loopback_get` | `Agent::get(url).send()` to an axum server on 127.0.0.1 | `reqwest/loopback_get` + one signature |
 //! | `reqwest/loopback_get` | the same GET with a plain `reqwest::Client` | |
 //! | `agent/loopback_get_above_reqwest` | the agent's GET minus the plain one, timed back to back in each iteration, the server on the client's thread | one signature (ring, timed in the same samples: `budget ...` line) + 8 µs |
@@ -485,11 +485,15 @@ fn stampede(c: &mut Criterion) {
     let rt = fixtures::runtime(2);
     let resource = server.resource_url();
     let latencies: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+    // Each caller's end after the first end of its round: the wake-up's spread alone, apart
+    // from how late the round's token answer came.
+    let spread: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
     let mut rounds = 0u64;
     let mut token_requests = 0u64;
 
     // One stampede on a new agent (a cold key): every caller's latency, from its own call.
     let round = |latencies: &Mutex<Vec<Duration>>, callers: usize| {
+        let mut ends = Vec::with_capacity(callers);
         rt.block_on(async {
             let agent = fixtures::builder(&server, &resource).build().await.unwrap();
             let before = server.stats().token_requests;
@@ -512,6 +516,7 @@ fn stampede(c: &mut Criterion) {
             for t in tasks {
                 let (called, done) = t.await.unwrap();
                 mine.push(done - called);
+                ends.push(done);
                 first_done = Some(first_done.map_or(done, |f| f.min(done)));
                 last_done = Some(last_done.map_or(done, |l| l.max(done)));
                 last_call = last_call.max(called);
@@ -529,6 +534,13 @@ fn stampede(c: &mut Criterion) {
                 );
             }
             latencies.lock().unwrap().extend(mine);
+            if callers > 1 {
+                let first = first_done.unwrap();
+                spread
+                    .lock()
+                    .unwrap()
+                    .extend(ends.iter().map(|&d| d - first));
+            }
             (wall, server.stats().token_requests - before)
         })
     };
@@ -578,6 +590,16 @@ fn stampede(c: &mut Criterion) {
             over_lone(50.0),
             over_lone(99.0),
             over_lone(100.0),
+        );
+        let mut spread = std::mem::take(&mut *spread.lock().unwrap());
+        spread.sort_unstable();
+        let after_first = |p| fixtures::percentile(&spread, p).as_secs_f64() * 1e3;
+        eprintln!(
+            "spread stampede/10k_50ms: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms after the \
+             round's first caller was served",
+            after_first(50.0),
+            after_first(99.0),
+            after_first(100.0),
         );
         eprintln!(
             "requests stampede/10k_50ms: {:.2} token requests/round, {rounds} rounds",

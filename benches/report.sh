@@ -212,6 +212,9 @@ row "cold stampede: 10,000 callers, token endpoint 50 ms" \
     "above a lone caller: ${over:-n/a} (above the 50 ms delay: p99 ${p99:-n/a} ms, p50 ${p50:-n/a}, max ${pmax:-n/a}; ${reqs:-n/a} token requests)" \
     "lone cold caller ${lone:-n/a} ms above the delay" "-" "p99 ≤ +3 ms" \
     "$(met "$over_p99 <= 3" "$over_p99")"
+sp="$(line spread stampede/10k_50ms)"
+row "the same, each caller's end after its round's first caller was served (the wake-up's spread, without a late token answer)" \
+    "$(sed -n 's/^spread [^:]*: \(.*\) after the round.*/\1/p' <<<"$sp")" "-" "-" "-" "-"
 w="$(line latency control/wake_10k)"
 row "control: 10,000 idle tasks woken by tokio's Notify::notify_waiters, 2 workers (machine check)" \
     "$(sed -n 's/^latency [^:]*: \(.*\) after the wake-up.*/\1/p' <<<"$w") after the wake-up" \
