@@ -242,8 +242,9 @@ async fn discover_then_call(
 }
 
 /// Whether `response` ends a call as it is: what the protected-call loop would hand back
-/// without a second look (a success; another status whose answer names no OAuth error and is
-/// no 401 or 403). Anything else goes to the loop (a rejection, a nonce to retry with).
+/// without a second look (a success; any other status but 401 and 403 without
+/// `WWW-Authenticate`, so naming no OAuth error). Anything else goes to the loop (a
+/// rejection, a nonce to retry with).
 fn ends_call(response: &reqwest::Response) -> bool {
     let status = response.status();
     status.is_success()

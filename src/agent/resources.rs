@@ -180,7 +180,6 @@ pub(crate) struct AgentCall {
 }
 
 impl Agent {
-    /// A new call to `info`'s resource.
     /// The cached token of a call to `info`'s resource asking no more scope, when the cache
     /// holds a usable one: what [`Session::cached_token`] answers for a new call, without
     /// making the call (the middleware's plain path). `None` when the cache has none, and
@@ -193,6 +192,7 @@ impl Agent {
         info.handle.get()?.peek().map(|t| t.share())
     }
 
+    /// A new call to `info`'s resource.
     pub(crate) fn call_for(&self, info: &Arc<ResourceInfo>) -> AgentCall {
         AgentCall {
             info: info.clone(),

@@ -233,7 +233,6 @@ impl NonceCache {
         self.get_key(&OriginKey::of_with(url, role.suffix()))
     }
 
-    /// The nonce for the key of an origin and role (see [`acquire_key`](Self::acquire_key)).
     /// What the store knows of the origin and role of `key` (a
     /// [`NonceSlot::store_key`](super::NonceSlot::store_key)): `Some(Some(nonce))` for the
     /// nonce it sent last, `Some(None)` once it answered without one, `None` while nothing is
@@ -248,6 +247,7 @@ impl NonceCache {
         }
     }
 
+    /// The nonce for the key of an origin and role (see [`acquire_key`](Self::acquire_key)).
     pub(crate) fn get_key(&self, key: &str) -> Option<Arc<str>> {
         self.lock().map.get(key).map(|(nonce, _)| nonce.clone())
     }
