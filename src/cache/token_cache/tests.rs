@@ -399,17 +399,23 @@ fn released(release: Arc<tokio::sync::Notify>) -> Arc<dyn TokenSource> {
     })
 }
 
-/// Waiters are served first come, first served, over several wake-up batches: in a stampede
-/// the callers that waited longest get the token first.
+/// Waiters are served first come, first served: over several wake-up batches on the fetch
+/// task (a crowd up to `CROWD`), and from the waking thread (a larger one). In a stampede the
+/// callers that waited longest get the token first.
 #[tokio::test]
 async fn cache_flight_wakes_waiters_in_the_order_they_joined() {
-    const WAITERS: usize = 700;
+    flight_order(200).await;
+    flight_order(700).await;
+    const _: () = assert!(200 < super::flight::CROWD && 700 > super::flight::CROWD);
+}
+
+async fn flight_order(waiters: usize) {
     let release = Arc::new(tokio::sync::Notify::new());
     let cache = TokenCache::new(no_jitter());
     let h = cache.handle(&key("c"), || released(release.clone()));
     let done = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    for i in 0..WAITERS {
+    for i in 0..waiters {
         let (h, done) = (h.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let t = h.get().await.unwrap();
@@ -425,7 +431,7 @@ async fn cache_flight_wakes_waiters_in_the_order_they_joined() {
         t.await.unwrap();
     }
     let order = done.lock().unwrap().clone();
-    assert_eq!(order, (0..WAITERS).collect::<Vec<_>>());
+    assert_eq!(order, (0..waiters).collect::<Vec<_>>());
 }
 
 /// A waiter that gave up before the result (dropped) keeps its place but stops nobody: every
@@ -453,11 +459,8 @@ async fn cache_flight_dropped_waiters_do_not_stop_the_others() {
     }
 }
 
-/// A fetch task dropped while it wakes its waiters (its runtime shut down) wakes the rest as
-/// it goes: a waiter on another runtime is not left waiting.
-#[test]
-fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stops() {
-    const WAITERS: usize = 10_000;
+/// A runtime of one thread for the fetch, and one of one worker for the waiters.
+fn two_runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
     let fetch_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -467,17 +470,31 @@ fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stop
         .enable_all()
         .build()
         .unwrap();
-    let release = Arc::new(tokio::sync::Notify::new());
-    let cache = TokenCache::new(no_jitter());
-    let h = cache.handle(&key("e"), || released(release.clone()));
-    // The flight starts on `fetch_rt`.
-    fetch_rt.block_on(async {
+    (fetch_rt, wait_rt)
+}
+
+/// Start `h`'s flight on `rt`.
+fn start_flight(rt: &tokio::runtime::Runtime, h: &TokenHandle) {
+    rt.block_on(async {
         let first = h.clone();
         tokio::spawn(async move { first.get().await.map(|_| ()) });
         while h.fetch_count() == 0 {
             tokio::task::yield_now().await;
         }
     });
+}
+
+/// A fetch task dropped while it wakes its waiters (its runtime shut down) wakes the rest as
+/// it goes: a waiter on another runtime is not left waiting.
+#[test]
+fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stops() {
+    const WAITERS: usize = 10_000;
+    let (fetch_rt, wait_rt) = two_runtimes();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let cache = TokenCache::new(no_jitter());
+    let h = cache.handle(&key("e"), || released(release.clone()));
+    // The flight starts on `fetch_rt`.
+    start_flight(&fetch_rt, &h);
     // Waiters on the other runtime: dozens of wake-up batches.
     let joined = Arc::new(AtomicUsize::new(0));
     let others: Vec<_> = (0..WAITERS)
@@ -507,6 +524,54 @@ fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stop
             let got = tokio::time::timeout(Duration::from_secs(5), t).await;
             let token = got.expect("woken").unwrap().unwrap();
             assert_eq!(token.access_token.secret(), "t");
+        }
+    });
+}
+
+/// A crowd is woken from a thread of its own: every waiter is served while the runtime that
+/// ran the fetch is kept busy right after it (its batches on the fetch task would wait).
+#[test]
+fn cache_flight_large_crowd_is_served_while_the_fetch_runtime_is_busy() {
+    const WAITERS: usize = 1_000;
+    let (fetch_rt, wait_rt) = two_runtimes();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let cache = TokenCache::new(no_jitter());
+    let h = cache.handle(&key("f"), || released(release.clone()));
+    start_flight(&fetch_rt, &h);
+    let (joined, served) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            let (h, joined, served) = (h.clone(), joined.clone(), served.clone());
+            wait_rt.spawn(async move {
+                joined.fetch_add(1, Ordering::SeqCst);
+                let t = h.get().await.map(|t| t.token().clone());
+                served.fetch_add(1, Ordering::SeqCst);
+                t
+            })
+        })
+        .collect();
+    wait_rt.block_on(async {
+        while joined.load(Ordering::SeqCst) < WAITERS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+    fetch_rt.block_on(async {
+        release.notify_one();
+        // A few turns for the fetch task (it publishes the token and ends the flight), then
+        // this runtime's only thread is busy.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let start = std::time::Instant::now();
+        while served.load(Ordering::SeqCst) < WAITERS && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(served.load(Ordering::SeqCst), WAITERS);
+    });
+    wait_rt.block_on(async {
+        for t in waiters {
+            assert_eq!(t.await.unwrap().unwrap().access_token.secret(), "t");
         }
     });
 }
