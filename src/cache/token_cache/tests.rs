@@ -459,8 +459,39 @@ async fn cache_flight_dropped_waiters_do_not_stop_the_others() {
     }
 }
 
+type Runtime = tokio::runtime::Runtime;
+
+/// A flight for `name`'s key started on a runtime of one thread, a runtime of one worker for
+/// its waiters, and what releases the fetch.
+fn flight_on_a_runtime_of_its_own(
+    name: &str,
+) -> (
+    Runtime,
+    Runtime,
+    Arc<tokio::sync::Notify>,
+    TokenCache,
+    TokenHandle,
+) {
+    let (fetch_rt, wait_rt) = two_runtimes();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let cache = TokenCache::new(no_jitter());
+    let h = cache.handle(&key(name), || released(release.clone()));
+    start_flight(&fetch_rt, &h);
+    (fetch_rt, wait_rt, release, cache, h)
+}
+
+/// Wait on `rt` until `n` waiters have joined, and a little more (they are in the flight).
+fn wait_until_joined(rt: &Runtime, joined: &AtomicUsize, n: usize) {
+    rt.block_on(async {
+        while joined.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+}
+
 /// A runtime of one thread for the fetch, and one of one worker for the waiters.
-fn two_runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+fn two_runtimes() -> (Runtime, Runtime) {
     let fetch_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -489,12 +520,8 @@ fn start_flight(rt: &tokio::runtime::Runtime, h: &TokenHandle) {
 #[test]
 fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stops() {
     const WAITERS: usize = 10_000;
-    let (fetch_rt, wait_rt) = two_runtimes();
-    let release = Arc::new(tokio::sync::Notify::new());
-    let cache = TokenCache::new(no_jitter());
-    let h = cache.handle(&key("e"), || released(release.clone()));
     // The flight starts on `fetch_rt`.
-    start_flight(&fetch_rt, &h);
+    let (fetch_rt, wait_rt, release, _cache, h) = flight_on_a_runtime_of_its_own("e");
     // Waiters on the other runtime: dozens of wake-up batches.
     let joined = Arc::new(AtomicUsize::new(0));
     let others: Vec<_> = (0..WAITERS)
@@ -506,12 +533,7 @@ fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stop
             })
         })
         .collect();
-    wait_rt.block_on(async {
-        while joined.load(Ordering::SeqCst) < WAITERS {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    });
+    wait_until_joined(&wait_rt, &joined, WAITERS);
     // Answer, give the fetch task one turn (it publishes the token and wakes some batches),
     // then stop its runtime.
     fetch_rt.block_on(async {
@@ -533,11 +555,7 @@ fn cache_flight_waiters_on_another_runtime_are_woken_when_the_fetch_runtime_stop
 #[test]
 fn cache_flight_large_crowd_is_served_while_the_fetch_runtime_is_busy() {
     const WAITERS: usize = 1_000;
-    let (fetch_rt, wait_rt) = two_runtimes();
-    let release = Arc::new(tokio::sync::Notify::new());
-    let cache = TokenCache::new(no_jitter());
-    let h = cache.handle(&key("f"), || released(release.clone()));
-    start_flight(&fetch_rt, &h);
+    let (fetch_rt, wait_rt, release, _cache, h) = flight_on_a_runtime_of_its_own("f");
     let (joined, served) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let waiters: Vec<_> = (0..WAITERS)
         .map(|_| {
@@ -550,12 +568,7 @@ fn cache_flight_large_crowd_is_served_while_the_fetch_runtime_is_busy() {
             })
         })
         .collect();
-    wait_rt.block_on(async {
-        while joined.load(Ordering::SeqCst) < WAITERS {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    });
+    wait_until_joined(&wait_rt, &joined, WAITERS);
     fetch_rt.block_on(async {
         release.notify_one();
         // A few turns for the fetch task (it publishes the token and ends the flight), then
