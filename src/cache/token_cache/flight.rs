@@ -1,12 +1,13 @@
 //! A key's single flight: where its waiters wait, the guard that always ends it, and the
 //! shared deadline clock of waiters that bound their wait.
 //!
-//! Waiters are woken **in the order they joined**, a batch at a time (a large crowd from a
-//! thread of its own, into the runtime's shared queue): a cold stampede's first callers, who
-//! have waited longest, get the token first. (A `tokio::sync::watch` channel wakes
-//! its waiters shard by shard, in no particular order, and all at once, so that the earliest
-//! callers' latency was set by the slowest shard and the scheduler's overflow queue.) A woken
-//! waiter reads the result from a cell written once, without a lock.
+//! Waiters are woken **in the order they joined**, a batch at a time (a large crowd, past its
+//! first batch, from the process's waking thread into the runtime's shared queue): a cold
+//! stampede's first callers, who have waited longest, get the token first. (A
+//! `tokio::sync::watch` channel wakes its waiters shard by shard, in no particular order, and
+//! all at once, so that the earliest callers' latency was set by the slowest shard and the
+//! scheduler's overflow queue.) A woken waiter reads the result from a cell written once,
+//! without a lock.
 //!
 //! A waiter with a deadline does not arm a timer of its own: thousands of callers joining one
 //! cold key would each register (and, once woken, cancel) a timer, which costs more than the
@@ -61,7 +62,7 @@ impl Flight {
     /// Wake every waiter at once.
     fn wake_all(st: std::sync::MutexGuard<'_, State>) {
         for w in Self::take_waiters(st) {
-            w.wake();
+            wake(w);
         }
     }
 
@@ -177,30 +178,30 @@ impl FlightGuard {
     /// last). Each batch runs before the next is woken. A waiter not woken when this task is
     /// dropped (a runtime shutting down) is woken then.
     ///
-    /// A crowd larger than [`CROWD`] is woken from a thread of its own instead: woken from
-    /// outside the runtime's workers, the waiters go to its shared queue, which both workers
-    /// take from evenly, where waking them from one worker leaves the other stealing from its
-    /// queue (10,000 waiters on 2 workers: p99 of the spread 4.1–4.6 ms instead of 7.9–8.8). Should
-    /// the thread not start, they are woken here, at once.
+    /// A crowd larger than [`CROWD`] is woken by the waking thread ([`wake_elsewhere`]) past
+    /// its first batch: woken from outside the runtime's workers, the waiters go to its
+    /// shared queue, which both workers take from evenly, where waking them from one worker
+    /// leaves the other stealing from its queue (10,000 waiters on 2 workers: p99 of the
+    /// spread 4.1–4.6 ms instead of 7.9–8.8). The first batch is woken here, onto this
+    /// worker's own queue, and the rest handed over at once: the callers that waited longest
+    /// do not wait for that thread, and the others do not wait for the first batch to run.
+    /// Each of the two keeps its waiters' order; which of them a worker takes from first is
+    /// the scheduler's choice.
     pub(super) async fn finish(mut self, result: Result<Arc<CachedToken>>) {
-        const BATCH: usize = 64;
         let mut rest = Wakeup(self.end(result).into_iter());
         drop(self);
-        if rest.0.len() > CROWD {
-            // A thread that fails to start drops its closure, and `rest` wakes them all.
-            let _ = std::thread::Builder::new()
-                .name("agent-oauth-wake".into())
-                .spawn(move || drop(rest));
-            return;
-        }
+        let crowd = rest.0.len() > CROWD;
         loop {
             let mut woken = 0;
             for w in rest.0.by_ref().take(BATCH) {
-                w.wake();
+                wake(w);
                 woken += 1;
             }
             if woken < BATCH {
                 return;
+            }
+            if crowd {
+                return wake_elsewhere(rest);
             }
             tokio::task::yield_now().await;
         }
@@ -222,9 +223,19 @@ impl FlightGuard {
     }
 }
 
-/// Waiters past which a flight's end wakes them from a thread of its own
+/// Waiters woken at a time on the task that ends a flight.
+pub(super) const BATCH: usize = 64;
+
+/// Waiters past which a flight's end hands all but its first batch to the waking thread
 /// ([`FlightGuard::finish`]): below it, the batches on the fetch task are done as soon.
 pub(super) const CROWD: usize = 256;
+
+/// Wake `w`. A waker that panics (not tokio's) stops neither the waiters after it nor the
+/// task or thread waking them: a panic while a crowd's wakers are dropped in unwinding would
+/// abort the process.
+fn wake(w: Waker) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
+}
 
 /// Waiters still to wake; dropped, it wakes them all.
 struct Wakeup(std::vec::IntoIter<Waker>);
@@ -232,9 +243,36 @@ struct Wakeup(std::vec::IntoIter<Waker>);
 impl Drop for Wakeup {
     fn drop(&mut self) {
         for w in self.0.by_ref() {
-            w.wake();
+            wake(w);
         }
     }
+}
+
+/// Wake `rest` from the process's waking thread, `agent-oauth-wake`: one thread, started on
+/// the first crowd and kept, that wakes each crowd handed to it in order (starting a thread
+/// per crowd cost 0.12–0.2 ms before the first of them was woken). Should the thread not
+/// start, or be gone, they are woken here, at once.
+fn wake_elsewhere(rest: Wakeup) {
+    static WAKER: OnceLock<Option<std::sync::mpsc::Sender<Wakeup>>> = OnceLock::new();
+    let sender = WAKER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Wakeup>();
+        std::thread::Builder::new()
+            .name("agent-oauth-wake".into())
+            .spawn(move || {
+                for mut crowd in rx {
+                    for w in crowd.0.by_ref() {
+                        wake(w);
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(sender) = sender else {
+        return drop(rest);
+    };
+    // A send that fails gives the crowd back, and dropping it wakes them all.
+    let _ = sender.send(rest);
 }
 
 impl Drop for FlightGuard {

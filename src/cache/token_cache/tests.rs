@@ -400,16 +400,23 @@ fn released(release: Arc<tokio::sync::Notify>) -> Arc<dyn TokenSource> {
 }
 
 /// Waiters are served first come, first served: over several wake-up batches on the fetch
-/// task (a crowd up to `CROWD`), and from the waking thread (a larger one). In a stampede the
-/// callers that waited longest get the token first.
+/// task (a crowd up to `CROWD`); and in a larger crowd, its first batch (woken on the fetch
+/// task) and the rest (from the waking thread) each in the order they joined. In a stampede
+/// the callers that waited longest get the token first.
 #[tokio::test]
 async fn cache_flight_wakes_waiters_in_the_order_they_joined() {
-    flight_order(200).await;
-    flight_order(700).await;
-    const _: () = assert!(200 < super::flight::CROWD && 700 > super::flight::CROWD);
+    use super::flight::{BATCH, CROWD};
+    const _: () = assert!(200 < CROWD && 700 > CROWD && 4 * BATCH < 700);
+    assert_eq!(flight_order(200).await, (0..200).collect::<Vec<_>>());
+    let order = flight_order(700).await;
+    let first: Vec<_> = order.iter().copied().filter(|&i| i < BATCH).collect();
+    let rest: Vec<_> = order.iter().copied().filter(|&i| i >= BATCH).collect();
+    assert_eq!(first, (0..BATCH).collect::<Vec<_>>());
+    assert_eq!(rest, (BATCH..700).collect::<Vec<_>>());
 }
 
-async fn flight_order(waiters: usize) {
+/// The order in which `waiters` waiters, joined one after another, were served.
+async fn flight_order(waiters: usize) -> Vec<usize> {
     let release = Arc::new(tokio::sync::Notify::new());
     let cache = TokenCache::new(no_jitter());
     let h = cache.handle(&key("c"), || released(release.clone()));
@@ -431,7 +438,64 @@ async fn flight_order(waiters: usize) {
         t.await.unwrap();
     }
     let order = done.lock().unwrap().clone();
-    assert_eq!(order, (0..waiters).collect::<Vec<_>>());
+    order
+}
+
+/// Crowds past `CROWD` are woken by one thread, started once and kept. A waker that panics
+/// (not tokio's) stops nothing: neither the waiters after it, in the fetch task's batch or
+/// the thread's, nor the thread, which serves the next crowd too.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn cache_flight_waking_thread_serves_every_crowd_and_survives_panicking_wakers() {
+    use std::future::Future;
+    use std::task::{Context, Wake, Waker};
+    struct Panics;
+    impl Wake for Panics {
+        fn wake(self: Arc<Self>) {
+            panic!("a waker that panics");
+        }
+    }
+    fn waking_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "agent-oauth-wak")
+            .count()
+    }
+    let cache = TokenCache::new(no_jitter());
+    let panicking = Waker::from(Arc::new(Panics));
+    for round in 0..2 {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let h = cache.handle(&key(&format!("w{round}")), || released(release.clone()));
+        let mut tasks = Vec::new();
+        let mut held = Vec::new();
+        // Waiters 10 and 100 (in the fetch task's first batch, and past it) panic when woken.
+        for i in 0..400 {
+            if i == 10 || i == 100 {
+                let mut f = Box::pin(h.get());
+                assert!(f
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&panicking))
+                    .is_pending());
+                held.push(f);
+                continue;
+            }
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                h.get().await.map(|t| t.token().clone())
+            }));
+            // Each waiter joins before the next (one thread: it runs at this yield).
+            tokio::task::yield_now().await;
+        }
+        const _: () = assert!(10 < super::flight::BATCH && 100 > super::flight::BATCH);
+        release.notify_one();
+        for t in tasks {
+            let got = tokio::time::timeout(Duration::from_secs(5), t).await;
+            assert_eq!(got.unwrap().unwrap().unwrap().access_token.secret(), "t");
+        }
+        assert_eq!(h.fetch_count(), 1);
+        assert_eq!(waking_threads(), 1, "round {round}");
+    }
 }
 
 /// A waiter that gave up before the result (dropped) keeps its place but stops nobody: every
