@@ -309,20 +309,33 @@ impl Agent {
         }
         let name = resource.unwrap_or("");
         let epoch = self.handles_epoch();
-        let handle = match self
-            .inner
-            .fast
-            .with(epoch, name, |h| h.peek().ok_or_else(|| h.clone()))
+        // The shared flight clock bounds a wait: no timer per caller (a stampede of first
+        // calls would arm and cancel thousands).
+        let deadline = self.inner.transport.config().deadline;
+        let spilled = match self.inner.fast.slot(epoch, name) {
+            Ok(h) => {
+                if let Some(hit) = h.peek() {
+                    return Ok(hit);
+                }
+                // Waited on borrowed from its slot: a stampede's waiters write no shared
+                // count to hold the handle.
+                return h.get_within(deadline).await;
+            }
+            Err(spilled) => spilled,
+        };
+        let handle = match spilled
+            .then(|| {
+                self.inner
+                    .fast
+                    .spilled(epoch, name, |h| h.peek().ok_or_else(|| h.clone()))
+            })
+            .flatten()
         {
             Some(Ok(hit)) => return Ok(hit),
             Some(Err(h)) => h,
             None => self.resolve_handle(resource)?,
         };
-        // The shared flight clock bounds the wait: no timer per caller (a stampede of first
-        // calls would arm and cancel thousands).
-        handle
-            .get_within(self.inner.transport.config().deadline)
-            .await
+        handle.get_within(deadline).await
     }
 
     /// The handle `access_token(resource)` uses, kept for the next call (up to 16 resources;

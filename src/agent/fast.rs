@@ -47,17 +47,35 @@ impl FastHandles {
         name: &str,
         f: impl FnOnce(&TokenHandle) -> R,
     ) -> Option<R> {
+        match self.slot(epoch, name) {
+            Ok(h) => Some(f(h)),
+            Err(spilled) => spilled.then(|| self.spilled(epoch, name, f)).flatten(),
+        }
+    }
+
+    /// The handle a slot keeps for `name` in `epoch`, borrowed for as long as these handles
+    /// live (a slot is set once and never emptied). Else whether the copy-on-write list may
+    /// hold it (every slot is bound).
+    #[inline]
+    pub(super) fn slot(&self, epoch: u64, name: &str) -> Result<&TokenHandle, bool> {
         let claimed = self.claimed.load(Ordering::Acquire);
         for slot in self.slots.iter().take(claimed) {
             if let Some(s) = slot.get() {
                 if s.epoch == epoch && *s.name == *name {
-                    return Some(f(&s.handle));
+                    return Ok(&s.handle);
                 }
             }
         }
-        if claimed < SLOTS {
-            return None;
-        }
+        Err(claimed >= SLOTS)
+    }
+
+    /// `f` applied to the handle the copy-on-write list keeps for `name` in `epoch`.
+    pub(super) fn spilled<R>(
+        &self,
+        epoch: u64,
+        name: &str,
+        f: impl FnOnce(&TokenHandle) -> R,
+    ) -> Option<R> {
         let spill = self.spill.load();
         spill
             .iter()

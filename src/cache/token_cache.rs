@@ -110,6 +110,12 @@ impl fmt::Debug for TokenRef {
 }
 
 impl TokenRef {
+    /// Whether the token is borrowed from the cache slot (no count written to hold it).
+    #[cfg(test)]
+    pub(crate) fn is_borrowed(&self) -> bool {
+        matches!(self.0, Held::Borrowed(_))
+    }
+
     /// The token as a shared pointer: one reference-count increment, no copy.
     pub(crate) fn share(&self) -> Arc<CachedToken> {
         match &self.0 {
@@ -222,9 +228,17 @@ impl TokenHandle {
             return Ok(t);
         }
         let bound = (tokio::time::Instant::now(), deadline);
-        flight::wait(self.entry.join(Some(bound)), Some(bound))
-            .await
-            .map(|t| TokenRef(Held::Owned(t)))
+        let flight = flight::ended(self.entry.join(Some(bound)), Some(bound)).await?;
+        let token = flight.outcome()?;
+        // The fetch stored its token in the entry before it ended the flight: borrowed from
+        // there, the token costs no write to its shared count, which thousands of waiters
+        // woken at once would all make (a newer token stored since is not this one, and is
+        // shared instead).
+        let guard = self.entry.current.load();
+        if guard.as_ref().is_some_and(|c| Arc::ptr_eq(c, token)) {
+            return Ok(TokenRef(Held::Borrowed(guard)));
+        }
+        Ok(TokenRef(Held::Owned(token.clone())))
     }
 
     /// Drop the cached token (after the resource rejected it); the next `get` fetches anew,

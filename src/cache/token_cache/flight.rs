@@ -69,6 +69,16 @@ impl Flight {
     fn ended(&self) -> bool {
         self.0.result.get().is_some()
     }
+
+    /// The fetch's result, borrowed: the token, or a copy of the fetch's error. Read once the
+    /// flight [`ended`]; before, an error (never seen: `ended` returns only ended flights).
+    pub(super) fn outcome(&self) -> Result<&Arc<CachedToken>> {
+        match self.0.result.get() {
+            Some(Ok(token)) => Ok(token),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(Error::config("the token fetch has not ended")),
+        }
+    }
 }
 
 /// The flight in progress, as the entry keeps it.
@@ -125,17 +135,26 @@ pub(super) async fn wait(
     flight: Flight,
     bound: Option<(Instant, Duration)>,
 ) -> Result<Arc<CachedToken>> {
+    let flight = ended(flight, bound).await?;
+    flight.outcome().map(Arc::clone)
+}
+
+/// Wait for the flight to end and give it back, its result set ([`Flight::result`]); with a
+/// deadline, give up once the flight's ticker says it is (nearly) past. A waiter that only
+/// reads the result need not clone it: in a stampede every clone is a write to one shared
+/// count, from every worker.
+pub(super) async fn ended(flight: Flight, bound: Option<(Instant, Duration)>) -> Result<Flight> {
     // Where this waiter's waker sits: (round, index).
     let mut place: Option<(u64, usize)> = None;
     poll_fn(|cx| {
-        if let Some(r) = flight.0.result.get() {
-            return Poll::Ready(r.clone());
+        if flight.0.result.get().is_some() {
+            return Poll::Ready(Ok(()));
         }
         let mut st = flight.state();
         // Read again under the lock: the result is written before the waiters are taken, so
         // a waiter that registers after that finds it here.
-        if let Some(r) = flight.0.result.get() {
-            return Poll::Ready(r.clone());
+        if flight.0.result.get().is_some() {
+            return Poll::Ready(Ok(()));
         }
         if let (Some((started, deadline)), Some((now, period))) = (bound, st.tick) {
             if now + period >= started + deadline {
@@ -158,7 +177,8 @@ pub(super) async fn wait(
         }
         Poll::Pending
     })
-    .await
+    .await?;
+    Ok(flight)
 }
 
 /// Ends a key's flight whatever happens to the task running it: normally with the fetch's

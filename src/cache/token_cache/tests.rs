@@ -399,6 +399,51 @@ fn released(release: Arc<tokio::sync::Notify>) -> Arc<dyn TokenSource> {
     })
 }
 
+/// A waiter woken at a flight's end borrows the fetched token from the entry, as a hit does:
+/// thousands of waiters woken at once write nothing shared to hold it. Should a newer token
+/// have replaced it before the waiter reads, the waiter gets the flight's own token, shared.
+#[tokio::test]
+async fn cache_flight_waiters_borrow_the_fetched_token_from_the_entry() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let release = Arc::new(tokio::sync::Notify::new());
+    let cache = TokenCache::new(no_jitter());
+    let h = cache.handle(&key("b"), || released(release.clone()));
+
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let t = h.get_within(Duration::from_secs(5)).await.unwrap();
+            (t.is_borrowed(), t.token().access_token.secret().to_owned())
+        })
+    };
+    tokio::task::yield_now().await;
+    release.notify_one();
+    assert_eq!(waiter.await.unwrap(), (true, "t".to_owned()));
+
+    // A second flight; once it has ended, a newer token is put in before the waiter reads.
+    h.invalidate();
+    let mut waiting = Box::pin(h.get_within(Duration::from_secs(5)));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    release.notify_one();
+    while h.fetch_count() < 2 || h.peek().is_none() {
+        tokio::task::yield_now().await;
+    }
+    // The fetch task stored the token; let it end the flight.
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    h.insert(token("newer", 0, 3600));
+    let Poll::Ready(got) = waiting.as_mut().poll(&mut cx) else {
+        panic!("the flight has ended");
+    };
+    let got = got.unwrap();
+    assert!(!got.is_borrowed());
+    assert_eq!(got.token().access_token.secret(), "t");
+    assert_eq!(h.peek().unwrap().token().access_token.secret(), "newer");
+}
+
 /// Waiters are served first come, first served: over several wake-up batches on the fetch
 /// task (a crowd up to `CROWD`); and in a larger crowd, its first batch (woken on the fetch
 /// task) and the rest (from the waking thread) each in the order they joined. In a stampede
