@@ -215,6 +215,10 @@ row "cold stampede: 10,000 callers, token endpoint 50 ms" \
 sp="$(line spread stampede/10k_50ms)"
 row "the same, each caller's end after its round's first caller was served (the wake-up's spread, without a late token answer)" \
     "$(sed -n 's/^spread [^:]*: \(.*\) after the round.*/\1/p' <<<"$sp")" "-" "-" "-" "-"
+l="$(line latency stampede/10k_50ms_built_on_spawner)"
+row "the same with the agent built on the thread that spawns the callers (its allocator arena's lock delays the token request; see benches/agent.rs)" \
+    "above a lone caller built the same way: $(sed -n 's/^latency [^:]*: above the lone caller: \([^;]*\);.*/\1/p' <<<"$l")" \
+    "-" "-" "report" "-"
 w="$(line latency control/wake_10k)"
 row "control: 10,000 idle tasks woken by tokio's Notify::notify_waiters, 2 workers (machine check)" \
     "$(sed -n 's/^latency [^:]*: \(.*\) after the wake-up.*/\1/p' <<<"$w") after the wake-up" \
