@@ -491,4 +491,6 @@ use flight::{Flight, FlightGuard, Slot};
 use map::Shards;
 
 #[cfg(test)]
+mod flight_tests;
+#[cfg(test)]
 mod tests;
