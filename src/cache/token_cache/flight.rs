@@ -139,7 +139,7 @@ pub(super) async fn wait(
     flight.outcome().map(Arc::clone)
 }
 
-/// Wait for the flight to end and give it back, its result set ([`Flight::result`]); with a
+/// Wait for the flight to end and give it back, its result set ([`Flight::outcome`]); with a
 /// deadline, give up once the flight's ticker says it is (nearly) past. A waiter that only
 /// reads the result need not clone it: in a stampede every clone is a write to one shared
 /// count, from every worker.
@@ -278,13 +278,8 @@ fn wake_elsewhere(rest: Wakeup) {
         let (tx, rx) = std::sync::mpsc::channel::<Wakeup>();
         std::thread::Builder::new()
             .name("agent-oauth-wake".into())
-            .spawn(move || {
-                for mut crowd in rx {
-                    for w in crowd.0.by_ref() {
-                        wake(w);
-                    }
-                }
-            })
+            // A crowd dropped wakes its waiters, in order.
+            .spawn(move || rx.into_iter().for_each(drop))
             .ok()
             .map(|_| tx)
     });
